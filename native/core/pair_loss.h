@@ -1,0 +1,319 @@
+// The loss of one preference pair and its derivatives (LOSSES.md), and the batch loss over all
+// pairs. One header for g++ and nvcc: the CPU's stage 3 (reference.cpp) and the GPU's stage-3
+// kernel both call preferenceLossOfBatch, so the two agree to the last bit of fp64.
+//
+// Inputs of a pair i (rows i and P+i):
+//   pw, pl   summed sequence log-probs pi[i], pi[P+i] (never averaged here)
+//   rw, rl   reference log-probs (0 for the reference-free simpo and orpo)
+//   nw, nl   counted tokens of each row (0: an empty row)
+// pairLoss returns the loss and dLoss/dpw, dLoss/dpl: the chain rule through averageLogProb's
+// division by n, and through the division by n of the length-normalized losses, is included.
+//
+// Empty rows: every division by n is guarded (x/0 counts as 0, for pi and ref alike), and the
+// derivative with respect to an empty row's pi is 0, so an empty row never produces NaN.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "host_device.h"
+#include "preference_loss.h"
+
+namespace fusedpo {
+
+struct PairTerms {
+  double loss;
+  double dpw, dpl;  // dLoss/dpw, dLoss/dpl
+};
+
+// The log-ratios a loss sees: uw = (pw - rw) * kw and ul = (pl - rl) * kl, where k = 1/n when
+// the loss divides by length (its own formula, or averageLogProb) and 1 otherwise. The metrics
+// are computed from these same values.
+struct PairMargins {
+  double uw, ul;
+  double kw, kl;  // d uw / d pw, d ul / d pl
+};
+
+// ORPO's odds need a mean log-prob a < 0: at a = 0 (every token predicted with fp32 probability
+// 1, or an empty row) log(1 - e^a) is -inf. a is clamped to at most this bound, which caps the
+// log-odds at about 13.8 and the derivative 1/(1 - e^a) at about 1e6; past it the gradient is 0.
+constexpr double kOrpoMaxMeanLogp = -1e-6;
+
+// log sigmoid(x) = min(x, 0) - log1p(exp(-|x|)): no overflow for any x.
+FUSEDPO_HD inline double logSigmoid(double x) { return fmin(x, 0.0) - log1p(exp(-fabs(x))); }
+
+// sigmoid(x), exp of a non-positive number only. logSigmoid'(x) = sigmoid(-x).
+FUSEDPO_HD inline double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + exp(-x));
+  const double e = exp(x);
+  return e / (1.0 + e);
+}
+
+FUSEDPO_HD inline double inverseOrZero(double n) { return n > 0 ? 1.0 / n : 0.0; }
+
+FUSEDPO_HD inline bool isLengthNormalized(LossKind kind) {
+  return kind == LossKind::Ipo || kind == LossKind::SigmoidNorm || kind == LossKind::Simpo ||
+         kind == LossKind::Orpo;
+}
+
+FUSEDPO_HD inline bool isReferenceFree(LossKind kind) {
+  return kind == LossKind::Simpo || kind == LossKind::Orpo;
+}
+
+FUSEDPO_HD inline PairMargins pairMargins(const LossParams& p, double pw, double pl, double rw,
+                                          double rl, double nw, double nl) {
+  const bool dividesByLength = isLengthNormalized(p.kind) || p.averageLogProb;
+  if (isReferenceFree(p.kind)) rw = rl = 0.0;
+  PairMargins m;
+  m.kw = dividesByLength ? inverseOrZero(nw) : 1.0;
+  m.kl = dividesByLength ? inverseOrZero(nl) : 1.0;
+  m.uw = (pw - rw) * m.kw;
+  m.ul = (pl - rl) * m.kl;
+  return m;
+}
+
+// ORPO's log-odds o(a) = log(p / (1 - p)) with p = e^a: a - log(-expm1(a)), and
+// o'(a) = 1 / (1 - e^a) = -1 / expm1(a).
+FUSEDPO_HD inline double orpoLogOdds(double a) { return a - log(-expm1(a)); }
+FUSEDPO_HD inline double orpoLogOddsSlope(double a) { return -1.0 / expm1(a); }
+
+// Every case computes the loss L(uw, ul) and gw = dL/duw, gl = dL/dul; D = uw - ul, b = beta,
+// e = labelSmoothing, s = sigmoid, ls = logSigmoid (ls'(x) = s(-x), s'(x) = s(x) s(-x)).
+FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, double rw,
+                                     double rl, double nw, double nl) {
+  const PairMargins m = pairMargins(p, pw, pl, rw, rl, nw, nl);
+  const double uw = m.uw, ul = m.ul, D = uw - ul;
+  const double b = p.beta, e = p.labelSmoothing;
+  double loss = 0, gw = 0, gl = 0;
+  switch (p.kind) {
+    // DPO (Rafailov 2023, arXiv 2305.18290), conservative DPO for e > 0:
+    //   L = -(1-e) ls(bD) - e ls(-bD);  dL/dD = b (-(1-e) s(-bD) + e s(bD))
+    case LossKind::Dpo: {
+      const double x = b * D;
+      loss = -(1 - e) * logSigmoid(x) - e * logSigmoid(-x);
+      gw = b * (-(1 - e) * sigmoid(-x) + e * sigmoid(x));
+      gl = -gw;
+      break;
+    }
+    // MinorDPO (arXiv 2408.09834): the rejected sequence is pushed down only while it is above
+    // the reference. z = b (uw - max(0, ul)), L = -(1-e) ls(z) - e ls(-z);
+    //   dL/dz = -(1-e) s(-z) + e s(z);  d max(0, ul)/d ul = 1 when ul >= 0 (torch.clamp), else 0
+    case LossKind::MinorDpo: {
+      const double z = b * (uw - fmax(0.0, ul));
+      loss = -(1 - e) * logSigmoid(z) - e * logSigmoid(-z);
+      const double dz = -(1 - e) * sigmoid(-z) + e * sigmoid(z);
+      gw = b * dz;
+      gl = ul >= 0 ? -b * dz : 0.0;
+      break;
+    }
+    // IPO (Azar 2023, arXiv 2310.12036), length-normalized as TRL: u = (p - r)/n.
+    //   L = (D - 1/(2b))^2;  dL/dD = 2 (D - 1/(2b))
+    case LossKind::Ipo: {
+      const double r = D - 1 / (2 * b);
+      loss = r * r;
+      gw = 2 * r;
+      gl = -gw;
+      break;
+    }
+    // SLiC hinge (Zhao 2023, arXiv 2305.10425): L = max(0, 1 - bD); dL/dD = -b where 1 - bD > 0,
+    // 0 where 1 - bD <= 0.
+    case LossKind::Hinge: {
+      const double r = 1 - b * D;
+      loss = fmax(0.0, r);
+      gw = r > 0 ? -b : 0.0;
+      gl = -gw;
+      break;
+    }
+    // Robust DPO (Chowdhury 2024, arXiv 2403.00409), 0 <= e < 0.5:
+    //   L = (-(1-e) ls(bD) + e ls(-bD)) / (1-2e);  dL/dD = b (-(1-e) s(-bD) - e s(bD)) / (1-2e)
+    case LossKind::Robust: {
+      const double x = b * D;
+      loss = (-(1 - e) * logSigmoid(x) + e * logSigmoid(-x)) / (1 - 2 * e);
+      gw = b * (-(1 - e) * sigmoid(-x) - e * sigmoid(x)) / (1 - 2 * e);
+      gl = -gw;
+      break;
+    }
+    // EXO, pairwise form (Ji 2024, arXiv 2402.00856), e > 0, x = bD:
+    //   L = s(x) (ls(x) - log(1-e)) + s(-x) (ls(-x) - log e)
+    //   dL/dx = s(x) s(-x) (x - log(1-e) + log e)      (using ls(x) - ls(-x) = x)
+    case LossKind::ExoPair: {
+      const double x = b * D;
+      const double sx = sigmoid(x), snx = sigmoid(-x);
+      loss = sx * (logSigmoid(x) - log1p(-e)) + snx * (logSigmoid(-x) - log(e));
+      gw = b * sx * snx * (x - log1p(-e) + log(e));
+      gl = -gw;
+      break;
+    }
+    // NCA, pairwise form (Chen 2024, arXiv 2402.05369):
+    //   L = -ls(b uw) - ls(-b uw)/2 - ls(-b ul)/2
+    //   dL/duw = -b s(-b uw) + b s(b uw)/2;  dL/dul = b s(b ul)/2
+    case LossKind::NcaPair: {
+      loss = -logSigmoid(b * uw) - 0.5 * logSigmoid(-b * uw) - 0.5 * logSigmoid(-b * ul);
+      gw = -b * sigmoid(-b * uw) + 0.5 * b * sigmoid(b * uw);
+      gl = 0.5 * b * sigmoid(b * ul);
+      break;
+    }
+    // BCO, pairwise form (Jung 2024, arXiv 2404.04656), reward shift d:
+    //   L = -ls(b uw - d) - ls(-(b ul - d));  dL/duw = -b s(-(b uw - d));  dL/dul = b s(b ul - d)
+    case LossKind::BcoPair: {
+      const double d = p.bcoDelta;
+      loss = -logSigmoid(b * uw - d) - logSigmoid(-(b * ul - d));
+      gw = -b * sigmoid(-(b * uw - d));
+      gl = b * sigmoid(b * ul - d);
+      break;
+    }
+    // SPPO, hard labels (Wu 2024, arXiv 2405.00675):
+    //   L = (uw - 1/(2b))^2 + (ul + 1/(2b))^2;  dL/duw = 2 (uw - 1/(2b)); dL/dul = 2 (ul + 1/(2b))
+    case LossKind::SppoHard: {
+      const double a = uw - 1 / (2 * b), c = ul + 1 / (2 * b);
+      loss = a * a + c * c;
+      gw = 2 * a;
+      gl = 2 * c;
+      break;
+    }
+    // APO-zero (D'Oosterlinck 2024, arXiv 2408.06266): L = (1 - s(b uw)) + s(b ul)
+    //   dL/duw = -b s(b uw) s(-b uw);  dL/dul = b s(b ul) s(-b ul)
+    case LossKind::ApoZero: {
+      const double sw = sigmoid(b * uw), sl = sigmoid(b * ul);
+      loss = (1 - sw) + sl;
+      gw = -b * sw * sigmoid(-b * uw);
+      gl = b * sl * sigmoid(-b * ul);
+      break;
+    }
+    // APO-down (D'Oosterlinck 2024, arXiv 2408.06266): L = s(b uw) + (1 - s(bD))
+    //   dL/duw = b s(b uw) s(-b uw) - b s(bD) s(-bD);  dL/dul = b s(bD) s(-bD)
+    case LossKind::ApoDown: {
+      const double sw = sigmoid(b * uw), sd = sigmoid(b * D);
+      const double dd = b * sd * sigmoid(-b * D);
+      loss = sw + (1 - sd);
+      gw = b * sw * sigmoid(-b * uw) - dd;
+      gl = dd;
+      break;
+    }
+    // DiscoPOP (Chris Lu 2024, arXiv 2406.08414), x = bD, k = s(x/tau):
+    //   L = (1-k) (-ls(x)) + k e^-x
+    //   dL/dx = k' (ls(x) + e^-x) - (1-k) s(-x) - k e^-x,  k' = s(x/tau) s(-x/tau) / tau
+    // k e^-x is formed as exp(ls(x/tau) - x), which stays finite where e^-x alone overflows.
+    case LossKind::Discopop: {
+      const double tau = p.discopopTau, x = b * D;
+      const double k = sigmoid(x / tau), oneMinusK = sigmoid(-x / tau);
+      const double kExp = exp(logSigmoid(x / tau) - x);  // k e^-x
+      loss = oneMinusK * -logSigmoid(x) + kExp;
+      const double dx = k * oneMinusK / tau * logSigmoid(x) + kExp * oneMinusK / tau -
+                        oneMinusK * sigmoid(-x) - kExp;
+      gw = b * dx;
+      gl = -gw;
+      break;
+    }
+    // Length-normalized sigmoid (TRL "sigmoid_norm"), u = (p - r)/n:
+    //   L = -ls(bD);  dL/dD = -b s(-bD)
+    case LossKind::SigmoidNorm: {
+      loss = -logSigmoid(b * D);
+      gw = -b * sigmoid(-b * D);
+      gl = -gw;
+      break;
+    }
+    // DPO-Positive (Pal 2024, Smaug, arXiv 2402.13228): y = b (D - lam max(0, -uw)), L = -ls(y)
+    //   dL/dy = -s(-y);  dy/duw = b (1 + lam [-uw > 0]) (torch.relu);  dy/dul = -b
+    case LossKind::Dpop: {
+      const double lam = p.dpopLambda;
+      const double y = b * (D - lam * fmax(0.0, -uw));
+      loss = -logSigmoid(y);
+      const double dy = -sigmoid(-y);
+      gw = dy * b * (1 + (-uw > 0 ? lam : 0.0));
+      gl = -dy * b;
+      break;
+    }
+    // SimPO (Meng 2024, arXiv 2405.14734), no reference, u = p/n, margin g:
+    //   x = bD - g, L = -ls(x);  dL/dD = -b s(-x)
+    case LossKind::Simpo: {
+      const double x = b * D - p.simpoGamma;
+      loss = -logSigmoid(x);
+      gw = -b * sigmoid(-x);
+      gl = -gw;
+      break;
+    }
+    // ORPO (Hong 2024, arXiv 2403.07691), no reference, u = p/n (mean token log-prob, <= 0):
+    //   L = -uw - lam ls(o(uw) - o(ul)),  o(a) = a - log1p(-e^a)
+    //   dL/duw = -1 - lam s(-y) o'(uw);  dL/dul = lam s(-y) o'(ul),  y = o(uw) - o(ul)
+    // Each u is clamped to at most kOrpoMaxMeanLogp first (zero gradient past the bound).
+    case LossKind::Orpo: {
+      const double lam = p.orpoLambda;
+      const double aw = fmin(uw, kOrpoMaxMeanLogp), al = fmin(ul, kOrpoMaxMeanLogp);
+      const double y = orpoLogOdds(aw) - orpoLogOdds(al);
+      loss = -uw - lam * logSigmoid(y);
+      const double sy = sigmoid(-y);
+      gw = -1 - (uw <= kOrpoMaxMeanLogp ? lam * sy * orpoLogOddsSlope(aw) : 0.0);
+      gl = ul <= kOrpoMaxMeanLogp ? lam * sy * orpoLogOddsSlope(al) : 0.0;
+      break;
+    }
+  }
+  PairTerms t;
+  t.loss = loss;
+  t.dpw = nw > 0 ? gw * m.kw : 0.0;
+  t.dpl = nl > 0 ? gl * m.kl : 0.0;
+  return t;
+}
+
+// The batch: loss = mean over pairs of pairLoss + nllWeight * NLL, NLL = -(sum_i pw_i) /
+// (sum_i nw_i) over the chosen rows (summed log-probs: the token mean of the whole batch; 0 when
+// no chosen row has a token). coef[s] = dLoss/dpi[s] (0 for an empty row).
+//
+// Metrics (TRL's, LOSSES.md) use the margins each loss sees (pairMargins: after the division by
+// length when the loss or averageLogProb divides): rewards = b * mean(u), accuracy = mean(uw > ul),
+// margin = b * mean(uw - ul), logps = mean of pi * k (pi, or pi/n where the loss divides).
+// simpo and orpo have no reference: their u is pi/n itself, and b is beta for simpo (TRL's
+// CPOTrainer) and orpoLambda for orpo (TRL's ORPOTrainer calls its lambda beta).
+//
+// Shapes: logps [R] (fp64), tokenCounts [R], refLogps [R] or nullptr (read as 0), coef [R] out.
+// Serial, in pair order: deterministic.
+FUSEDPO_HD inline LossResult preferenceLossOfBatch(const LossParams& p, int64_t rows,
+                                                   const double* logps, const int32_t* tokenCounts,
+                                                   const float* refLogps, float* coef) {
+  const int64_t pairs = rows / 2;
+  LossResult result;
+  if (pairs <= 0) return result;
+  const double rewardScale = p.kind == LossKind::Orpo ? p.orpoLambda : p.beta;
+  // NLL = -(sum_i pw_i) / (sum_i nw_i): d NLL / d pw_i = -1 / sum(nw) for every chosen row.
+  double chosenLogpSum = 0, chosenTokenSum = 0;
+  for (int64_t i = 0; i < pairs; ++i) {
+    chosenLogpSum += logps[i];
+    chosenTokenSum += tokenCounts[i];
+  }
+  const bool withNll = p.nllWeight > 0 && chosenTokenSum > 0;
+  const double nllSlope = withNll ? -p.nllWeight / chosenTokenSum : 0.0;
+
+  double lossSum = 0, uwSum = 0, ulSum = 0, winSum = 0, pwSum = 0, plSum = 0;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const int64_t w = i, l = pairs + i;
+    const double pw = logps[w], pl = logps[l];
+    const double rw = refLogps != nullptr ? double(refLogps[w]) : 0.0;
+    const double rl = refLogps != nullptr ? double(refLogps[l]) : 0.0;
+    const double nw = tokenCounts[w], nl = tokenCounts[l];
+    const PairTerms t = pairLoss(p, pw, pl, rw, rl, nw, nl);
+    const PairMargins m = pairMargins(p, pw, pl, rw, rl, nw, nl);
+    lossSum += t.loss;
+    coef[w] = float(t.dpw / double(pairs) + (nw > 0 ? nllSlope : 0.0));
+    coef[l] = float(t.dpl / double(pairs));
+    uwSum += m.uw;
+    ulSum += m.ul;
+    winSum += m.uw > m.ul ? 1.0 : 0.0;
+    pwSum += pw * m.kw;
+    plSum += pl * m.kl;
+  }
+  const double inversePairs = 1.0 / double(pairs);
+  result.loss = lossSum * inversePairs;
+  result.metrics.rewardsChosen = rewardScale * uwSum * inversePairs;
+  result.metrics.rewardsRejected = rewardScale * ulSum * inversePairs;
+  result.metrics.rewardsAccuracy = winSum * inversePairs;
+  result.metrics.rewardsMargin = rewardScale * (uwSum - ulSum) * inversePairs;
+  result.metrics.logpsChosen = pwSum * inversePairs;
+  result.metrics.logpsRejected = plSum * inversePairs;
+  if (withNll) {
+    result.metrics.nll = -chosenLogpSum / chosenTokenSum;
+    result.loss += p.nllWeight * result.metrics.nll;
+  }
+  return result;
+}
+
+}  // namespace fusedpo

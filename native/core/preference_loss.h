@@ -1,0 +1,118 @@
+// The contract of the fused preference-loss kernels (see LOSSES.md in the project's shared
+// notes, mirrored in docs of lib/losses.ts). Plain C++17: no Node-API here.
+//
+// Shapes (R = 2P rows, chosen rows 0..P-1, rejected rows P..2P-1; N = R*T tokens):
+//   logits  [R, T, V]  f32, or bf16/f16 as uint16 bits, row-major, contiguous
+//   labels  [R, T]     int32; ignoreIndex marks an uncounted token. Callers validate the
+//                      range [0, V) before calling: kernels trust it.
+//   lse, lp [N]        float; per-token log-sum-exp and log-softmax at the label
+//                      (0 for uncounted tokens, which are never read)
+//   logps   [R]        double; masked sums of lp per row, fixed order (fp64)
+//   coef    [R]        float; c[s] = dLoss/dpi[s]
+//   dlogits [R, T, V]  same dtype as logits; may be the logits buffer itself (in place)
+//
+// Nothing proportional to N*V is ever allocated: forward reads the logits once, backward reads
+// them once more and writes dlogits once.
+#pragma once
+
+#include <cstdint>
+
+namespace fusedpo {
+
+enum class DType : int32_t { F32 = 0, BF16 = 1, F16 = 2 };
+
+// The order is the one of LOSS_NAMES in lib/losses.ts.
+enum class LossKind : int32_t {
+  Dpo = 0,
+  MinorDpo,
+  Ipo,
+  Hinge,
+  Robust,
+  ExoPair,
+  NcaPair,
+  BcoPair,
+  SppoHard,
+  ApoZero,
+  ApoDown,
+  Discopop,
+  SigmoidNorm,
+  Dpop,
+  Simpo,
+  Orpo,
+};
+
+struct LossParams {
+  LossKind kind = LossKind::Dpo;
+  double beta = 0.1;
+  double labelSmoothing = 0.0;
+  bool averageLogProb = false;
+  double nllWeight = 0.0;
+  double dpopLambda = 50.0;
+  double simpoGamma = 0.5;
+  double orpoLambda = 0.1;
+  double discopopTau = 0.05;
+  double bcoDelta = 0.0;
+};
+
+struct LogitsShape {
+  int64_t rows;    // R = 2P
+  int64_t tokens;  // T
+  int64_t vocab;   // V
+};
+
+// TRL's metric names, camelCase. nll is 0 unless nllWeight > 0.
+struct PreferenceMetrics {
+  double rewardsChosen = 0, rewardsRejected = 0, rewardsAccuracy = 0, rewardsMargin = 0;
+  double logpsChosen = 0, logpsRejected = 0, nll = 0;
+};
+
+struct LossResult {
+  double loss = 0;
+  PreferenceMetrics metrics;
+};
+
+// Which implementation runs. Reference is the plain scalar spec; Fast picks the best SIMD
+// path this CPU has at run time (AVX-512, AVX2 or plain) and uses the thread pool.
+enum class Impl : int32_t { Reference = 0, Fast = 1 };
+
+// ---- Stage 1: per-token log-softmax at the label -------------------------------------------
+// Reads every counted token's row of V logits once. nonFiniteToken[s] receives the first token
+// index t of row s whose logits hold a NaN or an infinity (-1 when none); such a token's lse and
+// lp are NaN.
+void logsoftmaxGatherForward(Impl impl, const void* logits, DType dtype, LogitsShape shape,
+                             const int32_t* labels, int32_t ignoreIndex, float* lse, float* lp,
+                             int64_t* nonFiniteToken);
+
+// For a row flagged by logsoftmaxGatherForward: the first vocabulary index v of token t whose
+// logit is not finite (-1 when none).
+int64_t firstNonFiniteVocab(const void* logits, DType dtype, LogitsShape shape, int64_t row,
+                            int64_t token);
+
+// ---- Stage 2: masked per-row sums, fp64, fixed order (deterministic) -------------------------
+void sequenceSums(LogitsShape shape, const int32_t* labels, int32_t ignoreIndex, const float* lp,
+                  double* logps, int32_t* tokenCounts);
+
+// ---- Stage 3: the loss of every pair, its metrics and the per-row coefficients ---------------
+// logps [R], tokenCounts [R], refLogps [R] (nullptr for simpo/orpo), coef [R] out.
+// Rows with tokenCounts = 0 count as pi = 0 and get coef = 0.
+LossResult preferenceLossFromLogps(const LossParams& params, int64_t rows, const double* logps,
+                                   const int32_t* tokenCounts, const float* refLogps,
+                                   float* coef);
+
+// ---- Stage 4: gradient with respect to the logits --------------------------------------------
+// dlogits[s,t,v] = coef[s] * m[s,t] * ([v == y[s,t]] - exp(z[s,t,v] - lse[s,t])); rows of
+// uncounted tokens are written as zeros. dlogits may equal logits (in place).
+void logsoftmaxGatherBackward(Impl impl, const void* logits, DType dtype, LogitsShape shape,
+                              const int32_t* labels, int32_t ignoreIndex, const float* lse,
+                              const float* coef, void* dlogits);
+
+// ---- Threads and CPU features ----------------------------------------------------------------
+void setThreadCount(int threads);  // >= 1; the pool of the package's own
+int threadCount();
+// "avx512", "avx2" or "generic": the path Impl::Fast takes on this CPU. FUSEDPO_SIMD
+// (avx512|avx2|generic) caps it, for tests and benchmarks.
+const char* simdLevel();
+// The features detected, e.g. "sse4.2 avx avx2 fma f16c avx512f avx512bw".
+const char* cpuFeatures();
+
+}  // namespace fusedpo
