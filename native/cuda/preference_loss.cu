@@ -1,0 +1,151 @@
+// Stage 3 on the GPU: the loss of every preference pair, the batch loss and TRL's metrics, and
+// the per-row coefficients c[s] = dLoss/dpi[s] that the backward pass scales the softmax by.
+//
+//   logps       [R]  double   summed log-probs per row (from preferenceLossForward)
+//   tokenCounts [R]  int32
+//   refLogps    [R]  float    or nullptr (simpo, orpo: read as 0)
+//   coef        [R]  float    out; 0 for an empty row
+//   result      [1]  LossResult (device) out
+//
+// The formulas are pairLoss and pairMargins of ../core/pair_loss.h, the same code the CPU runs;
+// the batch is the one of preferenceLossOfBatch (same file): loss = mean over pairs of pairLoss
+// + nllWeight * NLL, NLL = -(sum_i pw_i) / (sum_i nw_i), metrics from the margins each loss
+// sees. Instead of its serial loop, one block of 256 threads takes pairs i = tid, tid + 256, ...
+// and the per-thread fp64 sums meet in a fixed shared-memory tree: deterministic, and equal to
+// the CPU's result up to the order of the fp64 additions (coef is the same expression).
+#include "common.cuh"
+
+#include "../core/pair_loss.h"
+
+namespace fusedpo::cuda {
+
+namespace {
+
+// ---- Kernels -----------------------------------------------------------------------------------
+
+// Sums values[k] over the block with a fixed tree; every thread gets the totals back. shared
+// must hold kCount * kBlockThreads doubles.
+template <int kCount>
+__device__ __forceinline__ void blockSums(double (&values)[kCount], double* shared) {
+#pragma unroll
+  for (int k = 0; k < kCount; ++k) shared[k * kBlockThreads + threadIdx.x] = values[k];
+  __syncthreads();
+  for (int stride = kBlockThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+#pragma unroll
+      for (int k = 0; k < kCount; ++k) {
+        shared[k * kBlockThreads + threadIdx.x] += shared[k * kBlockThreads + threadIdx.x + stride];
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int k = 0; k < kCount; ++k) values[k] = shared[k * kBlockThreads];
+  __syncthreads();  // shared is reused by the next call
+}
+
+// One block of kBlockThreads.
+__global__ void __launch_bounds__(kBlockThreads)
+    preferenceLossKernel(LossParams params, int64_t pairs, const double* __restrict__ logps,
+                         const int32_t* __restrict__ tokenCounts,
+                         const float* __restrict__ refLogps, float* __restrict__ coef,
+                         LossResult* __restrict__ result) {
+  constexpr int kSums = 6;
+  __shared__ double shared[kSums * kBlockThreads];
+
+  // NLL = -(sum_i pw_i) / (sum_i nw_i) over the chosen rows; d NLL / d pw_i = -1 / sum(nw).
+  double nllTotals[2] = {0.0, 0.0};  // chosen log-prob sum, chosen token sum
+  for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
+    nllTotals[0] += logps[i];
+    nllTotals[1] += tokenCounts[i];
+  }
+  blockSums(nllTotals, shared);
+  const double chosenLogpSum = nllTotals[0], chosenTokenSum = nllTotals[1];
+  const bool withNll = params.nllWeight > 0 && chosenTokenSum > 0;
+  const double nllSlope = withNll ? -params.nllWeight / chosenTokenSum : 0.0;
+
+  // lossSum, uwSum, ulSum, winSum, pwSum, plSum
+  double sums[kSums] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
+    const int64_t w = i, l = pairs + i;
+    const double pw = logps[w], pl = logps[l];
+    const double rw = refLogps != nullptr ? double(refLogps[w]) : 0.0;
+    const double rl = refLogps != nullptr ? double(refLogps[l]) : 0.0;
+    const double nw = tokenCounts[w], nl = tokenCounts[l];
+    const PairTerms terms = pairLoss(params, pw, pl, rw, rl, nw, nl);
+    const PairMargins margins = pairMargins(params, pw, pl, rw, rl, nw, nl);
+    coef[w] = float(terms.dpw / double(pairs) + (nw > 0 ? nllSlope : 0.0));
+    coef[l] = float(terms.dpl / double(pairs));
+    sums[0] += terms.loss;
+    sums[1] += margins.uw;
+    sums[2] += margins.ul;
+    sums[3] += margins.uw > margins.ul ? 1.0 : 0.0;
+    sums[4] += pw * margins.kw;
+    sums[5] += pl * margins.kl;
+  }
+  blockSums(sums, shared);
+
+  if (threadIdx.x == 0) {
+    const double inversePairs = 1.0 / double(pairs);
+    const double rewardScale = params.kind == LossKind::Orpo ? params.orpoLambda : params.beta;
+    LossResult out;
+    out.loss = sums[0] * inversePairs;
+    out.metrics.rewardsChosen = rewardScale * sums[1] * inversePairs;
+    out.metrics.rewardsRejected = rewardScale * sums[2] * inversePairs;
+    out.metrics.rewardsAccuracy = sums[3] * inversePairs;
+    out.metrics.rewardsMargin = rewardScale * (sums[1] - sums[2]) * inversePairs;
+    out.metrics.logpsChosen = sums[4] * inversePairs;
+    out.metrics.logpsRejected = sums[5] * inversePairs;
+    out.metrics.nll = 0.0;
+    if (withNll) {
+      out.metrics.nll = -chosenLogpSum / chosenTokenSum;
+      out.loss += params.nllWeight * out.metrics.nll;
+    }
+    *result = out;
+  }
+}
+
+}  // namespace
+
+// ---- Launchers ---------------------------------------------------------------------------------
+
+CudaStatus preferenceLossCoefficients(const LossParams& params, int64_t rows, const double* logps,
+                                      const int32_t* tokenCounts, const float* refLogps,
+                                      float* coef, LossResult* deviceResult,
+                                      LossResult* hostResult, void* stream) {
+  const char* what = "preferenceLossCoefficients";
+  if (rows <= 0 || rows % 2 != 0) {
+    return invalidArgument("%s: rows must be a positive even number (2 x pairs), got %lld", what,
+                           static_cast<long long>(rows));
+  }
+  if (logps == nullptr || tokenCounts == nullptr || coef == nullptr || deviceResult == nullptr) {
+    return invalidArgument("%s: logps, tokenCounts, coef and deviceResult must not be null",
+                           what);
+  }
+  if (refLogps == nullptr && !isReferenceFree(params.kind)) {
+    return invalidArgument("%s: refLogps is null but loss %d needs the reference log-probs", what,
+                           static_cast<int>(params.kind));
+  }
+  cudaStream_t cudaStream = static_cast<cudaStream_t>(stream);
+  const int64_t pairs = rows / 2;
+  preferenceLossKernel<<<1, kBlockThreads, 0, cudaStream>>>(params, pairs, logps, tokenCounts,
+                                                             refLogps, coef, deviceResult);
+  FUSEDPO_CHECK_LAUNCH("%s: loss %d, %lld pairs", what, static_cast<int>(params.kind),
+                       static_cast<long long>(pairs));
+  if (hostResult != nullptr) {
+    cudaError_t err = cudaMemcpyAsync(hostResult, deviceResult, sizeof(LossResult),
+                                      cudaMemcpyDeviceToHost, cudaStream);
+    if (err != cudaSuccess) {
+      return statusFromError(err, "%s: copy of the result (%zu bytes) to the host", what,
+                             sizeof(LossResult));
+    }
+    err = cudaStreamSynchronize(cudaStream);
+    if (err != cudaSuccess) {
+      return statusFromError(err, "%s: cudaStreamSynchronize after the loss of %lld pairs", what,
+                             static_cast<long long>(pairs));
+    }
+  }
+  return statusOk();
+}
+
+}  // namespace fusedpo::cuda
