@@ -1,6 +1,7 @@
 // The loss of one preference pair and its derivatives (LOSSES.md), and the batch loss over all
-// pairs. One header for g++ and nvcc: the CPU's stage 3 (reference.cpp) and the GPU's stage-3
-// kernel both call preferenceLossOfBatch, so the two agree to the last bit of fp64.
+// pairs. One header for g++ and nvcc: the CPU's stage 3 (reference.cpp) calls
+// preferenceLossOfBatch; the GPU's stage-3 kernel calls the same pairLoss and pairMargins per
+// pair but sums the pairs in a fixed tree, so the two agree up to the order of fp64 sums.
 //
 // Inputs of a pair i (rows i and P+i):
 //   pw, pl   summed sequence log-probs pi[i], pi[P+i] (never averaged here)
@@ -48,6 +49,10 @@ FUSEDPO_HD inline double sigmoid(double x) {
   const double e = exp(x);
   return e / (1.0 + e);
 }
+
+// max(0, x) that keeps a NaN (fmax(0, NaN) is 0): a row with a non-finite logit, let through
+// with allowNonFinite, must make its pair's loss NaN, not silently drop out of it.
+FUSEDPO_HD inline double positivePart(double x) { return x < 0 ? 0.0 : x; }
 
 FUSEDPO_HD inline double inverseOrZero(double n) { return n > 0 ? 1.0 / n : 0.0; }
 
@@ -99,7 +104,7 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
     // the reference. z = b (uw - max(0, ul)), L = -(1-e) ls(z) - e ls(-z);
     //   dL/dz = -(1-e) s(-z) + e s(z);  d max(0, ul)/d ul = 1 when ul >= 0 (torch.clamp), else 0
     case LossKind::MinorDpo: {
-      const double z = b * (uw - fmax(0.0, ul));
+      const double z = b * (uw - positivePart(ul));
       loss = -(1 - e) * logSigmoid(z) - e * logSigmoid(-z);
       const double dz = -(1 - e) * sigmoid(-z) + e * sigmoid(z);
       gw = b * dz;
@@ -119,7 +124,7 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
     // 0 where 1 - bD <= 0.
     case LossKind::Hinge: {
       const double r = 1 - b * D;
-      loss = fmax(0.0, r);
+      loss = positivePart(r);
       gw = r > 0 ? -b : 0.0;
       gl = -gw;
       break;
@@ -217,7 +222,7 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
     //   dL/dy = -s(-y);  dy/duw = b (1 + lam [-uw > 0]) (torch.relu);  dy/dul = -b
     case LossKind::Dpop: {
       const double lam = p.dpopLambda;
-      const double y = b * (D - lam * fmax(0.0, -uw));
+      const double y = b * (D - lam * positivePart(-uw));
       loss = -logSigmoid(y);
       const double dy = -sigmoid(-y);
       gw = dy * b * (1 + (-uw > 0 ? lam : 0.0));

@@ -89,8 +89,10 @@ int64_t firstNonFiniteVocab(const void* logits, DType dtype, LogitsShape shape, 
                             int64_t token);
 
 // ---- Stage 2: masked per-row sums, fp64, fixed order (deterministic) -------------------------
-void sequenceSums(LogitsShape shape, const int32_t* labels, int32_t ignoreIndex, const float* lp,
-                  double* logps, int32_t* tokenCounts);
+// pi[s] = sum_t m[s,t] (z[s,t,y] - lse[s,t]), each term formed in fp64 from the stored label
+// logit and lse (the fp32 lp can overflow for bf16 logits near their largest finite value).
+void sequenceSums(const void* logits, DType dtype, LogitsShape shape, const int32_t* labels,
+                  int32_t ignoreIndex, const float* lse, double* logps, int32_t* tokenCounts);
 
 // ---- Stage 3: the loss of every pair, its metrics and the per-row coefficients ---------------
 // logps [R], tokenCounts [R], refLogps [R] (nullptr for simpo/orpo), coef [R] out.

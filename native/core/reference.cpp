@@ -114,16 +114,20 @@ int64_t firstNonFiniteVocab(const void* logits, DType dtype, LogitsShape shape, 
   return -1;
 }
 
-// pi[s] = sum_t m[s,t] lp[s,t] in fp64, t ascending; n[s] = sum_t m[s,t].
-void sequenceSums(LogitsShape shape, const int32_t* labels, int32_t ignoreIndex, const float* lp,
-                  double* logps, int32_t* tokenCounts) {
-  const int64_t T = shape.tokens;
+// pi[s] = sum_t m[s,t] (z[s,t,y] - lse[s,t]) in fp64, t ascending; n[s] = sum_t m[s,t].
+// Each term is formed in fp64 from the stored logit and lse, not read from the fp32 lp: with
+// bf16 logits near their largest finite value, z - lse can reach -6.8e38, past fp32's range.
+void sequenceSums(const void* logits, DType dtype, LogitsShape shape, const int32_t* labels,
+                  int32_t ignoreIndex, const float* lse, double* logps, int32_t* tokenCounts) {
+  const int64_t T = shape.tokens, V = shape.vocab;
   for (int64_t s = 0; s < shape.rows; ++s) {
     double sum = 0.0;
     int32_t count = 0;
     for (int64_t t = 0; t < T; ++t) {
-      if (labels[s * T + t] == ignoreIndex) continue;
-      sum += double(lp[s * T + t]);
+      const int64_t token = s * T + t;
+      const int32_t label = labels[token];
+      if (label == ignoreIndex) continue;
+      sum += double(loadLogit(logits, dtype, token * V + label)) - double(lse[token]);
       ++count;
     }
     logps[s] = sum;
