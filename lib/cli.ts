@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+/**
+ * The `fusedpo` command: `demo` (the default), `doctor`, `build` (the CPU addon from source).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { DEFAULT_DEMO, runDemo } from './demo';
+import { doctorReport, formatDoctorReport } from './doctor';
+import { LOSS_NAMES, type LossName } from './losses';
+import { packageRoot } from './native';
+import { version } from './version';
+
+const USAGE = `fusedpo ${version}
+
+usage: fusedpo [command] [options]
+
+commands:
+  demo      the fused DPO and MinorDPO loss, forward and backward, on a built-in batch (default)
+            --pairs N (4)  --tokens N (256)  --vocab N (32000)  --loss NAME[,NAME]  --repeats N (3)
+  doctor    the package version, the binary loaded, the CPU features, and CUDA's state
+            --json   print it as JSON
+  build     build the CPU addon from source into this package (needs g++, make, python3)
+  help      this text
+
+environment: FUSEDPO_DEVICE (auto|cpu|cuda), FUSEDPO_THREADS, FUSEDPO_SIMD (avx512|avx2|generic)`;
+
+function fail(message: string): never {
+  console.error(`fusedpo: ${message}`);
+  process.exit(2);
+}
+
+function intOption(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(args[i + 1]);
+  if (!Number.isInteger(value) || value < 1) fail(`expected a positive integer after --${name} but received '${args[i + 1] ?? ''}'`);
+  return value;
+}
+
+function demo(args: string[]): void {
+  const i = args.indexOf('--loss');
+  let losses = DEFAULT_DEMO.losses;
+  if (i >= 0) {
+    losses = (args[i + 1] ?? '').split(',') as LossName[];
+    const unknown = losses.find((l) => !(LOSS_NAMES as readonly string[]).includes(l) && l !== 'sigmoid');
+    if (unknown !== undefined) fail(`expected --loss to name losses among ${LOSS_NAMES.join(', ')} but received '${unknown}'`);
+  }
+  runDemo({
+    ...DEFAULT_DEMO,
+    pairs: intOption(args, 'pairs', DEFAULT_DEMO.pairs),
+    tokens: intOption(args, 'tokens', DEFAULT_DEMO.tokens),
+    vocab: intOption(args, 'vocab', DEFAULT_DEMO.vocab),
+    repeats: intOption(args, 'repeats', DEFAULT_DEMO.repeats),
+    losses,
+  });
+}
+
+/** npm ships node-gyp; find it beside the running npm, else on PATH. */
+function nodeGypCommand(): string[] {
+  const fromEnv = process.env.npm_config_node_gyp;
+  if (fromEnv && fs.existsSync(fromEnv)) return [process.execPath, fromEnv];
+  const beside = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+  if (fs.existsSync(beside)) return [process.execPath, beside];
+  return ['node-gyp'];
+}
+
+function build(): void {
+  const [command, ...rest] = nodeGypCommand();
+  console.log(`fusedpo: building the CPU addon from source in ${packageRoot}`);
+  const run = spawnSync(command, [...rest, 'rebuild', '-j', 'max'], { cwd: packageRoot, stdio: 'inherit' });
+  if (run.error) fail(`could not start node-gyp (${run.error.message}); install it with npm install -g node-gyp`);
+  if (run.status !== 0) fail(`node-gyp exited with status ${run.status}; see its output above`);
+  console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
+}
+
+function main(argv: string[]): void {
+  const [command = 'demo', ...args] = argv;
+  switch (command) {
+    case 'demo':
+      return demo(args);
+    case 'doctor': {
+      const report = doctorReport();
+      console.log(args.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+      if (report.error) process.exitCode = 1;
+      return;
+    }
+    case 'build':
+      return build();
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return;
+    case '--version':
+      console.log(version);
+      return;
+    default:
+      fail(`unknown command '${command}'\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2));

@@ -1,0 +1,78 @@
+/**
+ * Conversions between Float32Array and the 16-bit storage of bf16 and f16 logits (their bit
+ * patterns in a Uint16Array), rounding to nearest even, as the kernels do.
+ */
+
+/** f32 -> bf16 bits, round to nearest even; NaN stays NaN. */
+export function toBf16(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    const isNaN = (b & 0x7fffffff) > 0x7f800000;
+    out[i] = isNaN ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** bf16 bits -> f32 (exact). */
+export function fromBf16(bits: Uint16Array): Float32Array {
+  const wide = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) wide[i] = bits[i] << 16;
+  return new Float32Array(wide.buffer);
+}
+
+/** f32 -> f16 bits, round to nearest even, overflow to infinity, subnormals kept. */
+export function toF16(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    const sign = (b >>> 16) & 0x8000;
+    const exponent = (b >>> 23) & 0xff;
+    const mantissa = b & 0x7fffff;
+    if (exponent === 0xff) {
+      out[i] = sign | 0x7c00 | (mantissa ? 0x200 : 0);
+      continue;
+    }
+    const e = exponent - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+    } else if (e <= 0) {
+      // subnormal (or zero) in f16: shift the full significand, round to nearest even
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const significand = mantissa | 0x800000;
+      const shift = 14 - e;
+      const half = 1 << (shift - 1);
+      const rest = significand & ((1 << shift) - 1);
+      let r = significand >>> shift;
+      if (rest > half || (rest === half && (r & 1) === 1)) r += 1;
+      out[i] = sign | r;
+    } else {
+      let r = (e << 10) | (mantissa >>> 13);
+      const rest = mantissa & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && (r & 1) === 1)) r += 1; // may carry into the exponent: still right
+      out[i] = sign | r;
+    }
+  }
+  return out;
+}
+
+/** f16 bits -> f32 (exact). */
+export function fromF16(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exponent = (h >> 10) & 0x1f;
+    const fraction = h & 0x3ff;
+    out[i] =
+      exponent === 0x1f ? (fraction ? NaN : sign * Infinity)
+        : exponent === 0 ? sign * fraction * 2 ** -24
+          : sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+  }
+  return out;
+}

@@ -1,0 +1,32 @@
+/**
+ * The error classes of fusedpo. Argument errors are plain `TypeError`/`RangeError`s whose
+ * message names the argument, what was expected and what was received (see `validate.ts`);
+ * the classes here carry data a caller may want to act on.
+ */
+
+/** The native addon could not be loaded, or a device was asked for that is not there. */
+export class NativeLoadError extends Error {
+  override name = 'NativeLoadError';
+  /** Every binary path that was tried, in order. */
+  readonly tried: string[];
+  constructor(message: string, tried: string[] = []) {
+    super(message);
+    this.tried = tried;
+  }
+}
+
+/** A NaN or infinite logit was found and the caller did not pass `allowNonFinite: true`. */
+export class NonFiniteLogitError extends RangeError {
+  override name = 'NonFiniteLogitError';
+  constructor(
+    readonly row: number,
+    readonly token: number,
+    readonly vocab: number,
+    readonly value: number,
+  ) {
+    super(
+      `Expected finite logits but received ${value} at row ${row}, token ${token}, vocabulary index ${vocab}` +
+        ' (pass allowNonFinite: true to let the affected rows yield NaN and be reported)',
+    );
+  }
+}

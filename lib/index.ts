@@ -1,0 +1,24 @@
+/**
+ * fusedpo: fused log-softmax-gather + preference losses (DPO, MinorDPO and their family) with
+ * their backward pass, in native code. This file is the whole public surface.
+ */
+export {
+  LOSS_NAMES,
+  REFERENCE_FREE_LOSSES,
+  preferenceLoss,
+  preferenceLossAsync,
+  sequenceLogps,
+  type LogitsDType,
+  type Logits,
+  type LossName,
+  type PreferenceLossArgs,
+  type PreferenceLossResult,
+  type PreferenceMetrics,
+  type SequenceLogpsArgs,
+  type SequenceLogpsResult,
+} from './losses';
+export { NativeLoadError, NonFiniteLogitError } from './errors';
+export { setThreads, type CudaInfo, type CudaDevice } from './native';
+export { doctorReport, type DoctorReport } from './doctor';
+export { version } from './version';
+export { fromBf16, fromF16, toBf16, toF16 } from './dtype';

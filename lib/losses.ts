@@ -1,0 +1,364 @@
+/**
+ * The fused preference losses: log-softmax at each label, masked sums per sequence, the loss of
+ * every pair, its metrics and the gradient with respect to the logits, in one native call that
+ * never materializes a log-softmax or probability tensor.
+ *
+ * The exact contract (formulas, kinks, layout, bad input) is LOSSES.md, summarized here:
+ *
+ * - `logits` `[2P, T, V]`: rows `0..P-1` chosen, rows `P..2P-1` rejected (pair `i` is rows
+ *   `i` and `P+i`). `labels[s,t]` is the token `logits[s,t,:]` predicts (no shift is done);
+ *   `ignoreIndex` marks uncounted tokens.
+ * - `pi[s] = sum_t m[s,t] * (z[s,t,y] - logsumexp(z[s,t,:]))`; for pair `i`,
+ *   `uw = pi[i] - ref[i]`, `ul = pi[P+i] - ref[P+i]`, `D = uw - ul`.
+ * - `dpo`: `-(1-e)*logsigmoid(b*D) - e*logsigmoid(-b*D)` (Rafailov et al. 2023).
+ * - `minordpo`: the same with `z = b*(uw - max(0, ul))` (arXiv 2408.09834): the rejected answer
+ *   is pushed down only while the policy still rates it above the reference.
+ * - and `ipo`, `hinge`, `robust`, `exo_pair`, `nca_pair`, `bco_pair`, `sppo_hard`, `apo_zero`,
+ *   `apo_down`, `discopop`, `sigmoid_norm`, `dpop`, `simpo`, `orpo`: see README.md.
+ * - `dlogits[s,t,v] = c[s] * m[s,t] * ([v == y] - softmax(z[s,t,:])[v])` with `c[s] = dLoss/dpi[s]`.
+ */
+import { NonFiniteLogitError } from './errors';
+import { native, type NativeLossRequest, type NativeLossResult } from './native';
+import {
+  checkBoolean,
+  checkInteger,
+  checkNumber,
+  checkOneOf,
+  checkTypedArray,
+  describe,
+  expected,
+} from './validate';
+
+/** Every loss, in the order of `LossKind` in native/core/preference_loss.h. */
+export const LOSS_NAMES = [
+  'dpo',
+  'minordpo',
+  'ipo',
+  'hinge',
+  'robust',
+  'exo_pair',
+  'nca_pair',
+  'bco_pair',
+  'sppo_hard',
+  'apo_zero',
+  'apo_down',
+  'discopop',
+  'sigmoid_norm',
+  'dpop',
+  'simpo',
+  'orpo',
+] as const;
+
+/** A loss of the family; `sigmoid` is TRL's name for `dpo`. */
+export type LossName = (typeof LOSS_NAMES)[number] | 'sigmoid';
+const ACCEPTED_LOSS_NAMES: readonly LossName[] = [...LOSS_NAMES, 'sigmoid'];
+
+/** Losses that use no reference model. */
+export const REFERENCE_FREE_LOSSES: readonly LossName[] = ['simpo', 'orpo'];
+
+export type LogitsDType = 'f32' | 'bf16' | 'f16';
+const DTYPES: readonly LogitsDType[] = ['f32', 'bf16', 'f16'];
+const DTYPE_CODES: Record<LogitsDType, 0 | 1 | 2> = { f32: 0, bf16: 1, f16: 2 };
+
+/** `f32` logits are a Float32Array; `bf16`/`f16` logits are their bits in a Uint16Array. */
+export type Logits = Float32Array | Uint16Array;
+
+export interface SequenceLogpsArgs {
+  logits: Logits;
+  /** Storage type of `logits` (default `f32`). */
+  dtype?: LogitsDType;
+  /** `[2P, T, V]` for the losses; any even or odd row count for `sequenceLogps`. */
+  shape: readonly [number, number, number];
+  /** `int32`, length `rows*T`: the token each position predicts, or `ignoreIndex`. */
+  labels: Int32Array;
+  /** The label of uncounted tokens (default -100). */
+  ignoreIndex?: number;
+  /** Divide each row's sum by its token count (TRL's `average_log_prob`; default false). */
+  averageLogProb?: boolean;
+  /** Let non-finite logits through: the affected rows yield NaN and are reported. */
+  allowNonFinite?: boolean;
+  /** `reference` runs the plain scalar spec instead of the fast kernels (for tests). */
+  implementation?: 'fast' | 'reference';
+}
+
+export interface PreferenceLossArgs extends SequenceLogpsArgs {
+  /** The loss (default `dpo`). */
+  loss?: LossName;
+  /** `float32`, length `2P`, the reference model's sequence log-probs, chosen rows first. */
+  refLogps?: Float32Array;
+  /** Temperature `b` of the implicit reward (default 0.1; 2.0 for `simpo`). */
+  beta?: number;
+  /** `e` of `dpo`/`minordpo` (cDPO, [0, 0.5]), `robust` ([0, 0.5)), `exo_pair` ((0, 1), default 1e-3). */
+  labelSmoothing?: number;
+  /** Weight `a` of the NLL of the chosen rows added to the loss (RPO; default 0). */
+  nllWeight?: number;
+  /** `lam` of `dpop` (default 50). */
+  dpopLambda?: number;
+  /** `g` of `simpo` (default 0.5). */
+  simpoGamma?: number;
+  /** `lam` of `orpo` (default 0.1). */
+  orpoLambda?: number;
+  /** `tau` of `discopop` (default 0.05). */
+  discopopTau?: number;
+  /** `d` of `bco_pair` (default 0). */
+  bcoDelta?: number;
+  /** Compute `dlogits` (default true). */
+  grad?: boolean;
+  /** Write `dlogits` over `logits` (default false). */
+  inPlace?: boolean;
+  /**
+   * Write `dlogits` into this array (same kind and length as `logits`) instead of a new one:
+   * a training loop that reuses it saves an allocation (and its page faults) per step.
+   */
+  out?: Logits;
+}
+
+export interface PreferenceMetrics {
+  rewardsChosen: number;
+  rewardsRejected: number;
+  rewardsAccuracy: number;
+  rewardsMargin: number;
+  logpsChosen: number;
+  logpsRejected: number;
+  /** The NLL term, when `nllWeight > 0` (else 0). */
+  nll: number;
+}
+
+export interface SequenceLogpsResult {
+  /** Per row: the summed (or, with `averageLogProb`, averaged) log-probs of counted tokens. */
+  logps: Float32Array;
+  /** Per row: how many tokens were counted. */
+  tokenCounts: Int32Array;
+  /** Rows with no counted token (their logps are 0). */
+  emptyRows: number[];
+  /** Rows holding a non-finite logit (only with `allowNonFinite`). */
+  nonFiniteRows: number[];
+}
+
+export interface PreferenceLossResult extends SequenceLogpsResult {
+  /** The batch loss: the mean over pairs, plus `nllWeight * NLL`. */
+  loss: number;
+  /** Same kind and length as `logits`; the `logits` array itself when `inPlace`. */
+  dlogits?: Logits;
+  metrics: PreferenceMetrics;
+}
+
+const INT32_MIN = -2147483648;
+const INT32_MAX = 2147483647;
+
+interface CheckedShape {
+  rows: number;
+  tokens: number;
+  vocab: number;
+}
+
+function checkShape(shape: unknown, needPairs: boolean): CheckedShape {
+  const isTriple =
+    Array.isArray(shape) &&
+    shape.length === 3 &&
+    shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0);
+  if (!isTriple) {
+    throw new TypeError(expected('three positive integers [2P, T, V]', 'shape', shape));
+  }
+  const [rows, tokens, vocab] = shape as number[];
+  if (vocab > INT32_MAX) throw new RangeError(expected(`V <= ${INT32_MAX}`, 'shape', shape));
+  if (needPairs && rows % 2 !== 0) {
+    throw new RangeError(
+      `Expected an even number of rows (2P: P chosen then P rejected) for shape but received ${rows} rows in [${shape}]`,
+    );
+  }
+  return { rows, tokens, vocab };
+}
+
+function checkLabels(labels: Int32Array, shape: CheckedShape, ignoreIndex: number): void {
+  const { tokens, vocab } = shape;
+  for (let i = 0; i < labels.length; i++) {
+    const y = labels[i];
+    if ((y < 0 || y >= vocab) && y !== ignoreIndex) {
+      const row = Math.floor(i / tokens);
+      throw new RangeError(
+        `Expected labels in [0, ${vocab}) or ignoreIndex ${ignoreIndex} but received ${y} at row ${row}, position ${i - row * tokens}`,
+      );
+    }
+  }
+}
+
+function checkLogits(args: SequenceLogpsArgs, shape: CheckedShape): { dtype: LogitsDType; logits: Logits } {
+  const dtype = checkOneOf('dtype', args.dtype ?? 'f32', DTYPES);
+  const length = shape.rows * shape.tokens * shape.vocab;
+  const why = ` (shape [${shape.rows}, ${shape.tokens}, ${shape.vocab}], dtype ${dtype})`;
+  const logits =
+    dtype === 'f32'
+      ? checkTypedArray('logits', args.logits, Float32Array, length, why)
+      : checkTypedArray('logits', args.logits, Uint16Array, length, `${why}, as 16-bit patterns`);
+  return { dtype, logits };
+}
+
+function baseRequest(args: SequenceLogpsArgs, needPairs: boolean): NativeLossRequest {
+  if (typeof args !== 'object' || args === null) {
+    throw new TypeError(expected('an object of arguments', 'args', args));
+  }
+  const shape = checkShape(args.shape, needPairs);
+  const { dtype, logits } = checkLogits(args, shape);
+  const labels = checkTypedArray('labels', args.labels, Int32Array, shape.rows * shape.tokens,
+    ` (shape [${shape.rows}, ${shape.tokens}])`);
+  const ignoreIndex = checkInteger('ignoreIndex', args.ignoreIndex ?? -100, INT32_MIN, INT32_MAX);
+  checkLabels(labels, shape, ignoreIndex);
+  const implementation = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const);
+  return {
+    impl: implementation === 'reference' ? 0 : 1,
+    logits,
+    dtype: DTYPE_CODES[dtype],
+    ...shape,
+    labels,
+    ignoreIndex,
+    allowNonFinite: checkBoolean('allowNonFinite', args.allowNonFinite ?? false),
+    withLoss: false,
+  };
+}
+
+function labelSmoothingRange(loss: LossName): { min: number; max: number; minExclusive?: boolean; maxExclusive?: boolean } {
+  if (loss === 'robust') return { min: 0, max: 0.5, maxExclusive: true };
+  if (loss === 'exo_pair') return { min: 0, max: 1, minExclusive: true, maxExclusive: true };
+  return { min: 0, max: 0.5 };
+}
+
+function lossRequest(args: PreferenceLossArgs): { request: NativeLossRequest; inPlace: boolean } {
+  const request = baseRequest(args, true);
+  const loss = checkOneOf('loss', args.loss ?? 'dpo', ACCEPTED_LOSS_NAMES);
+  const kind = LOSS_NAMES.indexOf(loss === 'sigmoid' ? 'dpo' : loss);
+  const grad = checkBoolean('grad', args.grad ?? true);
+  const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
+  if (inPlace && !grad) {
+    throw new TypeError('Expected grad: true with inPlace: true (in place writes dlogits over logits) but received grad: false');
+  }
+  const refFree = REFERENCE_FREE_LOSSES.includes(loss);
+  let refLogps: Float32Array | null = null;
+  if (args.refLogps !== undefined || !refFree) {
+    if (args.refLogps === undefined) {
+      throw new TypeError(
+        `Expected a Float32Array of length ${request.rows} (the reference model's sequence log-probs, chosen rows first) for refLogps, which loss '${loss}' needs, but received undefined`,
+      );
+    }
+    refLogps = checkTypedArray('refLogps', args.refLogps, Float32Array, request.rows);
+    const bad = refLogps.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      throw new RangeError(`Expected finite refLogps but received ${refLogps[bad]} at row ${bad}`);
+    }
+  }
+  let dlogits: Logits | null = null;
+  if (args.out !== undefined) {
+    if (!grad || inPlace) {
+      throw new TypeError(`Expected no out array with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(args.out)}`);
+    }
+    const kind = request.dtype === 0 ? Float32Array : Uint16Array;
+    dlogits = checkTypedArray('out', args.out, kind, request.logits.length, ' (the kind and length of logits)');
+    if (dlogits.buffer === request.logits.buffer) {
+      throw new TypeError('Expected an out array that does not share memory with logits (use inPlace: true to write over them)');
+    }
+  } else if (grad) {
+    dlogits = inPlace ? request.logits
+      : request.dtype === 0 ? new Float32Array(request.logits.length) : new Uint16Array(request.logits.length);
+  }
+  return {
+    inPlace,
+    request: {
+      ...request,
+      withLoss: true,
+      refLogps,
+      dlogits,
+      lossKind: kind,
+      beta: checkNumber('beta', args.beta ?? (loss === 'simpo' ? 2.0 : 0.1), { min: 0, minExclusive: true }),
+      labelSmoothing: checkNumber('labelSmoothing', args.labelSmoothing ?? (loss === 'exo_pair' ? 1e-3 : 0),
+        labelSmoothingRange(loss)),
+      averageLogProb: checkBoolean('averageLogProb', args.averageLogProb ?? false),
+      nllWeight: checkNumber('nllWeight', args.nllWeight ?? 0, { min: 0 }),
+      dpopLambda: checkNumber('dpopLambda', args.dpopLambda ?? 50, { min: 0 }),
+      simpoGamma: checkNumber('simpoGamma', args.simpoGamma ?? 0.5),
+      orpoLambda: checkNumber('orpoLambda', args.orpoLambda ?? 0.1, { min: 0 }),
+      discopopTau: checkNumber('discopopTau', args.discopopTau ?? 0.05, { min: 0, minExclusive: true }),
+      bcoDelta: checkNumber('bcoDelta', args.bcoDelta ?? 0),
+    },
+  };
+}
+
+/** Decodes one stored logit for an error message. */
+function logitValue(logits: Logits, dtype: 0 | 1 | 2, index: number): number {
+  if (dtype === 0) return logits[index];
+  const bits = logits[index];
+  if (dtype === 1) return new Float32Array(new Uint32Array([bits << 16]).buffer)[0];
+  const exponent = (bits >> 10) & 0x1f;
+  const sign = bits & 0x8000 ? -1 : 1;
+  if (exponent === 0x1f) return bits & 0x3ff ? NaN : sign * Infinity;
+  return sign * (exponent === 0 ? (bits & 0x3ff) * 2 ** -24 : (1 + (bits & 0x3ff) / 1024) * 2 ** (exponent - 15));
+}
+
+function throwIfStopped(request: NativeLossRequest, result: NativeLossResult): void {
+  if (result.nonFinite === null || request.allowNonFinite) return;
+  const { row, token, vocab } = result.nonFinite;
+  const index = (row * request.tokens + token) * request.vocab + vocab;
+  throw new NonFiniteLogitError(row, token, vocab, logitValue(request.logits, request.dtype, index));
+}
+
+function emptyRowsOf(tokenCounts: Int32Array): number[] {
+  const rows: number[] = [];
+  tokenCounts.forEach((n, s) => {
+    if (n === 0) rows.push(s);
+  });
+  return rows;
+}
+
+function toLossResult(request: NativeLossRequest, result: NativeLossResult, inPlace: boolean): PreferenceLossResult {
+  throwIfStopped(request, result);
+  const tokenCounts = result.tokenCounts!;
+  const out: PreferenceLossResult = {
+    loss: result.loss!,
+    logps: result.logps!,
+    tokenCounts,
+    metrics: result.metrics!,
+    emptyRows: emptyRowsOf(tokenCounts),
+    nonFiniteRows: result.nonFiniteRows,
+  };
+  if (request.dlogits) out.dlogits = inPlace ? request.logits : request.dlogits;
+  return out;
+}
+
+/**
+ * The fused preference loss, forward and (unless `grad: false`) backward, synchronously.
+ *
+ * @example
+ * const P = 1, T = 2, V = 3;
+ * const r = preferenceLoss({
+ *   loss: 'minordpo', beta: 0.1,
+ *   logits: new Float32Array(2 * P * T * V), shape: [2 * P, T, V],
+ *   labels: new Int32Array([0, 1, 2, -100]), refLogps: new Float32Array([-2.2, -1.1]),
+ * });
+ * r.loss; r.dlogits; r.metrics.rewardsMargin;
+ */
+export function preferenceLoss(args: PreferenceLossArgs): PreferenceLossResult {
+  const { request, inPlace } = lossRequest(args);
+  return toLossResult(request, native().preferenceLoss(request), inPlace);
+}
+
+/**
+ * `preferenceLoss` on a worker thread: the event loop stays free while the kernels run. The
+ * arrays passed in are held until the promise settles; do not write to them meanwhile.
+ */
+export async function preferenceLossAsync(args: PreferenceLossArgs): Promise<PreferenceLossResult> {
+  const { request, inPlace } = lossRequest(args);
+  return toLossResult(request, await native().preferenceLossAsync(request), inPlace);
+}
+
+/** Per-row sums of the log-softmax at each label, without a loss or gradient. */
+export function sequenceLogps(args: SequenceLogpsArgs): SequenceLogpsResult {
+  const request = baseRequest(args, false);
+  const averageLogProb = checkBoolean('averageLogProb', args.averageLogProb ?? false);
+  const result = native().preferenceLoss(request);
+  throwIfStopped(request, result);
+  const logps = result.logps!;
+  const tokenCounts = result.tokenCounts!;
+  if (averageLogProb) {
+    for (let s = 0; s < logps.length; s++) logps[s] = tokenCounts[s] > 0 ? logps[s] / tokenCounts[s] : 0;
+  }
+  return { logps, tokenCounts, emptyRows: emptyRowsOf(tokenCounts), nonFiniteRows: result.nonFiniteRows };
+}

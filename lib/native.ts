@@ -1,0 +1,293 @@
+/**
+ * The one place that loads the native addon, and the one interface that declares all of it.
+ *
+ * Two binaries may exist:
+ * - the CPU addon, found by node-gyp-build: a local `build/Release/fusedpo.node` (built from
+ *   source), then `prebuilds/<platform>-<arch>/` (shipped in the npm package);
+ * - the CUDA addon (`build-cmake/Release/` or `prebuilds/<platform>-<arch>-cuda/fusedpo-cuda.node`),
+ *   which node-gyp-build cannot choose between, so this
+ *   loader looks for it itself and uses it only when a CUDA device answers.
+ *
+ * `FUSEDPO_DEVICE` picks: `auto` (default: CUDA when a device answers, else CPU), `cpu`, `cuda`
+ * (an error when no device answers). `FUSEDPO_THREADS` sets the CPU thread pool's size (default:
+ * `os.availableParallelism()`), `FUSEDPO_SIMD` caps the CPU's instruction set
+ * (`avx512`, `avx2`, `generic`).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+import { NativeLoadError } from './errors';
+
+/** What `lib/losses.ts` sends: every field validated there before the call. */
+export interface NativeLossRequest {
+  impl: 0 | 1; // 0: the scalar reference, 1: the fast path
+  logits: Float32Array | Uint16Array;
+  dtype: 0 | 1 | 2; // f32, bf16, f16
+  rows: number;
+  tokens: number;
+  vocab: number;
+  labels: Int32Array;
+  ignoreIndex: number;
+  allowNonFinite: boolean;
+  withLoss: boolean;
+  refLogps?: Float32Array | null;
+  dlogits?: Float32Array | Uint16Array | null;
+  lossKind?: number;
+  beta?: number;
+  labelSmoothing?: number;
+  averageLogProb?: boolean;
+  nllWeight?: number;
+  dpopLambda?: number;
+  simpoGamma?: number;
+  orpoLambda?: number;
+  discopopTau?: number;
+  bcoDelta?: number;
+}
+
+export interface NativeMetrics {
+  rewardsChosen: number;
+  rewardsRejected: number;
+  rewardsAccuracy: number;
+  rewardsMargin: number;
+  logpsChosen: number;
+  logpsRejected: number;
+  nll: number;
+}
+
+/** What the addon returns. Only `nonFinite*` are set when it stopped on a non-finite logit. */
+export interface NativeLossResult {
+  nonFinite: { row: number; token: number; vocab: number } | null;
+  nonFiniteRows: number[];
+  logps?: Float32Array;
+  tokenCounts?: Int32Array;
+  coef?: Float32Array;
+  loss?: number;
+  metrics?: NativeMetrics;
+}
+
+export interface NativeInfo {
+  addonVersion: string;
+  napiVersion: number;
+  simd: string;
+  cpuFeatures: string;
+  threads: number;
+  cuda: boolean;
+}
+
+export interface CudaDevice {
+  index: number;
+  name: string;
+  computeCapability: string;
+  totalMemoryBytes: number;
+}
+
+export interface CudaInfo {
+  driverFound: boolean;
+  driverVersion: number;
+  runtimeVersion: number;
+  devices: CudaDevice[];
+  /** Why no device answered, when none did. */
+  error: string | null;
+}
+
+/** The whole native surface. The CUDA addon has everything the CPU one has, plus `cudaInfo`. */
+export interface NativeAddon {
+  info(): NativeInfo;
+  setThreadCount(threads: number): void;
+  preferenceLoss(request: NativeLossRequest): NativeLossResult;
+  preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
+  cudaInfo?(): CudaInfo;
+}
+
+export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
+export const DEVICE_CHOICES: readonly DeviceChoice[] = ['auto', 'cpu', 'cuda'];
+export const SIMD_LEVELS = ['avx512', 'avx2', 'generic'] as const;
+
+export interface LoadedAddon {
+  addon: NativeAddon;
+  kind: 'cpu' | 'cuda';
+  path: string;
+  /** Why the CUDA addon was not used, when it was not. */
+  cudaSkipped: string | null;
+  /** The CUDA addon's report, when one was loaded (even with no device). */
+  cudaInfo: CudaInfo | null;
+}
+
+/** The package root: this file is lib/native.ts when run from source, dist/native.js when built. */
+export const packageRoot = path.resolve(__dirname, '..');
+
+const platformArch = `${process.platform}-${process.arch}`;
+
+/** Where the CUDA addon is looked for, in order. */
+export function cudaAddonCandidates(root = packageRoot): string[] {
+  return [
+    path.join(root, 'build-cmake', 'Release', 'fusedpo-cuda.node'),
+    // Beside, not inside, node-gyp-build's folder: it would take any .node file there for the CPU's.
+    path.join(root, 'prebuilds', `${platformArch}-cuda`, 'fusedpo-cuda.node'),
+  ];
+}
+
+/** Where node-gyp-build looks for the CPU addon, in order. */
+export function cpuAddonCandidates(root = packageRoot): string[] {
+  return [
+    path.join(root, 'build', 'Release'),
+    path.join(root, 'build', 'Debug'),
+    path.join(root, 'prebuilds', platformArch),
+  ];
+}
+
+function libc(): string {
+  if (process.platform !== 'linux') return 'n/a';
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const glibc = report?.header?.glibcVersionRuntime;
+  return glibc ? `glibc ${glibc}` : 'musl (or glibc not detected)';
+}
+
+export function deviceChoice(): DeviceChoice {
+  const value = process.env.FUSEDPO_DEVICE || 'auto'; // empty counts as unset
+  if (!(DEVICE_CHOICES as readonly string[]).includes(value)) {
+    throw new NativeLoadError(
+      `Expected FUSEDPO_DEVICE to be one of 'auto', 'cpu', 'cuda' but received '${value}'. ` +
+        `Unset it, or set it to 'cpu' to force the CPU addon.`,
+    );
+  }
+  return value as DeviceChoice;
+}
+
+/** The thread count from FUSEDPO_THREADS, or every core this process may use. */
+export function threadSetting(): number {
+  const value = process.env.FUSEDPO_THREADS;
+  if (value === undefined || value === '') return os.availableParallelism();
+  const threads = Number(value);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new NativeLoadError(
+      `Expected FUSEDPO_THREADS to be an integer between 1 and 1024 but received '${value}'.`,
+    );
+  }
+  return threads;
+}
+
+function checkSimdSetting(): void {
+  const value = process.env.FUSEDPO_SIMD;
+  if (value === undefined || value === '') return;
+  if (!(SIMD_LEVELS as readonly string[]).includes(value)) {
+    throw new NativeLoadError(
+      `Expected FUSEDPO_SIMD to be one of ${SIMD_LEVELS.map((s) => `'${s}'`).join(', ')} but received '${value}'.`,
+    );
+  }
+}
+
+function loadError(tried: string[], reasons: string[]): NativeLoadError {
+  const napi = process.versions.napi ?? 'unknown';
+  const lines = [
+    'fusedpo: no native binary could be loaded for this machine.',
+    `  platform ${process.platform}, arch ${process.arch}, libc ${libc()}, Node ${process.versions.node}, Node-API ${napi}`,
+    '  tried:',
+    ...tried.map((p) => `    ${p}`),
+    ...(reasons.length ? ['  reasons:', ...reasons.map((r) => `    ${r}`)] : []),
+    '  to fix it:',
+    '    npx fusedpo build        build the CPU addon from source (needs g++, make, python3)',
+    '    npx fusedpo doctor       show what was found',
+    '  or, in a clone of the repository: npm install && npm run build',
+  ];
+  return new NativeLoadError(lines.join('\n'), tried);
+}
+
+function requireAddon(file: string): NativeAddon {
+  // A plain require: both tsx and the compiled CommonJS resolve .node files through it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(file) as NativeAddon;
+}
+
+function tryCudaAddon(tried: string[]): { loaded: LoadedAddon | null; reason: string; info: CudaInfo | null } {
+  let reason = 'no CUDA addon is built or shipped (npm run build:cuda builds one)';
+  let lastInfo: CudaInfo | null = null;
+  for (const file of cudaAddonCandidates()) {
+    if (!fs.existsSync(file)) continue;
+    tried.push(file);
+    try {
+      const addon = requireAddon(file);
+      const info = addon.cudaInfo?.() ?? null;
+      lastInfo = info;
+      if (info && info.devices.length > 0) {
+        return {
+          loaded: { addon, kind: 'cuda', path: file, cudaSkipped: null, cudaInfo: info },
+          reason: '',
+          info,
+        };
+      }
+      reason = `${file} loaded, but no CUDA device answered: ${info?.error ?? 'no device query in this binary'}`;
+    } catch (error) {
+      reason = `${file} failed to load: ${(error as Error).message.split('\n')[0]}`;
+    }
+  }
+  return { loaded: null, reason, info: lastInfo };
+}
+
+let cached: LoadedAddon | null = null;
+
+/** Loads (once) and returns the addon for the device FUSEDPO_DEVICE asks for. */
+export function loadAddon(): LoadedAddon {
+  if (cached) return cached;
+  const device = deviceChoice();
+  checkSimdSetting();
+  const threads = threadSetting();
+  const tried: string[] = [];
+  let cudaSkipped = 'FUSEDPO_DEVICE=cpu';
+  let cudaInfo: CudaInfo | null = null;
+
+  if (device !== 'cpu') {
+    const cuda = tryCudaAddon(tried);
+    if (cuda.loaded) {
+      cuda.loaded.addon.setThreadCount(threads);
+      cached = cuda.loaded;
+      return cached;
+    }
+    if (device === 'cuda') {
+      throw new NativeLoadError(
+        `FUSEDPO_DEVICE=cuda, but CUDA is not usable: ${cuda.reason}. ` +
+          'Unset FUSEDPO_DEVICE (or set it to cpu) to run on the CPU.',
+        tried,
+      );
+    }
+    cudaSkipped = cuda.reason;
+    cudaInfo = cuda.info;
+  }
+
+  const reasons: string[] = [];
+  let file: string;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const nodeGypBuild = require('node-gyp-build') as { path(dir: string): string };
+    file = nodeGypBuild.path(packageRoot);
+  } catch (error) {
+    tried.push(...cpuAddonCandidates());
+    reasons.push((error as Error).message.split('\n')[0]);
+    throw loadError(tried, reasons);
+  }
+  tried.push(file);
+  let addon: NativeAddon;
+  try {
+    addon = requireAddon(file);
+  } catch (error) {
+    reasons.push(`${file}: ${(error as Error).message.split('\n')[0]}`);
+    throw loadError(tried, reasons);
+  }
+  addon.setThreadCount(threads);
+  cached = { addon, kind: 'cpu', path: file, cudaSkipped, cudaInfo };
+  return cached;
+}
+
+/** The loaded addon itself, for the modules of this package. */
+export function native(): NativeAddon {
+  return loadAddon().addon;
+}
+
+/** Sets the CPU kernels' thread count for this process (1 or more). */
+export function setThreads(threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new RangeError(`Expected an integer between 1 and 1024 for threads but received ${threads}`);
+  }
+  native().setThreadCount(threads);
+}

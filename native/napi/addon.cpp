@@ -1,0 +1,243 @@
+// Node-API bindings of fusedpo: the only C++ that knows JavaScript. It unpacks the request
+// objects that lib/losses.ts builds (after validating every argument there), runs the kernels
+// of native/core and native/cpu, and packs their results. No arithmetic here.
+//
+// Errors: lib/ validates before calling, so a TypeError from here means lib/ and the addon
+// disagree (a version mismatch); it names the field. Data-dependent failures (a non-finite
+// logit) come back as fields of the result, and lib/errors.ts turns them into errors.
+#include <napi.h>
+
+#include <string>
+
+#include "core/preference_loss.h"
+#include "napi/cuda_bindings.h"
+#include "napi/loss_job.h"
+
+namespace fusedpo {
+namespace {
+
+const char* kAddonVersion = "0.1.0";
+
+Napi::Value requireField(const Napi::Object& object, const char* name) {
+  Napi::Value value = object.Get(name);
+  if (value.IsUndefined()) {
+    throw Napi::TypeError::New(object.Env(), std::string("native request: missing field ") + name);
+  }
+  return value;
+}
+
+double numberField(const Napi::Object& object, const char* name) {
+  Napi::Value value = requireField(object, name);
+  if (!value.IsNumber()) {
+    throw Napi::TypeError::New(object.Env(),
+                               std::string("native request: expected a number for ") + name);
+  }
+  return value.As<Napi::Number>().DoubleValue();
+}
+
+bool boolField(const Napi::Object& object, const char* name) {
+  Napi::Value value = requireField(object, name);
+  if (!value.IsBoolean()) {
+    throw Napi::TypeError::New(object.Env(),
+                               std::string("native request: expected a boolean for ") + name);
+  }
+  return value.As<Napi::Boolean>().Value();
+}
+
+// The data pointer of a typed array of the expected kind and element count. A detached buffer
+// has length 0 and fails the count check; lib/ reports it first with a clearer message.
+void* typedArrayField(const Napi::Object& object, const char* name, napi_typedarray_type kind,
+                      size_t length) {
+  Napi::Value value = requireField(object, name);
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != kind ||
+      value.As<Napi::TypedArray>().ElementLength() != length) {
+    throw Napi::TypeError::New(object.Env(),
+                               std::string("native request: wrong typed array for ") + name +
+                                   " (expected " + std::to_string(length) + " elements)");
+  }
+  Napi::TypedArray array = value.As<Napi::TypedArray>();
+  auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
+  return base + array.ByteOffset();
+}
+
+// Fills job's inputs from the request object built by lib/losses.ts (NativeLossRequest).
+void readRequest(const Napi::Object& request, LossJob& job) {
+  job.impl = numberField(request, "impl") == 0 ? Impl::Reference : Impl::Fast;
+  const int dtype = static_cast<int>(numberField(request, "dtype"));
+  job.dtype = static_cast<DType>(dtype);
+  job.shape.rows = static_cast<int64_t>(numberField(request, "rows"));
+  job.shape.tokens = static_cast<int64_t>(numberField(request, "tokens"));
+  job.shape.vocab = static_cast<int64_t>(numberField(request, "vocab"));
+  const size_t tokenCount = static_cast<size_t>(job.shape.rows * job.shape.tokens);
+  const size_t logitCount = tokenCount * static_cast<size_t>(job.shape.vocab);
+  const napi_typedarray_type logitsKind =
+      job.dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
+  job.logits = typedArrayField(request, "logits", logitsKind, logitCount);
+  job.labels = static_cast<const int32_t*>(
+      typedArrayField(request, "labels", napi_int32_array, tokenCount));
+  job.ignoreIndex = static_cast<int32_t>(numberField(request, "ignoreIndex"));
+  job.allowNonFinite = boolField(request, "allowNonFinite");
+  job.withLoss = boolField(request, "withLoss");
+  if (!job.withLoss) return;
+
+  Napi::Value ref = request.Get("refLogps");
+  job.refLogps = ref.IsNull() || ref.IsUndefined()
+                     ? nullptr
+                     : static_cast<const float*>(typedArrayField(
+                           request, "refLogps", napi_float32_array, job.shape.rows));
+  Napi::Value dlogits = request.Get("dlogits");
+  job.dlogits = dlogits.IsNull() || dlogits.IsUndefined()
+                    ? nullptr
+                    : typedArrayField(request, "dlogits", logitsKind, logitCount);
+
+  LossParams& p = job.params;
+  p.kind = static_cast<LossKind>(static_cast<int>(numberField(request, "lossKind")));
+  p.beta = numberField(request, "beta");
+  p.labelSmoothing = numberField(request, "labelSmoothing");
+  p.averageLogProb = boolField(request, "averageLogProb");
+  p.nllWeight = numberField(request, "nllWeight");
+  p.dpopLambda = numberField(request, "dpopLambda");
+  p.simpoGamma = numberField(request, "simpoGamma");
+  p.orpoLambda = numberField(request, "orpoLambda");
+  p.discopopTau = numberField(request, "discopopTau");
+  p.bcoDelta = numberField(request, "bcoDelta");
+}
+
+// NativeLossResult of lib/native.ts.
+Napi::Object writeResult(Napi::Env env, const LossJob& job) {
+  Napi::Object out = Napi::Object::New(env);
+  if (job.nonFiniteRow >= 0) {
+    Napi::Object where = Napi::Object::New(env);
+    where.Set("row", static_cast<double>(job.nonFiniteRow));
+    where.Set("token", static_cast<double>(job.nonFiniteTokenIndex));
+    where.Set("vocab", static_cast<double>(job.nonFiniteVocab));
+    out.Set("nonFinite", where);
+    Napi::Array rows = Napi::Array::New(env);
+    uint32_t count = 0;
+    for (size_t s = 0; s < job.nonFiniteToken.size(); ++s) {
+      if (job.nonFiniteToken[s] >= 0) rows.Set(count++, static_cast<double>(s));
+    }
+    out.Set("nonFiniteRows", rows);
+  } else {
+    out.Set("nonFinite", env.Null());
+    out.Set("nonFiniteRows", Napi::Array::New(env));
+  }
+  if (job.stoppedOnNonFinite) return out;
+
+  const size_t rows = job.logps.size();
+  Napi::Float32Array logps = Napi::Float32Array::New(env, rows);
+  Napi::Int32Array tokenCounts = Napi::Int32Array::New(env, rows);
+  for (size_t s = 0; s < rows; ++s) {
+    logps[s] = static_cast<float>(job.logps[s]);
+    tokenCounts[s] = job.tokenCounts[s];
+  }
+  out.Set("logps", logps);
+  out.Set("tokenCounts", tokenCounts);
+  if (!job.withLoss) return out;
+
+  Napi::Float32Array coef = Napi::Float32Array::New(env, rows);
+  for (size_t s = 0; s < rows; ++s) coef[s] = job.coef[s];
+  out.Set("coef", coef);
+  out.Set("loss", job.result.loss);
+  const PreferenceMetrics& m = job.result.metrics;
+  Napi::Object metrics = Napi::Object::New(env);
+  metrics.Set("rewardsChosen", m.rewardsChosen);
+  metrics.Set("rewardsRejected", m.rewardsRejected);
+  metrics.Set("rewardsAccuracy", m.rewardsAccuracy);
+  metrics.Set("rewardsMargin", m.rewardsMargin);
+  metrics.Set("logpsChosen", m.logpsChosen);
+  metrics.Set("logpsRejected", m.logpsRejected);
+  metrics.Set("nll", m.nll);
+  out.Set("metrics", metrics);
+  return out;
+}
+
+Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(info.Env(), "preferenceLoss: expected a request object");
+  }
+  LossJob job;
+  readRequest(info[0].As<Napi::Object>(), job);
+  runLossJob(job);
+  return writeResult(info.Env(), job);
+}
+
+// Runs a LossJob on libuv's thread pool. The request object, and through it every typed array
+// the kernels read or write, stays referenced until the promise settles, so the garbage
+// collector cannot free them mid-run.
+class LossWorker : public Napi::AsyncWorker {
+ public:
+  LossWorker(Napi::Env env, Napi::Object request)
+      : Napi::AsyncWorker(env, "fusedpo.preferenceLoss"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        request_(Napi::Persistent(request)) {
+    readRequest(request, job_);
+  }
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override { runLossJob(job_); }
+  void OnOK() override {
+    deferred_.Resolve(writeResult(Env(), job_));
+    request_.Reset();
+  }
+  void OnError(const Napi::Error& error) override {
+    deferred_.Reject(error.Value());
+    request_.Reset();
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference request_;
+  LossJob job_;
+};
+
+Napi::Value PreferenceLossAsync(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(info.Env(), "preferenceLossAsync: expected a request object");
+  }
+  auto* worker = new LossWorker(info.Env(), info[0].As<Napi::Object>());
+  Napi::Promise promise = worker->promise();
+  worker->Queue();  // the worker deletes itself when done
+  return promise;
+}
+
+Napi::Value SetThreadCount(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    throw Napi::TypeError::New(info.Env(), "setThreadCount: expected a number");
+  }
+  setThreadCount(info[0].As<Napi::Number>().Int32Value());
+  return info.Env().Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("addonVersion", kAddonVersion);
+  out.Set("napiVersion", NAPI_VERSION);
+  out.Set("simd", simdLevel());
+  out.Set("cpuFeatures", cpuFeatures());
+  out.Set("threads", threadCount());
+  out.Set("cuda", kWithCuda);
+  return out;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setThreadCount", Napi::Function::New(env, SetThreadCount, "setThreadCount"));
+  exports.Set("preferenceLoss", Napi::Function::New(env, PreferenceLoss, "preferenceLoss"));
+  exports.Set("preferenceLossAsync",
+              Napi::Function::New(env, PreferenceLossAsync, "preferenceLossAsync"));
+  addCudaBindings(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace fusedpo
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return fusedpo::Init(env, exports);
+}
+
+NODE_API_MODULE(fusedpo, InitAddon)

@@ -1,0 +1,43 @@
+// Runs one LossJob through the four stages of core/preference_loss.h. See loss_job.h.
+#include "napi/loss_job.h"
+
+namespace fusedpo {
+
+void runLossJob(LossJob& job) {
+  const int64_t rows = job.shape.rows;
+  const int64_t tokens = rows * job.shape.tokens;
+  job.lse.assign(tokens, 0.0f);
+  job.lp.assign(tokens, 0.0f);
+  job.nonFiniteToken.assign(rows, -1);
+  logsoftmaxGatherForward(job.impl, job.logits, job.dtype, job.shape, job.labels, job.ignoreIndex,
+                          job.lse.data(), job.lp.data(), job.nonFiniteToken.data());
+
+  for (int64_t s = 0; s < rows; ++s) {
+    if (job.nonFiniteToken[s] < 0) continue;
+    job.nonFiniteRow = s;
+    job.nonFiniteTokenIndex = job.nonFiniteToken[s];
+    job.nonFiniteVocab =
+        firstNonFiniteVocab(job.logits, job.dtype, job.shape, s, job.nonFiniteTokenIndex);
+    break;
+  }
+  if (job.nonFiniteRow >= 0 && !job.allowNonFinite) {
+    job.stoppedOnNonFinite = true;
+    return;
+  }
+
+  job.logps.assign(rows, 0.0);
+  job.tokenCounts.assign(rows, 0);
+  sequenceSums(job.logits, job.dtype, job.shape, job.labels, job.ignoreIndex, job.lse.data(),
+               job.logps.data(), job.tokenCounts.data());
+  if (!job.withLoss) return;
+
+  job.coef.assign(rows, 0.0f);
+  job.result = preferenceLossFromLogps(job.params, rows, job.logps.data(), job.tokenCounts.data(),
+                                       job.refLogps, job.coef.data());
+  if (job.dlogits != nullptr) {
+    logsoftmaxGatherBackward(job.impl, job.logits, job.dtype, job.shape, job.labels,
+                             job.ignoreIndex, job.lse.data(), job.coef.data(), job.dlogits);
+  }
+}
+
+}  // namespace fusedpo

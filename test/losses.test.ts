@@ -1,0 +1,280 @@
+/**
+ * The fused losses against float64 values computed in TypeScript (test/fp64.ts) and against the
+ * native scalar reference, over every loss, dtype, odd shapes, masks, empty rows and extreme
+ * logits; a finite-difference check of dlogits; MinorDPO's kink; determinism across threads.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+import { LOSS_NAMES, preferenceLoss, sequenceLogps, setThreads, type LogitsDType, type LossName, type PreferenceLossArgs } from '../lib/index';
+import { assertClose, decoded, encode, makeBatch, UNIT, type BatchSpec, type TestBatch } from './batch';
+import { batchLoss64, coefByFiniteDifference, defaultOptions, dlogits64, tokenLogps, type LossOptions } from './fp64';
+
+const DTYPES: LogitsDType[] = ['f32', 'bf16', 'f16'];
+
+/** Reference log-probs a little off the policy's, so that every loss sees both signs of u. */
+function refNear(pi: Float64Array, seed: number): Float32Array {
+  const ref = new Float32Array(pi.length);
+  for (let s = 0; s < pi.length; s++) ref[s] = pi[s] + Math.sin(seed * 7.3 + s * 1.9) * 1.5;
+  return ref;
+}
+
+interface Checked {
+  batch: TestBatch;
+  args: PreferenceLossArgs;
+}
+
+/**
+ * Runs one loss on one batch with both implementations and checks loss, logps, token counts,
+ * metrics and dlogits against float64, and the fast path against the reference.
+ */
+function checkAgainstFp64(spec: BatchSpec, loss: LossName, overrides: Partial<LossOptions> = {}): Checked {
+  const batch = makeBatch(spec);
+  const { z, shape, labels, dtype } = batch;
+  const exact = tokenLogps(z, shape, labels);
+  const refLogps = loss === 'simpo' || loss === 'orpo' ? undefined : refNear(exact.pi, spec.seed ?? 1);
+  const ref64 = refLogps ? Float64Array.from(refLogps) : null;
+  const options = defaultOptions(loss, overrides);
+  const args: PreferenceLossArgs = { loss, logits: batch.logits, dtype, shape, labels, refLogps, ...overrides };
+  const fast = preferenceLoss(args);
+  const scalar = preferenceLoss({ ...args, implementation: 'reference' });
+  const where = `${loss} ${dtype} [${shape}]${Object.keys(overrides).length ? ' ' + JSON.stringify(overrides) : ''}`;
+
+  // Per row: fp32 arithmetic on each token, sums in fp64.
+  const [R, T, V] = shape;
+  const piTolerance = new Float64Array(R);
+  for (let s = 0; s < R; s++) {
+    for (let t = 0; t < T; t++) {
+      const k = s * T + t;
+      if (labels[k] !== -100) piTolerance[s] += 16 * 2 ** -24 * (Math.abs(exact.lse[k]) + Math.abs(z[k * V + labels[k]]) + 1);
+    }
+  }
+  assert.equal(Array.from(fast.tokenCounts), Array.from(exact.n), `${where}: tokenCounts`);
+  assertClose(`${where}: logps (fast)`, fast.logps, exact.pi, (s) => piTolerance[s] + Math.abs(exact.pi[s]) * 2 ** -23);
+  assertClose(`${where}: logps (reference)`, scalar.logps, exact.pi, (s) => piTolerance[s] + Math.abs(exact.pi[s]) * 2 ** -23);
+  assert.equal(fast.emptyRows, Array.from(exact.n).flatMap((n, s) => (n === 0 ? [s] : [])), `${where}: emptyRows`);
+
+  const coef = coefByFiniteDifference(loss, options, exact.pi, exact.n, ref64);
+  const loss64 = batchLoss64(loss, options, exact.pi, exact.n, ref64);
+  const lossTolerance = coef.reduce((sum, c, s) => sum + Math.abs(c) * piTolerance[s], 0) + 1e-6 * (1 + Math.abs(loss64));
+  assertClose(`${where}: loss`, [fast.loss, scalar.loss], [loss64, loss64], () => lossTolerance);
+
+  const maxCoef = coef.reduce((m, c) => Math.max(m, Math.abs(c)), 0);
+  // How far the coefficients move when every logps moves within its tolerance (the loss's
+  // curvature times the fp32 error of the logps: large for logits of magnitude 1e4).
+  const coefShift = [1, -1].map((sign) =>
+    coefByFiniteDifference(loss, options, exact.pi.map((p, s) => p + sign * piTolerance[s]), exact.n, ref64));
+  const coefError = coef.map((c, s) => Math.max(...coefShift.map((shifted) => Math.abs(shifted[s] - c))));
+  const expected = dlogits64(z, shape, labels, exact.lse, coef);
+  // fp32 softmax (a few ulp), the coefficient's own error (finite differences and the fp32 logps),
+  // then the rounding of the stored dtype.
+  const unit = UNIT[dtype];
+  const rowOf = (i: number) => Math.floor(i / (T * V));
+  const gradTolerance = (i: number) =>
+    Math.abs(expected[i]) * unit + maxCoef * 2e-5 + coefError[rowOf(i)] + (dtype === 'f16' ? 2 ** -24 : 0);
+  assertClose(`${where}: dlogits (fast) vs fp64`, decoded(fast.dlogits!, dtype), expected, gradTolerance);
+  // The fast path against the scalar spec: the same to within one step of the storage dtype.
+  const scalarGrad = decoded(scalar.dlogits!, dtype);
+  assertClose(`${where}: dlogits fast vs reference`, decoded(fast.dlogits!, dtype), scalarGrad,
+    (i) => Math.abs(scalarGrad[i]) * 2 * unit + maxCoef * 2 ** -20 + (dtype === 'f16' ? 2 ** -24 : 0));
+  return { batch, args };
+}
+
+for (const loss of LOSS_NAMES) {
+  test(`${loss}: loss, logps and dlogits against float64 and the scalar reference, every dtype`, () => {
+    for (const dtype of DTYPES) {
+      checkAgainstFp64({ pairs: 2, tokens: 5, vocab: 123, dtype, seed: 3 }, loss);
+    }
+  });
+}
+
+test('odd shapes: V = 1, 2, 15, 16, 17, 123 and T = 1, 47', () => {
+  for (const [tokens, vocab] of [[3, 1], [1, 2], [47, 2], [4, 15], [4, 16], [4, 17], [47, 123], [1, 123]]) {
+    for (const dtype of DTYPES) {
+      checkAgainstFp64({ pairs: 1, tokens, vocab, dtype, promptFraction: 0, seed: tokens + vocab }, 'minordpo');
+    }
+  }
+});
+
+test('V = 50257 (GPT-2) in every dtype', () => {
+  for (const dtype of DTYPES) {
+    checkAgainstFp64({ pairs: 1, tokens: 3, vocab: 50257, dtype, seed: 11 }, 'dpo', { nllWeight: 0.5 });
+  }
+});
+
+test('averageLogProb, nllWeight, label smoothing and the other parameters', () => {
+  const spec: BatchSpec = { pairs: 3, tokens: 9, vocab: 40, seed: 5 };
+  checkAgainstFp64(spec, 'dpo', { averageLogProb: true });
+  checkAgainstFp64(spec, 'minordpo', { averageLogProb: true, nllWeight: 1, beta: 0.5 });
+  checkAgainstFp64(spec, 'dpo', { labelSmoothing: 0.2 });
+  checkAgainstFp64(spec, 'minordpo', { labelSmoothing: 0.1 });
+  checkAgainstFp64(spec, 'robust', { labelSmoothing: 0.3 });
+  checkAgainstFp64(spec, 'exo_pair', { labelSmoothing: 0.25 });
+  checkAgainstFp64(spec, 'dpop', { dpopLambda: 5 });
+  checkAgainstFp64(spec, 'simpo', { simpoGamma: 1.5, beta: 2.5 });
+  checkAgainstFp64(spec, 'orpo', { orpoLambda: 0.7, nllWeight: 0.1 });
+  checkAgainstFp64(spec, 'discopop', { discopopTau: 0.5 });
+  checkAgainstFp64(spec, 'bco_pair', { bcoDelta: 0.3 });
+  checkAgainstFp64(spec, 'ipo', { beta: 1 });
+});
+
+test('prompt masks, empty rows and a batch with every token masked never give NaN', () => {
+  for (const loss of LOSS_NAMES) {
+    if (loss === 'orpo') continue; // its log-odds need a token; empty orpo rows are checked below
+    const { batch } = checkAgainstFp64({ pairs: 2, tokens: 6, vocab: 20, emptyRows: [1, 2], seed: 2 }, loss);
+    assert.ok(batch.labels.includes(-100));
+  }
+  const all = makeBatch({ pairs: 2, tokens: 4, vocab: 10, emptyRows: [0, 1, 2, 3] });
+  for (const loss of LOSS_NAMES) {
+    const refLogps = loss === 'simpo' || loss === 'orpo' ? undefined : new Float32Array(4);
+    const r = preferenceLoss({ loss, logits: all.logits, shape: all.shape, labels: all.labels, refLogps, nllWeight: 0.5 });
+    assert.ok(Number.isFinite(r.loss), `${loss}: loss ${r.loss} with every token masked`);
+    assert.equal(r.emptyRows, [0, 1, 2, 3]);
+    assert.ok((r.dlogits as Float32Array).every((g) => g === 0), `${loss}: nonzero gradient with every token masked`);
+  }
+  const orpo = makeBatch({ pairs: 2, tokens: 4, vocab: 10, emptyRows: [3] });
+  const r = preferenceLoss({ loss: 'orpo', logits: orpo.logits, shape: orpo.shape, labels: orpo.labels });
+  assert.ok(Number.isFinite(r.loss) && (r.dlogits as Float32Array).every(Number.isFinite), 'orpo with an empty row');
+});
+
+test('logits up to +-1e4 in f32 and the full finite range of bf16 give finite results', () => {
+  for (const loss of ['dpo', 'minordpo', 'ipo', 'discopop', 'simpo'] as LossName[]) {
+    checkAgainstFp64({ pairs: 2, tokens: 7, vocab: 33, scale: 1e4, seed: 9 }, loss);
+  }
+  const huge = makeBatch({ pairs: 1, tokens: 3, vocab: 17, dtype: 'bf16', scale: 3.3e38 });
+  for (const loss of LOSS_NAMES) {
+    const refLogps = loss === 'simpo' || loss === 'orpo' ? undefined : new Float32Array([-1e3, -2e3]);
+    for (const implementation of ['fast', 'reference'] as const) {
+      const r = preferenceLoss({ loss, logits: huge.logits, dtype: 'bf16', shape: huge.shape, labels: huge.labels, refLogps, implementation });
+      assert.ok(Number.isFinite(r.loss), `${loss} (${implementation}): loss ${r.loss} on bf16 logits near 3.3e38`);
+      // sppo_hard's gradient grows with the unnormalized margin, here about 1e39: past what any
+      // 16- or 32-bit float holds, so its dlogits saturate to infinity, truthfully.
+      if (loss === 'sppo_hard') continue;
+      assert.ok(decoded(r.dlogits!, 'bf16').every(Number.isFinite), `${loss} (${implementation}): non-finite dlogits`);
+    }
+  }
+});
+
+test('in place: dlogits written over the logits, equal to the out-of-place result', () => {
+  for (const dtype of DTYPES) {
+    const batch = makeBatch({ pairs: 2, tokens: 6, vocab: 70, dtype });
+    const refLogps = new Float32Array([-30, -31, -29, -33]);
+    const args = { loss: 'minordpo' as const, dtype, shape: batch.shape, labels: batch.labels, refLogps };
+    const outOfPlace = preferenceLoss({ ...args, logits: batch.logits });
+    const copy = batch.logits.slice();
+    const inPlace = preferenceLoss({ ...args, logits: copy, inPlace: true });
+    assert.ok(inPlace.dlogits === copy, 'in place returns the logits array itself');
+    assert.equal(Array.from(copy), Array.from(outOfPlace.dlogits!), `${dtype}: in place differs`);
+    assert.is(inPlace.loss, outOfPlace.loss);
+  }
+});
+
+test('finite differences on the logits match dlogits (f32, small shapes)', () => {
+  for (const loss of LOSS_NAMES) {
+    const batch = makeBatch({ pairs: 1, tokens: 3, vocab: 5, seed: 21, promptFraction: 0.34 });
+    const { z, shape, labels } = batch;
+    const exact = tokenLogps(z, shape, labels);
+    const refLogps = loss === 'simpo' || loss === 'orpo' ? undefined : refNear(exact.pi, 4);
+    const options = defaultOptions(loss);
+    const r = preferenceLoss({ loss, logits: batch.logits, shape, labels, refLogps });
+    const lossAt = (x: Float64Array) => {
+      const t = tokenLogps(x, shape, labels);
+      return batchLoss64(loss, options, t.pi, t.n, refLogps ? Float64Array.from(refLogps) : null);
+    };
+    const numeric = new Float64Array(z.length);
+    const x = Float64Array.from(z);
+    for (let i = 0; i < x.length; i++) {
+      const h = 1e-4;
+      x[i] = z[i] + h;
+      const up = lossAt(x);
+      x[i] = z[i] - h;
+      const down = lossAt(x);
+      x[i] = z[i];
+      numeric[i] = (up - down) / (2 * h);
+    }
+    const scale = numeric.reduce((m, g) => Math.max(m, Math.abs(g)), 0);
+    assertClose(`${loss}: dlogits vs finite differences`, r.dlogits!, numeric, () => 1e-4 * scale + 1e-7);
+  }
+});
+
+test("MinorDPO's kink: at ul = 0 its gradient equals DPO's, at ul < 0 the rejected rows get none", () => {
+  // All-zero logits over V = 2 and two counted tokens per row: every pi is -2 fl(ln 2), exact in
+  // fp32, so refLogps = logps gives ul = 0 exactly.
+  const shape: [number, number, number] = [4, 2, 2];
+  const logits = new Float32Array(4 * 2 * 2);
+  logits[1] = 0.5; // a chosen row off the reference, so the gradient is not trivially symmetric
+  const labels = new Int32Array([0, 1, 1, 0, 0, 0, 1, 1]);
+  const { logps } = sequenceLogps({ logits, shape, labels });
+  const atKink = Float32Array.from(logps);
+  const dpo = preferenceLoss({ loss: 'dpo', logits, shape, labels, refLogps: atKink });
+  const minor = preferenceLoss({ loss: 'minordpo', logits, shape, labels, refLogps: atKink });
+  assert.equal(Array.from(minor.dlogits!), Array.from(dpo.dlogits!), 'ul = 0: MinorDPO and DPO gradients differ');
+  assert.ok(Array.from(minor.dlogits!.subarray(8)).some((g) => g !== 0), 'ul = 0: rejected rows must get a gradient');
+
+  const below = Float32Array.from(logps);
+  below[2] += 1; // rejected rows: the policy already rates them below the reference (ul = -1)
+  below[3] += 1;
+  const pushedDown = preferenceLoss({ loss: 'minordpo', logits, shape, labels, refLogps: below });
+  assert.ok(Array.from(pushedDown.dlogits!.subarray(8)).every((g) => g === 0), 'ul < 0: rejected rows got a gradient');
+  assert.ok(Array.from(pushedDown.dlogits!.subarray(0, 8)).some((g) => g !== 0), 'ul < 0: chosen rows lost their gradient');
+  const dpoBelow = preferenceLoss({ loss: 'dpo', logits, shape, labels, refLogps: below });
+  assert.ok(Array.from(dpoBelow.dlogits!.subarray(8)).some((g) => g !== 0), 'DPO keeps pushing rejected rows down');
+});
+
+test('metrics follow TRL: rewards, accuracy, margin, logps and nll', () => {
+  const batch = makeBatch({ pairs: 3, tokens: 6, vocab: 30, seed: 8 });
+  const exact = tokenLogps(batch.z, batch.shape, batch.labels);
+  const refLogps = refNear(exact.pi, 2);
+  const b = 0.25;
+  const r = preferenceLoss({ loss: 'dpo', beta: b, nllWeight: 0.5, logits: batch.logits, shape: batch.shape, labels: batch.labels, refLogps });
+  const P = 3;
+  let uw = 0, ul = 0, wins = 0, pw = 0, pl = 0, chosenTokens = 0;
+  for (let i = 0; i < P; i++) {
+    const w = exact.pi[i] - refLogps[i];
+    const l = exact.pi[P + i] - refLogps[P + i];
+    uw += w / P; ul += l / P; wins += (w > l ? 1 : 0) / P;
+    pw += exact.pi[i] / P; pl += exact.pi[P + i] / P; chosenTokens += exact.n[i];
+  }
+  const m = r.metrics;
+  const close = (a: number, e: number, what: string) => assert.ok(Math.abs(a - e) <= 1e-4 * (1 + Math.abs(e)), `${what}: ${a} vs ${e}`);
+  close(m.rewardsChosen, b * uw, 'rewardsChosen');
+  close(m.rewardsRejected, b * ul, 'rewardsRejected');
+  close(m.rewardsMargin, b * (uw - ul), 'rewardsMargin');
+  assert.is(m.rewardsAccuracy, wins);
+  close(m.logpsChosen, pw, 'logpsChosen');
+  close(m.logpsRejected, pl, 'logpsRejected');
+  close(m.nll, (-pw * P) / chosenTokens, 'nll');
+});
+
+test('the same inputs give bit-identical results whatever the thread count and SIMD path', () => {
+  const batch = makeBatch({ pairs: 3, tokens: 37, vocab: 1001, dtype: 'bf16', seed: 13 });
+  const args = { loss: 'minordpo' as const, dtype: 'bf16' as const, logits: batch.logits, shape: batch.shape, labels: batch.labels, refLogps: new Float32Array([-200, -210, -190, -205, -220, -199]) };
+  const results = [1, 2, 3, 7].map((threads) => {
+    setThreads(threads);
+    return preferenceLoss(args);
+  });
+  setThreads(2);
+  for (const r of results.slice(1)) {
+    assert.is(r.loss, results[0].loss);
+    assert.equal(Array.from(r.logps), Array.from(results[0].logps));
+    assert.equal(Array.from(r.dlogits!), Array.from(results[0].dlogits!));
+  }
+});
+
+test('sequenceLogps: sums, counts, averages and odd row counts', () => {
+  const batch = makeBatch({ pairs: 2, tokens: 5, vocab: 9, seed: 4, emptyRows: [3] });
+  const shape: [number, number, number] = [3, 5, 9]; // an odd number of rows is fine here
+  const logits = batch.logits.subarray(0, 3 * 5 * 9) as Float32Array;
+  const labels = batch.labels.subarray(0, 15);
+  const exact = tokenLogps(batch.z.subarray(0, 3 * 5 * 9), shape, labels);
+  const r = sequenceLogps({ logits, shape, labels });
+  assertClose('logps', r.logps, exact.pi, () => 1e-5);
+  const avg = sequenceLogps({ logits, shape, labels, averageLogProb: true });
+  assertClose('averaged logps', avg.logps, Array.from(exact.pi, (p, s) => p / exact.n[s]), () => 1e-6);
+  const bf = encode(Array.from(logits), 'bf16');
+  const rb = sequenceLogps({ logits: bf, dtype: 'bf16', shape, labels });
+  const exactBf = tokenLogps(decoded(bf, 'bf16'), shape, labels);
+  assertClose('bf16 logps', rb.logps, exactBf.pi, () => 1e-5);
+});
+
+test.run();
