@@ -217,6 +217,16 @@ function baseRequest(args: SequenceLogpsArgs, needPairs: boolean): NativeLossReq
   };
 }
 
+/** Arrays from 2 MiB up come from the addon, on huge pages: V8's own cost 4 KiB page faults. */
+const LARGE_ARRAY_BYTES = 2 ** 21;
+
+function newLogitsArray(dtype: 0 | 1 | 2, length: number): Logits {
+  const bytes = length * (dtype === 0 ? 4 : 2);
+  if (bytes < LARGE_ARRAY_BYTES) return dtype === 0 ? new Float32Array(length) : new Uint16Array(length);
+  const buffer = native().allocateBuffer(bytes);
+  return dtype === 0 ? new Float32Array(buffer) : new Uint16Array(buffer);
+}
+
 function labelSmoothingRange(loss: LossName): { min: number; max: number; minExclusive?: boolean; maxExclusive?: boolean } {
   if (loss === 'robust') return { min: 0, max: 0.5, maxExclusive: true };
   if (loss === 'exo_pair') return { min: 0, max: 1, minExclusive: true, maxExclusive: true };
@@ -257,8 +267,7 @@ function lossRequest(args: PreferenceLossArgs): { request: NativeLossRequest; in
       throw new TypeError('Expected an out array that does not share memory with logits (use inPlace: true to write over them)');
     }
   } else if (grad) {
-    dlogits = inPlace ? request.logits
-      : request.dtype === 0 ? new Float32Array(request.logits.length) : new Uint16Array(request.logits.length);
+    dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, request.logits.length);
   }
   return {
     inPlace,

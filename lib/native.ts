@@ -95,6 +95,8 @@ export interface CudaInfo {
 export interface NativeAddon {
   info(): NativeInfo;
   setThreadCount(threads: number): void;
+  /** A zero-filled buffer on huge pages where the OS allows: fast to touch the first time. */
+  allocateBuffer(bytes: number): ArrayBuffer;
   preferenceLoss(request: NativeLossRequest): NativeLossResult;
   preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
   cudaInfo?(): CudaInfo;
