@@ -42,9 +42,19 @@ export function exampleBatch(pairs: number, tokens: number, vocab: number, seed 
       labels[s * tokens + t] = t < prompt ? -100 : Math.floor(random() * vocab);
     }
   }
-  // A uniform policy gives log(1/V) per token; the reference sits a little off it.
+  // A uniform policy gives log(1/V) per token; the reference sits a little off it. (The policy
+  // here is not uniform: use referenceNear on its sequenceLogps for a reference close to it.)
   const refLogps = new Float32Array(rows);
   const counted = tokens - prompt;
   for (let s = 0; s < rows; s++) refLogps[s] = -Math.log(vocab) * counted + (random() * 2 - 1) * 2;
   return { pairs, tokens, vocab, shape: [rows, tokens, vocab], logits, labels, refLogps };
+}
+
+/**
+ * Reference log-probs a few nats off the given policy log-probs, deterministically: a reference
+ * model close to the policy, as at the start of preference training, so that the rewards have
+ * both signs and the losses sit near their interesting range.
+ */
+export function referenceNear(logps: Float32Array, spread = 3): Float32Array {
+  return logps.map((p, s) => p + Math.sin(1 + s * 2.3) * spread);
 }
