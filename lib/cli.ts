@@ -66,10 +66,21 @@ function nodeGypCommand(): string[] {
   return ['node-gyp'];
 }
 
+/**
+ * The running Node's own headers, when it ships them (distribution packages and the official
+ * tarballs do): node-gyp then builds offline instead of downloading them.
+ */
+function localNodeHeaders(): string[] {
+  if (process.env.npm_config_nodedir) return [];
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  return fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+}
+
 function build(): void {
   const [command, ...rest] = nodeGypCommand();
   console.log(`fusedpo: building the CPU addon from source in ${packageRoot}`);
-  const run = spawnSync(command, [...rest, 'rebuild', '-j', 'max'], { cwd: packageRoot, stdio: 'inherit' });
+  const args = [...rest, 'rebuild', '-j', 'max', ...localNodeHeaders()];
+  const run = spawnSync(command, args, { cwd: packageRoot, stdio: 'inherit' });
   if (run.error) fail(`could not start node-gyp (${run.error.message}); install it with npm install -g node-gyp`);
   if (run.status !== 0) fail(`node-gyp exited with status ${run.status}; see its output above`);
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');

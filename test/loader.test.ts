@@ -86,6 +86,25 @@ test('with no binary at all, one error names platform, libc, Node-API, the paths
   }
 });
 
+test('a corrupt binary: the error names its path and why it failed', () => {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedpo-badbinary-'));
+  try {
+    fs.cpSync(path.join(root, 'dist'), path.join(copy, 'dist'), { recursive: true });
+    fs.copyFileSync(path.join(root, 'package.json'), path.join(copy, 'package.json'));
+    fs.symlinkSync(path.join(root, 'node_modules'), path.join(copy, 'node_modules'));
+    fs.mkdirSync(path.join(copy, 'build', 'Release'), { recursive: true });
+    fs.writeFileSync(path.join(copy, 'build', 'Release', 'fusedpo.node'), 'not an ELF file');
+    const { status, out } = fusedpo(['doctor'], {}, copy, path.join(copy, 'dist', 'cli.js'));
+    assert.is(status, 1, out);
+    assert.match(out, 'no native binary could be loaded');
+    assert.match(out, `${path.join(copy, 'build', 'Release', 'fusedpo.node')}: `);
+    assert.match(out, /invalid ELF header|file too short/);
+    assert.match(out, 'npx fusedpo build');
+  } finally {
+    fs.rmSync(copy, { recursive: true, force: true });
+  }
+});
+
 test('the demo runs on a small batch and prints loss and timings', () => {
   const { status, out } = fusedpo(['demo', '--pairs', '2', '--tokens', '8', '--vocab', '50', '--repeats', '1']);
   assert.is(status, 0, out);

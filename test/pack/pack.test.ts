@@ -129,6 +129,20 @@ for (const mode of ['defaults', 'allowScripts'] as const) {
   });
 }
 
+test('npx fusedpo build: the explicit source build of an installed package, then used', () => {
+  // Compilers allowed here: this is the fallback for a platform with no prebuild.
+  const app = path.join(work, 'app-defaults');
+  const installed = path.join(app, 'node_modules', 'fusedpo');
+  const env = { ...process.env, npm_config_nodedir: '', FUSEDPO_DEVICE: 'cpu' };
+  const build = spawnSync('npx', ['--no-install', 'fusedpo', 'build'], { cwd: app, encoding: 'utf8', env });
+  assert.is(build.status, 0, `fusedpo build failed:\n${build.stdout}\n${build.stderr}`);
+  assert.ok(fs.existsSync(path.join(installed, 'build', 'Release', 'fusedpo.node')), 'no build/Release/fusedpo.node');
+  const doctor = spawnSync('npx', ['--no-install', 'fusedpo', 'doctor'], { cwd: app, encoding: 'utf8', env });
+  assert.match(doctor.stdout, /binary: +cpu addon, .*build\/Release\/fusedpo\.node/, 'the local build comes first');
+  const use = spawnSync('node', ['-e', USE_CJS], { cwd: app, encoding: 'utf8', env });
+  assert.is(use.status, 0, use.stderr);
+});
+
 test.after(() => {
   fs.rmSync(work, { recursive: true, force: true });
 });
