@@ -91,6 +91,16 @@ export interface CudaInfo {
   error: string | null;
 }
 
+/** Native memory behind a Tensor (native/napi/storage.h): copied in and out, never viewed. */
+export interface NativeStorage {
+  readonly byteLength: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  write(array: ArrayBufferView, byteOffset: number): void;
+  read(array: ArrayBufferView, byteOffset: number): void;
+  fill(byte: number): void;
+}
+
 /** The whole native surface. The CUDA addon has everything the CPU one has, plus `cudaInfo`. */
 export interface NativeAddon {
   info(): NativeInfo;
@@ -99,6 +109,9 @@ export interface NativeAddon {
   allocateBuffer(bytes: number): ArrayBuffer;
   preferenceLoss(request: NativeLossRequest): NativeLossResult;
   preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
+  NativeStorage: new (bytes: number) => NativeStorage;
+  /** The external bytes reported to V8 so far (NativeStorage adds and removes its own). */
+  externalMemory(): number;
   cudaInfo?(): CudaInfo;
 }
 

@@ -13,6 +13,7 @@
 #include "cpu/host_memory.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
+#include "napi/storage.h"
 
 namespace fusedpo {
 namespace {
@@ -218,6 +219,12 @@ Napi::Value AllocateBuffer(const Napi::CallbackInfo& info) {
   return buffer;
 }
 
+// The external bytes this environment has reported to V8 (NativeStorage), as V8 counts them.
+Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(),
+                           static_cast<double>(Napi::MemoryManagement::AdjustExternalMemory(info.Env(), 0)));
+}
+
 Napi::Value SetThreadCount(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsNumber()) {
     throw Napi::TypeError::New(info.Env(), "setThreadCount: expected a number");
@@ -241,10 +248,12 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   exports.Set("allocateBuffer", Napi::Function::New(env, AllocateBuffer, "allocateBuffer"));
+  exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory, "externalMemory"));
   exports.Set("setThreadCount", Napi::Function::New(env, SetThreadCount, "setThreadCount"));
   exports.Set("preferenceLoss", Napi::Function::New(env, PreferenceLoss, "preferenceLoss"));
   exports.Set("preferenceLossAsync",
               Napi::Function::New(env, PreferenceLossAsync, "preferenceLossAsync"));
+  NativeStorage::addTo(env, exports);
   addCudaBindings(env, exports);
   return exports;
 }
