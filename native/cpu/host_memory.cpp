@@ -2,12 +2,45 @@
 #include "cpu/host_memory.h"
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
 namespace fusedpo {
+
+namespace {
+constexpr size_t kMappedFrom = size_t(1) << 20;
+constexpr size_t kAlignment = 64;
+}  // namespace
+
+void* allocateHostMemory(size_t bytes) {
+#if defined(__linux__)
+  if (bytes >= kMappedFrom) {
+    void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (data == MAP_FAILED) return nullptr;
+    adviseHugePages(data, bytes);
+    return data;  // the kernel zero-fills on first touch
+  }
+#endif
+  const size_t rounded = bytes == 0 ? kAlignment : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* data = std::aligned_alloc(kAlignment, rounded);
+  if (data != nullptr) std::memset(data, 0, rounded);
+  return data;
+}
+
+void freeHostMemory(void* data, size_t bytes) {
+  if (data == nullptr) return;
+#if defined(__linux__)
+  if (bytes >= kMappedFrom) {
+    munmap(data, bytes);
+    return;
+  }
+#endif
+  std::free(data);
+}
 
 void adviseHugePages(void* data, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)

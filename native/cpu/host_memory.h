@@ -8,6 +8,13 @@
 
 namespace fusedpo {
 
+// Zero-filled host memory, 64-byte aligned, for tensors. From 1 MiB up it is a mapping of its
+// own (advised onto huge pages), given back to the OS the moment it is freed: the C library's
+// heap may keep freed blocks and, as seen under some loaders, grow instead of reusing them.
+// Free with freeHostMemory and the same byte count. nullptr when the memory cannot be had.
+void* allocateHostMemory(size_t bytes);
+void freeHostMemory(void* data, size_t bytes);
+
 // Asks the OS to back [data, data + bytes) with huge pages when first touched: a hint for the
 // 2 MiB-aligned part of a range that is not yet touched (a fresh large calloc, such as a new V8
 // ArrayBuffer). No effect where the OS has no such pages or is not Linux.

@@ -16,8 +16,6 @@ Napi::FunctionReference* storageConstructor(Napi::Env env) {
   return env.GetInstanceData<Napi::FunctionReference>();
 }
 
-constexpr size_t kAlignment = 64;
-
 size_t checkedBytes(const Napi::Env& env, const Napi::Value& value) {
   if (!value.IsNumber()) throw Napi::TypeError::New(env, "NativeStorage: expected a byte count");
   const double bytes = value.As<Napi::Number>().DoubleValue();
@@ -72,13 +70,10 @@ void NativeStorage::addTo(Napi::Env env, Napi::Object exports) {
 NativeStorage::NativeStorage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeStorage>(info) {
   Napi::Env env = info.Env();
   bytes_ = checkedBytes(env, info.Length() > 0 ? info[0] : env.Undefined());
-  const size_t rounded = (bytes_ + kAlignment - 1) / kAlignment * kAlignment;
-  data_ = static_cast<uint8_t*>(std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded));
+  data_ = static_cast<uint8_t*>(allocateHostMemory(bytes_));
   if (data_ == nullptr) {
     throw Napi::RangeError::New(env, "NativeStorage: could not allocate " + std::to_string(bytes_) + " bytes");
   }
-  adviseHugePages(data_, rounded);
-  std::memset(data_, 0, rounded);
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes_));
 }
 
@@ -86,7 +81,7 @@ NativeStorage::~NativeStorage() { release(Env()); }
 
 void NativeStorage::release(napi_env env) {
   if (data_ == nullptr) return;
-  std::free(data_);
+  freeHostMemory(data_, bytes_);
   data_ = nullptr;
   int64_t unused = 0;
   napi_adjust_external_memory(env, -static_cast<int64_t>(bytes_), &unused);
