@@ -16,7 +16,11 @@ export {
   type PreferenceMetrics,
   type SequenceLogpsArgs,
   type SequenceLogpsResult,
+  type TensorPreferenceLossArgs,
+  type TensorPreferenceLossResult,
 } from './losses';
+export { Tensor, keep, withScope, type Device, type TensorDType } from './tensor';
+export { noGrad, isGradEnabled } from './autograd';
 export { NativeLoadError, NonFiniteLogitError } from './errors';
 export { setThreads, type CudaInfo, type CudaDevice } from './native';
 export { doctorReport, type DoctorReport } from './doctor';

@@ -18,7 +18,9 @@
  * - `dlogits[s,t,v] = c[s] * m[s,t] * ([v == y] - softmax(z[s,t,:])[v])` with `c[s] = dLoss/dpi[s]`.
  */
 import { NonFiniteLogitError } from './errors';
+import { needsGrad, record } from './autograd';
 import { native, type NativeLossRequest, type NativeLossResult } from './native';
+import { Tensor } from './tensor';
 import {
   checkBoolean,
   checkInteger,
@@ -194,7 +196,10 @@ function checkLogits(args: SequenceLogpsArgs, shape: CheckedShape): { dtype: Log
   return { dtype, logits };
 }
 
-function baseRequest(args: SequenceLogpsArgs, needPairs: boolean): NativeLossRequest {
+/** A request whose logits are a typed array (the typed-array API). */
+type TypedLossRequest = NativeLossRequest & { logits: Logits; dlogits?: Logits | null };
+
+function baseRequest(args: SequenceLogpsArgs, needPairs: boolean): TypedLossRequest {
   if (typeof args !== 'object' || args === null) {
     throw new TypeError(expected('an object of arguments', 'args', args));
   }
@@ -233,50 +238,19 @@ function labelSmoothingRange(loss: LossName): { min: number; max: number; minExc
   return { min: 0, max: 0.5 };
 }
 
-function lossRequest(args: PreferenceLossArgs): { request: NativeLossRequest; inPlace: boolean } {
-  const request = baseRequest(args, true);
+type LossParameterArgs = Pick<PreferenceLossArgs, 'loss' | 'beta' | 'labelSmoothing' | 'averageLogProb' | 'nllWeight' |
+  'dpopLambda' | 'simpoGamma' | 'orpoLambda' | 'discopopTau' | 'bcoDelta'>;
+
+/** The loss and its parameters, checked: the fields of NativeLossRequest they fill. */
+type LossParameterFields = Required<Pick<NativeLossRequest, 'lossKind' | 'beta' | 'labelSmoothing' | 'averageLogProb' |
+  'nllWeight' | 'dpopLambda' | 'simpoGamma' | 'orpoLambda' | 'discopopTau' | 'bcoDelta'>>;
+
+function lossParameters(args: LossParameterArgs): { loss: LossName; fields: LossParameterFields } {
   const loss = checkOneOf('loss', args.loss ?? 'dpo', ACCEPTED_LOSS_NAMES);
-  const kind = LOSS_NAMES.indexOf(loss === 'sigmoid' ? 'dpo' : loss);
-  const grad = checkBoolean('grad', args.grad ?? true);
-  const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
-  if (inPlace && !grad) {
-    throw new TypeError('Expected grad: true with inPlace: true (in place writes dlogits over logits) but received grad: false');
-  }
-  const refFree = REFERENCE_FREE_LOSSES.includes(loss);
-  let refLogps: Float32Array | null = null;
-  if (args.refLogps !== undefined || !refFree) {
-    if (args.refLogps === undefined) {
-      throw new TypeError(
-        `Expected a Float32Array of length ${request.rows} (the reference model's sequence log-probs, chosen rows first) for refLogps, which loss '${loss}' needs, but received undefined`,
-      );
-    }
-    refLogps = checkTypedArray('refLogps', args.refLogps, Float32Array, request.rows);
-    const bad = refLogps.findIndex((x) => !Number.isFinite(x));
-    if (bad >= 0) {
-      throw new RangeError(`Expected finite refLogps but received ${refLogps[bad]} at row ${bad}`);
-    }
-  }
-  let dlogits: Logits | null = null;
-  if (args.out !== undefined) {
-    if (!grad || inPlace) {
-      throw new TypeError(`Expected no out array with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(args.out)}`);
-    }
-    const kind = request.dtype === 0 ? Float32Array : Uint16Array;
-    dlogits = checkTypedArray('out', args.out, kind, request.logits.length, ' (the kind and length of logits)');
-    if (dlogits.buffer === request.logits.buffer) {
-      throw new TypeError('Expected an out array that does not share memory with logits (use inPlace: true to write over them)');
-    }
-  } else if (grad) {
-    dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, request.logits.length);
-  }
   return {
-    inPlace,
-    request: {
-      ...request,
-      withLoss: true,
-      refLogps,
-      dlogits,
-      lossKind: kind,
+    loss,
+    fields: {
+      lossKind: LOSS_NAMES.indexOf(loss === 'sigmoid' ? 'dpo' : loss),
       beta: checkNumber('beta', args.beta ?? (loss === 'simpo' ? 2.0 : 0.1), { min: 0, minExclusive: true }),
       labelSmoothing: checkNumber('labelSmoothing', args.labelSmoothing ?? (loss === 'exo_pair' ? 1e-3 : 0),
         labelSmoothingRange(loss)),
@@ -291,6 +265,45 @@ function lossRequest(args: PreferenceLossArgs): { request: NativeLossRequest; in
   };
 }
 
+/** refLogps: required unless the loss is reference-free; finite; one per row. */
+function checkRefLogps(value: unknown, loss: LossName, rows: number): Float32Array | null {
+  if (value === undefined && REFERENCE_FREE_LOSSES.includes(loss)) return null;
+  if (value === undefined) {
+    throw new TypeError(
+      `Expected a Float32Array of length ${rows} (the reference model's sequence log-probs, chosen rows first) for refLogps, which loss '${loss}' needs, but received undefined`,
+    );
+  }
+  const refLogps = checkTypedArray('refLogps', value, Float32Array, rows);
+  const bad = refLogps.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) throw new RangeError(`Expected finite refLogps but received ${refLogps[bad]} at row ${bad}`);
+  return refLogps;
+}
+
+function lossRequest(args: PreferenceLossArgs): { request: TypedLossRequest; inPlace: boolean } {
+  const request = baseRequest(args, true);
+  const { loss, fields } = lossParameters(args);
+  const grad = checkBoolean('grad', args.grad ?? true);
+  const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
+  if (inPlace && !grad) {
+    throw new TypeError('Expected grad: true with inPlace: true (in place writes dlogits over logits) but received grad: false');
+  }
+  const refLogps = checkRefLogps(args.refLogps, loss, request.rows);
+  let dlogits: Logits | null = null;
+  if (args.out !== undefined) {
+    if (!grad || inPlace) {
+      throw new TypeError(`Expected no out array with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(args.out)}`);
+    }
+    const kind = request.dtype === 0 ? Float32Array : Uint16Array;
+    dlogits = checkTypedArray('out', args.out, kind, request.logits.length, ' (the kind and length of logits)');
+    if (dlogits.buffer === request.logits.buffer) {
+      throw new TypeError('Expected an out array that does not share memory with logits (use inPlace: true to write over them)');
+    }
+  } else if (grad) {
+    dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, request.logits.length);
+  }
+  return { inPlace, request: { ...request, ...fields, withLoss: true, refLogps, dlogits } };
+}
+
 /** Decodes one stored logit for an error message. */
 function logitValue(logits: Logits, dtype: 0 | 1 | 2, index: number): number {
   if (dtype === 0) return logits[index];
@@ -302,11 +315,12 @@ function logitValue(logits: Logits, dtype: 0 | 1 | 2, index: number): number {
   return sign * (exponent === 0 ? (bits & 0x3ff) * 2 ** -24 : (1 + (bits & 0x3ff) / 1024) * 2 ** (exponent - 15));
 }
 
-function throwIfStopped(request: NativeLossRequest, result: NativeLossResult): void {
+/** Throws NonFiniteLogitError when the kernels stopped on a non-finite logit. */
+function throwIfStopped(request: NativeLossRequest, result: NativeLossResult, valueAt: (index: number) => number): void {
   if (result.nonFinite === null || request.allowNonFinite) return;
   const { row, token, vocab } = result.nonFinite;
   const index = (row * request.tokens + token) * request.vocab + vocab;
-  throw new NonFiniteLogitError(row, token, vocab, logitValue(request.logits, request.dtype, index));
+  throw new NonFiniteLogitError(row, token, vocab, valueAt(index));
 }
 
 function emptyRowsOf(tokenCounts: Int32Array): number[] {
@@ -317,8 +331,8 @@ function emptyRowsOf(tokenCounts: Int32Array): number[] {
   return rows;
 }
 
-function toLossResult(request: NativeLossRequest, result: NativeLossResult, inPlace: boolean): PreferenceLossResult {
-  throwIfStopped(request, result);
+function toLossResult(request: TypedLossRequest, result: NativeLossResult, inPlace: boolean): PreferenceLossResult {
+  throwIfStopped(request, result, (i) => logitValue(request.logits, request.dtype, i));
   const tokenCounts = result.tokenCounts!;
   const out: PreferenceLossResult = {
     loss: result.loss!,
@@ -335,6 +349,11 @@ function toLossResult(request: NativeLossRequest, result: NativeLossResult, inPl
 /**
  * The fused preference loss, forward and (unless `grad: false`) backward, synchronously.
  *
+ * With typed arrays, the gradient comes back as `dlogits`. With a Tensor of logits (the autograd
+ * form), the loss comes back as a one-element Tensor whose `backward()` writes the gradient into
+ * whatever made the logits (or `logits.grad` for a leaf); the backward pass runs then, from the
+ * lse saved by the forward pass.
+ *
  * @example
  * const P = 1, T = 2, V = 3;
  * const r = preferenceLoss({
@@ -344,9 +363,105 @@ function toLossResult(request: NativeLossRequest, result: NativeLossResult, inPl
  * });
  * r.loss; r.dlogits; r.metrics.rewardsMargin;
  */
-export function preferenceLoss(args: PreferenceLossArgs): PreferenceLossResult {
-  const { request, inPlace } = lossRequest(args);
+export function preferenceLoss(args: TensorPreferenceLossArgs): TensorPreferenceLossResult;
+export function preferenceLoss(args: PreferenceLossArgs): PreferenceLossResult;
+export function preferenceLoss(args: PreferenceLossArgs | TensorPreferenceLossArgs): PreferenceLossResult | TensorPreferenceLossResult {
+  if (typeof args === 'object' && args !== null && args.logits instanceof Tensor) {
+    return preferenceLossOnTensor(args as TensorPreferenceLossArgs);
+  }
+  const { request, inPlace } = lossRequest(args as PreferenceLossArgs);
   return toLossResult(request, native().preferenceLoss(request), inPlace);
+}
+
+/** The autograd form's arguments: logits as a Tensor, labels and refLogps as tensors or arrays. */
+export interface TensorPreferenceLossArgs extends LossParameterArgs {
+  /** `[2P, T, V]`, f32 or bf16. */
+  logits: Tensor;
+  /** `[2P, T]` i32 tensor, or an Int32Array of 2P*T labels. */
+  labels: Tensor | Int32Array;
+  /** `[2P]` f32 tensor or Float32Array (not for simpo, orpo). */
+  refLogps?: Tensor | Float32Array;
+  ignoreIndex?: number;
+  allowNonFinite?: boolean;
+  implementation?: 'fast' | 'reference';
+}
+
+export interface TensorPreferenceLossResult extends SequenceLogpsResult {
+  /** The batch loss, a one-element tensor: call `loss.backward()`. */
+  loss: Tensor;
+  metrics: PreferenceMetrics;
+}
+
+function arrayOfTensor<T extends Int32Array | Float32Array>(name: string, value: Tensor, dtype: 'i32' | 'f32', shape: number[]): T {
+  value.assertAlive(`preferenceLoss (${name})`);
+  if (value.dtype !== dtype || value.shape.length !== shape.length || value.shape.some((d, i) => d !== shape[i])) {
+    throw new TypeError(expected(`a ${dtype} tensor of shape [${shape}]`, name, `${value}`));
+  }
+  return value.toArray() as T;
+}
+
+function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenceLossResult {
+  const logits = args.logits;
+  logits.assertAlive('preferenceLoss');
+  if (logits.dtype === 'i32' || logits.shape.length !== 3) {
+    throw new TypeError(expected('an f32 or bf16 tensor of shape [2P, T, V]', 'logits', `${logits}`));
+  }
+  const shape = checkShape([...logits.shape], true);
+  const { rows, tokens, vocab } = shape;
+  const labels = args.labels instanceof Tensor
+    ? arrayOfTensor<Int32Array>('labels', args.labels, 'i32', [rows, tokens])
+    : checkTypedArray('labels', args.labels, Int32Array, rows * tokens, ` (shape [${rows}, ${tokens}])`);
+  const ignoreIndex = checkInteger('ignoreIndex', args.ignoreIndex ?? -100, INT32_MIN, INT32_MAX);
+  checkLabels(labels, shape, ignoreIndex);
+  const { loss, fields } = lossParameters(args);
+  const ref = args.refLogps instanceof Tensor ? arrayOfTensor<Float32Array>('refLogps', args.refLogps, 'f32', [rows]) : args.refLogps;
+  const refLogps = checkRefLogps(ref, loss, rows);
+  const impl = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const) === 'reference' ? 0 : 1;
+  const dtype = logits.dtype === 'f32' ? 0 : 1;
+  const source = logits.nativeStorage('preferenceLoss');
+  const request: NativeLossRequest = {
+    impl, dtype, ...shape, labels, ignoreIndex, refLogps, ...fields,
+    logits: source.storage, logitsByteOffset: source.byteOffset,
+    allowNonFinite: checkBoolean('allowNonFinite', args.allowNonFinite ?? false),
+    withLoss: true, returnLse: needsGrad([logits]), dlogits: null,
+  };
+  const result = native().preferenceLoss(request);
+  throwIfStopped(request, result, (index) => {
+    const one = dtype === 0 ? new Float32Array(1) : new Uint16Array(1);
+    source.storage.read(one, source.byteOffset + index * one.BYTES_PER_ELEMENT);
+    return logitValue(one, dtype, 0);
+  });
+  const lossTensor = Tensor.from([result.loss!], []);
+  const lse = result.lse;
+  const coef = result.coef!;
+  if (lse) {
+    record(lossTensor, {
+      op: 'preferenceLoss',
+      inputs: [logits],
+      backward: (gradOutput) => {
+        const scale = gradOutput.item();
+        const dlogits = Tensor.zeros(logits.shape, logits.dtype);
+        const input = logits.nativeStorage('preferenceLoss backward');
+        const output = dlogits.nativeStorage('preferenceLoss backward');
+        native().logsoftmaxGatherBackward({
+          impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse,
+          coef: coef.map((c) => c * scale),
+          logits: input.storage, logitsByteOffset: input.byteOffset,
+          dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+        });
+        return [dlogits];
+      },
+    });
+  }
+  const tokenCounts = result.tokenCounts!;
+  return {
+    loss: lossTensor,
+    logps: result.logps!,
+    tokenCounts,
+    metrics: result.metrics!,
+    emptyRows: emptyRowsOf(tokenCounts),
+    nonFiniteRows: result.nonFiniteRows,
+  };
 }
 
 /**
@@ -354,6 +469,10 @@ export function preferenceLoss(args: PreferenceLossArgs): PreferenceLossResult {
  * arrays passed in are held until the promise settles; do not write to them meanwhile.
  */
 export async function preferenceLossAsync(args: PreferenceLossArgs): Promise<PreferenceLossResult> {
+  if (typeof args === 'object' && args !== null && (args.logits as unknown) instanceof Tensor) {
+    // A tensor can be disposed while a worker thread reads it; the typed-array form is held.
+    throw new TypeError('Expected typed-array logits for preferenceLossAsync but received a Tensor: use preferenceLoss (synchronous) with tensors');
+  }
   const { request, inPlace } = lossRequest(args);
   return toLossResult(request, await native().preferenceLossAsync(request), inPlace);
 }
@@ -363,7 +482,7 @@ export function sequenceLogps(args: SequenceLogpsArgs): SequenceLogpsResult {
   const request = baseRequest(args, false);
   const averageLogProb = checkBoolean('averageLogProb', args.averageLogProb ?? false);
   const result = native().preferenceLoss(request);
-  throwIfStopped(request, result);
+  throwIfStopped(request, result, (i) => logitValue(request.logits, request.dtype, i));
   const logps = result.logps!;
   const tokenCounts = result.tokenCounts!;
   if (averageLogProb) {

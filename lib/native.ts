@@ -19,10 +19,17 @@ import * as path from 'node:path';
 
 import { NativeLoadError } from './errors';
 
+/**
+ * A buffer the kernels read or write: a typed array, or a tensor's NativeStorage (then the
+ * request carries `<field>ByteOffset` beside it).
+ */
+export type NativeBuffer<T extends ArrayBufferView> = T | NativeStorage;
+
 /** What `lib/losses.ts` sends: every field validated there before the call. */
 export interface NativeLossRequest {
   impl: 0 | 1; // 0: the scalar reference, 1: the fast path
-  logits: Float32Array | Uint16Array;
+  logits: NativeBuffer<Float32Array | Uint16Array>;
+  logitsByteOffset?: number;
   dtype: 0 | 1 | 2; // f32, bf16, f16
   rows: number;
   tokens: number;
@@ -31,6 +38,8 @@ export interface NativeLossRequest {
   ignoreIndex: number;
   allowNonFinite: boolean;
   withLoss: boolean;
+  /** Return the per-token lse (for logsoftmaxGatherBackward later). */
+  returnLse?: boolean;
   refLogps?: Float32Array | null;
   dlogits?: Float32Array | Uint16Array | null;
   lossKind?: number;
@@ -43,6 +52,24 @@ export interface NativeLossRequest {
   orpoLambda?: number;
   discopopTau?: number;
   bcoDelta?: number;
+}
+
+/** The fields of the backward pass alone; the storage-backed ones carry `<field>ByteOffset`. */
+export interface NativeBackwardRequest {
+  impl: 0 | 1;
+  dtype: 0 | 1 | 2;
+  rows: number;
+  tokens: number;
+  vocab: number;
+  ignoreIndex: number;
+  logits: NativeBuffer<Float32Array | Uint16Array>;
+  logitsByteOffset?: number;
+  labels: NativeBuffer<Int32Array>;
+  labelsByteOffset?: number;
+  lse: Float32Array;
+  coef: Float32Array;
+  dlogits: NativeBuffer<Float32Array | Uint16Array>;
+  dlogitsByteOffset?: number;
 }
 
 export interface NativeMetrics {
@@ -61,6 +88,7 @@ export interface NativeLossResult {
   nonFiniteRows: number[];
   logps?: Float32Array;
   tokenCounts?: Int32Array;
+  lse?: Float32Array;
   coef?: Float32Array;
   loss?: number;
   metrics?: NativeMetrics;
@@ -109,6 +137,8 @@ export interface NativeAddon {
   allocateBuffer(bytes: number): ArrayBuffer;
   preferenceLoss(request: NativeLossRequest): NativeLossResult;
   preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
+  /** Stage 4 alone: dlogits = coef[s] * m * (onehot - exp(z - lse)). */
+  logsoftmaxGatherBackward(request: NativeBackwardRequest): void;
   NativeStorage: new (bytes: number) => NativeStorage;
   /** The external bytes reported to V8 so far (NativeStorage adds and removes its own). */
   externalMemory(): number;

@@ -49,6 +49,12 @@ export function sizeOf(shape: readonly number[]): number {
   return shape.reduce((n, d) => n * d, 1);
 }
 
+/** lib/autograd.ts registers its backward() here (it imports this module, not the reverse). */
+let runBackward: ((root: Tensor) => void) | null = null;
+export function registerBackward(fn: (root: Tensor) => void): void {
+  runBackward = fn;
+}
+
 /** The scopes of withScope, innermost last: each collects the tensors created while it runs. */
 const scopes: Set<Tensor>[] = [];
 
@@ -151,6 +157,15 @@ export class Tensor {
       throw new RangeError(`reshape: expected a shape of ${this.size} elements (from [${this.shape}]) but received [${next}]`);
     }
     return new Tensor(next, this.dtype, this.storage, this.byteOffset);
+  }
+
+  /**
+   * Backpropagates from this one-element tensor (a loss) into the `.grad` of every tensor it
+   * depends on that requires a gradient (lib/autograd.ts).
+   */
+  backward(): void {
+    if (!runBackward) throw new Error('backward: autograd is not loaded (import fusedpo, not lib/tensor alone)');
+    runBackward(this);
   }
 
   /** Frees this tensor's storage (once no view shares it) and its gradient. Idempotent. */

@@ -7,6 +7,7 @@
 // logit) come back as fields of the result, and lib/errors.ts turns them into errors.
 #include <napi.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/preference_loss.h"
@@ -46,12 +47,23 @@ bool boolField(const Napi::Object& object, const char* name) {
   return value.As<Napi::Boolean>().Value();
 }
 
-// The data pointer of a typed array of the expected kind and element count. A detached buffer
-// has length 0 and fails the count check; lib/ reports it first with a clearer message.
-void* typedArrayField(const Napi::Object& object, const char* name, napi_typedarray_type kind,
-                      size_t length) {
+size_t elementBytes(napi_typedarray_type kind) {
+  return kind == napi_uint16_array ? 2 : 4;  // the kinds used here: f32, i32, u16
+}
+
+// The data of a field holding `length` elements of `kind`: a typed array of that kind, or a
+// tensor's NativeStorage (storage.h) with the byte offset in the field `<name>ByteOffset`. A
+// detached typed array has length 0 and fails the count check; lib/ reports it first, clearer.
+void* bufferField(const Napi::Object& object, const char* name, napi_typedarray_type kind,
+                  size_t length) {
   Napi::Value value = requireField(object, name);
-  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != kind ||
+  if (!value.IsTypedArray()) {
+    Napi::Value offset = object.Get(std::string(name) + "ByteOffset");
+    const size_t byteOffset =
+        offset.IsNumber() ? static_cast<size_t>(offset.As<Napi::Number>().DoubleValue()) : 0;
+    return storageData(value, byteOffset, length * elementBytes(kind), name);
+  }
+  if (value.As<Napi::TypedArray>().TypedArrayType() != kind ||
       value.As<Napi::TypedArray>().ElementLength() != length) {
     throw Napi::TypeError::New(object.Env(),
                                std::string("native request: wrong typed array for ") + name +
@@ -74,23 +86,25 @@ void readRequest(const Napi::Object& request, LossJob& job) {
   const size_t logitCount = tokenCount * static_cast<size_t>(job.shape.vocab);
   const napi_typedarray_type logitsKind =
       job.dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
-  job.logits = typedArrayField(request, "logits", logitsKind, logitCount);
+  job.logits = bufferField(request, "logits", logitsKind, logitCount);
   job.labels = static_cast<const int32_t*>(
-      typedArrayField(request, "labels", napi_int32_array, tokenCount));
+      bufferField(request, "labels", napi_int32_array, tokenCount));
   job.ignoreIndex = static_cast<int32_t>(numberField(request, "ignoreIndex"));
   job.allowNonFinite = boolField(request, "allowNonFinite");
+  Napi::Value returnLse = request.Get("returnLse");
+  job.returnLse = returnLse.IsBoolean() && returnLse.As<Napi::Boolean>().Value();
   job.withLoss = boolField(request, "withLoss");
   if (!job.withLoss) return;
 
   Napi::Value ref = request.Get("refLogps");
   job.refLogps = ref.IsNull() || ref.IsUndefined()
                      ? nullptr
-                     : static_cast<const float*>(typedArrayField(
+                     : static_cast<const float*>(bufferField(
                            request, "refLogps", napi_float32_array, job.shape.rows));
   Napi::Value dlogits = request.Get("dlogits");
   job.dlogits = dlogits.IsNull() || dlogits.IsUndefined()
                     ? nullptr
-                    : typedArrayField(request, "dlogits", logitsKind, logitCount);
+                    : bufferField(request, "dlogits", logitsKind, logitCount);
 
   LossParams& p = job.params;
   p.kind = static_cast<LossKind>(static_cast<int>(numberField(request, "lossKind")));
@@ -135,6 +149,11 @@ Napi::Object writeResult(Napi::Env env, const LossJob& job) {
   }
   out.Set("logps", logps);
   out.Set("tokenCounts", tokenCounts);
+  if (job.returnLse) {
+    Napi::Float32Array lse = Napi::Float32Array::New(env, job.lse.size());
+    std::copy(job.lse.begin(), job.lse.end(), lse.Data());
+    out.Set("lse", lse);
+  }
   if (!job.withLoss) return out;
 
   Napi::Float32Array coef = Napi::Float32Array::New(env, rows);
@@ -162,6 +181,31 @@ Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
   readRequest(info[0].As<Napi::Object>(), job);
   runLossJob(job);
   return writeResult(info.Env(), job);
+}
+
+// Stage 4 alone: dlogits from the logits, the lse of an earlier forward call (returnLse) and
+// per-row coefficients given by the caller (autograd scales them by the upstream gradient).
+Napi::Value LogsoftmaxGatherBackward(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsObject()) {
+    throw Napi::TypeError::New(info.Env(), "logsoftmaxGatherBackward: expected a request object");
+  }
+  Napi::Object request = info[0].As<Napi::Object>();
+  const Impl impl = numberField(request, "impl") == 0 ? Impl::Reference : Impl::Fast;
+  const DType dtype = static_cast<DType>(static_cast<int>(numberField(request, "dtype")));
+  const LogitsShape shape{static_cast<int64_t>(numberField(request, "rows")),
+                          static_cast<int64_t>(numberField(request, "tokens")),
+                          static_cast<int64_t>(numberField(request, "vocab"))};
+  const size_t tokenCount = static_cast<size_t>(shape.rows * shape.tokens);
+  const size_t logitCount = tokenCount * static_cast<size_t>(shape.vocab);
+  const napi_typedarray_type logitsKind = dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
+  logsoftmaxGatherBackward(
+      impl, bufferField(request, "logits", logitsKind, logitCount), dtype, shape,
+      static_cast<const int32_t*>(bufferField(request, "labels", napi_int32_array, tokenCount)),
+      static_cast<int32_t>(numberField(request, "ignoreIndex")),
+      static_cast<const float*>(bufferField(request, "lse", napi_float32_array, tokenCount)),
+      static_cast<const float*>(bufferField(request, "coef", napi_float32_array, shape.rows)),
+      bufferField(request, "dlogits", logitsKind, logitCount));
+  return info.Env().Undefined();
 }
 
 // Runs a LossJob on libuv's thread pool. The request object, and through it every typed array
@@ -251,6 +295,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory, "externalMemory"));
   exports.Set("setThreadCount", Napi::Function::New(env, SetThreadCount, "setThreadCount"));
   exports.Set("preferenceLoss", Napi::Function::New(env, PreferenceLoss, "preferenceLoss"));
+  exports.Set("logsoftmaxGatherBackward",
+              Napi::Function::New(env, LogsoftmaxGatherBackward, "logsoftmaxGatherBackward"));
   exports.Set("preferenceLossAsync",
               Napi::Function::New(env, PreferenceLossAsync, "preferenceLossAsync"));
   NativeStorage::addTo(env, exports);

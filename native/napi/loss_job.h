@@ -29,6 +29,7 @@ struct LossJob {
   LossParams params;
   bool withLoss = true;  // false: sequence log-probs only
   bool allowNonFinite = false;
+  bool returnLse = false;  // hand lse back, for a later backward pass (autograd)
   void* dlogits = nullptr;
 
   // outputs
