@@ -11,9 +11,12 @@ import * as nn from '../lib/ops/nn';
 import { assertClose } from './batch';
 import { randomFloats } from './nn-fp64';
 
-/** Every output and gradient of every op, fast path, at shapes with 16-lane tails. */
+/**
+ * Every output and gradient of every op, fast path, at shapes with 16-lane tails, each op above
+ * native/cpu/nn_parallel.h's threshold (2^19 element-visits) so that the pool does split it.
+ */
 function runAll(): Record<string, Float32Array | number> {
-  const rows = 37, C = 100, shape = [rows, C];
+  const rows = 2053, C = 259, shape = [rows, C];
   const a = randomFloats(rows * C, 1, 2), b = randomFloats(C, 2), dout = randomFloats(rows * C, 3);
   const r: Record<string, Float32Array | number> = {};
   r.add = nn.addForward({ a, aShape: shape, b, bShape: [C] });
@@ -21,13 +24,13 @@ function runAll(): Record<string, Float32Array | number> {
   r.da = new Float32Array(rows * C); r.db = new Float32Array(C);
   nn.mulBackward({ a, b, aShape: shape, bShape: [C], dout, da: r.da, db: r.db });
   nn.addBackward({ aShape: shape, bShape: [C], dout, da: r.da, db: r.db });
-  const long = randomFloats(3 * 4096 + 77, 4);
+  const long = randomFloats(130 * 4096 + 77, 4);
   r.sumAll = nn.reduceForward('sum', { a: long, shape: [long.length], over: 'all' });
   r.meanLast = nn.reduceForward('mean', { a, shape, over: 'last' });
-  const idx = Int32Array.from({ length: 300 }, (_, i) => (i * 7) % 11);
+  const idx = Int32Array.from({ length: 2100 }, (_, i) => (i * 7) % 11);
   r.emb = nn.embeddingForward({ idx, table: randomFloats(11 * C, 5), vocab: 11, channels: C });
   r.dtable = new Float32Array(11 * C);
-  nn.embeddingBackward({ idx, dout: randomFloats(300 * C, 6), dtable: r.dtable, vocab: 11, channels: C });
+  nn.embeddingBackward({ idx, dout: randomFloats(2100 * C, 6), dtable: r.dtable, vocab: 11, channels: C });
   const weight = randomFloats(C, 7), bias = randomFloats(C, 8);
   const ln = nn.layernormForward({ inp: a, weight, bias, rows, channels: C });
   r.ln = ln.out; r.lnMean = ln.mean; r.lnRstd = ln.rstd;
@@ -45,8 +48,8 @@ function runAll(): Record<string, Float32Array | number> {
   r.attOut = fwd.out; r.att = fwd.att;
   r.dqkv = new Float32Array(qkv.length);
   nn.attentionBackward({ qkv, att: fwd.att, dout: randomFloats(3 * 33 * 48, 10), dqkv: r.dqkv, ...att });
-  const param = randomFloats(5000, 11), m = new Float32Array(5000), v = new Float32Array(5000);
-  for (let step = 1; step <= 3; step++) nn.adamwUpdate({ param, grad: randomFloats(5000, 11 + step), m, v, lr: 1e-3, weightDecay: 0.1, step });
+  const n = 140001, param = randomFloats(n, 11), m = new Float32Array(n), v = new Float32Array(n);
+  for (let step = 1; step <= 3; step++) nn.adamwUpdate({ param, grad: randomFloats(n, 11 + step), m, v, lr: 1e-3, weightDecay: 0.1, step });
   r.param = param;
   r.norm = nn.globalGradNorm([long, a, b]);
   return r;

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "../core/adamw.h"
-#include "thread_pool.h"
+#include "nn_parallel.h"
 
 namespace fusedpo {
 namespace {
@@ -19,7 +19,7 @@ void adamwUpdate(Impl impl, float* param, const float* grad, float* m, float* v,
                  const AdamWParams& params) {
   if (impl == Impl::Reference) return referenceAdamwUpdate(param, grad, m, v, 0, count, params);
   auto body = [&](int64_t begin, int64_t end) { referenceAdamwUpdate(param, grad, m, v, begin, end, params); };
-  cpu::parallelFor(count, body);
+  cpu::parallelForWork(count, 4, body);
 }
 
 double globalGradNorm(Impl impl, const float* const* grads, const int64_t* counts, int64_t tensors) {
@@ -39,7 +39,7 @@ double globalGradNorm(Impl impl, const float* const* grads, const int64_t* count
       partial[block] = sum;
     }
   };
-  cpu::parallelFor(int64_t(partial.size()), sumBlocks);
+  cpu::parallelForWork(int64_t(partial.size()), kBlock, sumBlocks);
   double sum = 0.0;
   for (double p : partial) sum += p;
   return std::sqrt(sum);

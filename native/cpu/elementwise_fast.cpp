@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "../core/elementwise.h"
-#include "thread_pool.h"
+#include "nn_parallel.h"
 
 namespace fusedpo {
 namespace {
@@ -58,7 +58,7 @@ void reduceLastDim(const float* a, float* out, int64_t rows, int64_t cols, bool 
         partial[k] = blockSum(a + start, cols - start < kBlock ? cols - start : kBlock);
       }
     };
-    cpu::parallelFor(blocks, sumBlocks);
+    cpu::parallelForWork(blocks, kBlock, sumBlocks);
     double sum = 0.0;
     for (double p : partial) sum += p;
     out[0] = float(mean ? sum / double(cols) : sum);
@@ -70,17 +70,24 @@ void reduceLastDim(const float* a, float* out, int64_t rows, int64_t cols, bool 
       out[r] = float(mean ? sum / double(cols) : sum);
     }
   };
-  cpu::parallelFor(rows, sumRows);
+  cpu::parallelForWork(rows, cols, sumRows);
 }
 
 void reduceLastDimBackward(const float* dout, float* da, int64_t rows, int64_t cols, bool mean) {
+  if (rows == 1) {
+    const float g = mean ? dout[0] / float(cols) : dout[0];
+    auto flat = [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) da[c] += g;
+    };
+    return cpu::parallelForWork(cols, 1, flat);
+  }
   auto spread = [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t r = i / cols;
-      da[i] += mean ? dout[r] / float(cols) : dout[r];
+    for (int64_t r = begin; r < end; ++r) {
+      const float g = mean ? dout[r] / float(cols) : dout[r];
+      for (int64_t c = 0; c < cols; ++c) da[r * cols + c] += g;
     }
   };
-  cpu::parallelFor(rows * cols, spread);
+  cpu::parallelForWork(rows, cols, spread);
 }
 
 }  // namespace
@@ -96,9 +103,9 @@ void addForward(Impl impl, const float* a, const float* b, float* out, int64_t r
     auto flat = [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) out[c] = a[c] + b[c];
     };
-    return cpu::parallelFor(cols, flat);
+    return cpu::parallelForWork(cols, 1, flat);
   }
-  cpu::parallelFor(rows, body);
+  cpu::parallelForWork(rows, cols, body);
 }
 
 void addBackward(Impl impl, const float* dout, float* da, float* db, int64_t rows, int64_t cols) {
@@ -107,20 +114,28 @@ void addBackward(Impl impl, const float* dout, float* da, float* db, int64_t row
     auto body = [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) da[i] += dout[i];
     };
-    cpu::parallelFor(rows * cols, body);
+    cpu::parallelForWork(rows * cols, 1, body);
   }
   if (db != nullptr) {
     auto columns = [&](int64_t c0, int64_t c1) { sumOverRows(dout, nullptr, db, rows, cols, c0, c1); };
-    cpu::parallelFor(cols, columns);
+    cpu::parallelForWork(cols, rows, columns);
   }
 }
 
 void mulForward(Impl impl, const float* a, const float* b, float* out, int64_t rows, int64_t cols) {
   if (impl == Impl::Reference) return referenceMulForward(a, b, out, rows, cols);
   auto body = [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = a[i] * b[i % cols];
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = a[r * cols + c] * b[c];
+    }
   };
-  cpu::parallelFor(rows * cols, body);
+  if (rows == 1) {
+    auto flat = [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) out[c] = a[c] * b[c];
+    };
+    return cpu::parallelForWork(cols, 1, flat);
+  }
+  cpu::parallelForWork(rows, cols, body);
 }
 
 void mulBackward(Impl impl, const float* a, const float* b, const float* dout, float* da, float* db,
@@ -136,27 +151,27 @@ void mulBackward(Impl impl, const float* a, const float* b, const float* dout, f
       auto flat = [&](int64_t begin, int64_t end) {
         for (int64_t c = begin; c < end; ++c) da[c] += dout[c] * b[c];
       };
-      cpu::parallelFor(cols, flat);
+      cpu::parallelForWork(cols, 1, flat);
     } else {
-      cpu::parallelFor(rows, body);
+      cpu::parallelForWork(rows, cols, body);
     }
   }
   if (db != nullptr) {
     auto columns = [&](int64_t c0, int64_t c1) { sumOverRows(dout, a, db, rows, cols, c0, c1); };
-    cpu::parallelFor(cols, columns);
+    cpu::parallelForWork(cols, rows, columns);
   }
 }
 
 void scaleForward(Impl impl, const float* a, float s, float* out, int64_t count) {
   if (impl == Impl::Reference) return referenceScaleForward(a, s, out, count);
   auto body = [&](int64_t begin, int64_t end) { referenceScaleForward(a + begin, s, out + begin, end - begin); };
-  cpu::parallelFor(count, body);
+  cpu::parallelForWork(count, 1, body);
 }
 
 void scaleBackward(Impl impl, const float* dout, float s, float* da, int64_t count) {
   if (impl == Impl::Reference) return referenceScaleBackward(dout, s, da, count);
   auto body = [&](int64_t begin, int64_t end) { referenceScaleBackward(dout + begin, s, da + begin, end - begin); };
-  cpu::parallelFor(count, body);
+  cpu::parallelForWork(count, 1, body);
 }
 
 void sumForward(Impl impl, const float* a, float* out, int64_t rows, int64_t cols) {

@@ -2,7 +2,7 @@
 // splits the channels: each thread adds the dout rows, in index order, into its own columns of
 // dtable, so repeated indices never race and the bits are the reference's for any thread count.
 #include "../core/embedding.h"
-#include "thread_pool.h"
+#include "nn_parallel.h"
 
 namespace fusedpo {
 
@@ -12,7 +12,7 @@ void embeddingForward(Impl impl, const int32_t* idx, const float* table, float* 
   auto rows = [&](int64_t begin, int64_t end) {
     referenceEmbeddingForward(idx + begin, table, out + begin * channels, end - begin, channels);
   };
-  cpu::parallelFor(count, rows);
+  cpu::parallelForWork(count, channels, rows);
 }
 
 void embeddingBackward(Impl impl, const int32_t* idx, const float* dout, float* dtable,
@@ -25,7 +25,7 @@ void embeddingBackward(Impl impl, const int32_t* idx, const float* dout, float* 
       for (int64_t c = c0; c < c1; ++c) drow[c] += g[c];
     }
   };
-  cpu::parallelFor(channels, columns);
+  cpu::parallelForWork(channels, count, columns);
 }
 
 }  // namespace fusedpo

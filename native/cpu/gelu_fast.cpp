@@ -4,7 +4,7 @@
 // comes out as exactly -1 or 1. Other CPUs run the reference's loops.
 #include "../core/gelu.h"
 #include "cpu_features.h"
-#include "thread_pool.h"
+#include "nn_parallel.h"
 #include "vector_ops_avx512.h"
 
 namespace fusedpo {
@@ -71,7 +71,7 @@ void geluForward(Impl impl, const float* inp, float* out, int64_t count) {
 #endif
     referenceGeluForward(inp + begin, out + begin, end - begin);
   };
-  cpu::parallelFor(count, body);
+  cpu::parallelForWork(count, 4, body);
 }
 
 void geluBackward(Impl impl, const float* inp, const float* dout, float* dinp, int64_t count) {
@@ -83,7 +83,7 @@ void geluBackward(Impl impl, const float* inp, const float* dout, float* dinp, i
 #endif
     referenceGeluBackward(inp + begin, dout + begin, dinp + begin, end - begin);
   };
-  cpu::parallelFor(count, body);
+  cpu::parallelForWork(count, 4, body);
 }
 
 }  // namespace fusedpo

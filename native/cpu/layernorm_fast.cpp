@@ -11,7 +11,7 @@
 
 #include "../core/layernorm.h"
 #include "cpu_features.h"
-#include "thread_pool.h"
+#include "nn_parallel.h"
 #include "vector_ops_avx512.h"
 
 namespace fusedpo {
@@ -137,7 +137,7 @@ void layernormForward(Impl impl, const float* inp, const float* weight, const fl
     referenceLayernormForward(inp + begin * C, weight, bias, out + begin * C, mean + begin, rstd + begin,
                               end - begin, C);
   };
-  cpu::parallelFor(rows, body);
+  cpu::parallelForWork(rows, C, body);
 }
 
 void layernormBackward(Impl impl, const float* dout, const float* inp, const float* weight,
@@ -154,11 +154,11 @@ void layernormBackward(Impl impl, const float* dout, const float* inp, const flo
 #endif
     layernormDinpRows(dout, inp, weight, mean, rstd, dinp, begin, end, C);
   };
-  cpu::parallelFor(rows, dinpRows);
+  cpu::parallelForWork(rows, C, dinpRows);
   auto columns = [&](int64_t c0, int64_t c1) {
     layernormParamGradColumns(dout, inp, mean, rstd, dweight, dbias, rows, C, c0, c1);
   };
-  cpu::parallelFor(C, columns);
+  cpu::parallelForWork(C, rows, columns);
 }
 
 }  // namespace fusedpo

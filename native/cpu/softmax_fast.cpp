@@ -3,7 +3,7 @@
 // that stores and sums, one scaling pass; fp32 lane sums. Other CPUs: the reference's loops.
 #include "../core/softmax.h"
 #include "cpu_features.h"
-#include "thread_pool.h"
+#include "nn_parallel.h"
 #include "vector_ops_avx512.h"
 
 namespace fusedpo {
@@ -56,7 +56,7 @@ void softmaxForward(Impl impl, const float* inp, float* out, int64_t rows, int64
 #endif
     referenceSoftmaxForward(inp + begin * cols, out + begin * cols, end - begin, cols);
   };
-  cpu::parallelFor(rows, body);
+  cpu::parallelForWork(rows, 2 * cols, body);
 }
 
 void softmaxBackward(Impl impl, const float* out, const float* dout, float* dinp, int64_t rows,
@@ -69,7 +69,7 @@ void softmaxBackward(Impl impl, const float* out, const float* dout, float* dinp
 #endif
     referenceSoftmaxBackward(out + begin * cols, dout + begin * cols, dinp + begin * cols, end - begin, cols);
   };
-  cpu::parallelFor(rows, body);
+  cpu::parallelForWork(rows, 2 * cols, body);
 }
 
 }  // namespace fusedpo
