@@ -12,7 +12,7 @@
 namespace fusedpo {
 
 namespace {
-constexpr size_t kMappedFrom = size_t(1) << 20;
+constexpr size_t kMappedFrom = size_t(1) << 16;
 constexpr size_t kAlignment = 64;
 }  // namespace
 

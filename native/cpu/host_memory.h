@@ -8,7 +8,7 @@
 
 namespace fusedpo {
 
-// Zero-filled host memory, 64-byte aligned, for tensors. From 1 MiB up it is a mapping of its
+// Zero-filled host memory, 64-byte aligned, for tensors. From 64 KiB up it is a mapping of its
 // own (advised onto huge pages), given back to the OS the moment it is freed: the C library's
 // heap may keep freed blocks and, as seen under some loaders, grow instead of reusing them.
 // Free with freeHostMemory and the same byte count. nullptr when the memory cannot be had.

@@ -14,6 +14,7 @@
 #include "cpu/host_memory.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
+#include "napi/nn_bindings.h"
 #include "napi/storage.h"
 
 namespace fusedpo {
@@ -301,6 +302,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, PreferenceLossAsync, "preferenceLossAsync"));
   NativeStorage::addTo(env, exports);
   addCudaBindings(env, exports);
+  addNnBindings(env, exports);
   return exports;
 }
 

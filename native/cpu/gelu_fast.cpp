@@ -1,0 +1,89 @@
+// Impl dispatch of gelu.h. Elementwise, split over the thread pool in contiguous ranges. The
+// AVX-512 path forms tanh u = 1 - 2 / (exp(2u) + 1) with exp16 (simd_exp.h): std::tanh costs
+// far more than the memory traffic here. For large |u| exp16 saturates (0 or +inf) and tanh
+// comes out as exactly -1 or 1. Other CPUs run the reference's loops.
+#include "../core/gelu.h"
+#include "cpu_features.h"
+#include "nn_parallel.h"
+#include "vector_ops_avx512.h"
+
+namespace fusedpo {
+namespace {
+
+constexpr float kGeluScale = 0.7978845608028654f;  // sqrt(2 / pi)
+constexpr float kGeluCubic = 0.044715f;
+
+#if FUSEDPO_X86_KERNELS
+// tanh(sqrt(2/pi) (x + 0.044715 x^3)) for 16 lanes.
+FUSEDPO_INLINE_AVX512 __m512 geluTanh16(__m512 x) {
+  const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+  const __m512 u = _mm512_mul_ps(_mm512_set1_ps(kGeluScale), _mm512_fmadd_ps(_mm512_set1_ps(kGeluCubic), x3, x));
+  const __m512 e = cpu::exp16(_mm512_add_ps(u, u));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+}
+
+FUSEDPO_TARGET_AVX512 void geluForwardAvx512(const float* inp, float* out, int64_t begin, int64_t end) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  for (int64_t i = begin; i < end; i += 16) {
+    const __mmask16 m = cpu::tailMask(end - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, inp + i);
+    const __m512 y = _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, geluTanh16(x)));
+    _mm512_mask_storeu_ps(out + i, m, y);
+  }
+}
+
+FUSEDPO_TARGET_AVX512 void geluBackwardAvx512(const float* inp, const float* dout, float* dinp, int64_t begin,
+                                              int64_t end) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  const __m512 slope = _mm512_set1_ps(3.0f * kGeluCubic), scale = _mm512_set1_ps(kGeluScale);
+  for (int64_t i = begin; i < end; i += 16) {
+    const __mmask16 m = cpu::tailMask(end - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, inp + i);
+    const __m512 th = geluTanh16(x);
+    const __m512 sech2 = _mm512_fnmadd_ps(th, th, one);
+    // 1/2 (1 + th) + x/2 sech2 sqrt(2/pi) (1 + 3 0.044715 x^2)
+    const __m512 inner = _mm512_mul_ps(scale, _mm512_fmadd_ps(slope, _mm512_mul_ps(x, x), one));
+    const __m512 local = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(half, x), sech2), inner,
+                                         _mm512_mul_ps(half, _mm512_add_ps(one, th)));
+    const __m512 d = _mm512_fmadd_ps(local, _mm512_maskz_loadu_ps(m, dout + i), _mm512_maskz_loadu_ps(m, dinp + i));
+    _mm512_mask_storeu_ps(dinp + i, m, d);
+  }
+}
+#endif
+
+bool useAvx512() {
+#if FUSEDPO_X86_KERNELS
+  return cpu::activeSimdLevel() == cpu::SimdLevel::Avx512;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+void geluForward(Impl impl, const float* inp, float* out, int64_t count) {
+  if (impl == Impl::Reference) return referenceGeluForward(inp, out, count);
+  const bool avx512 = useAvx512();
+  auto body = [&](int64_t begin, int64_t end) {
+#if FUSEDPO_X86_KERNELS
+    if (avx512) return geluForwardAvx512(inp, out, begin, end);
+#endif
+    referenceGeluForward(inp + begin, out + begin, end - begin);
+  };
+  cpu::parallelForWork(count, 4, body);
+}
+
+void geluBackward(Impl impl, const float* inp, const float* dout, float* dinp, int64_t count) {
+  if (impl == Impl::Reference) return referenceGeluBackward(inp, dout, dinp, count);
+  const bool avx512 = useAvx512();
+  auto body = [&](int64_t begin, int64_t end) {
+#if FUSEDPO_X86_KERNELS
+    if (avx512) return geluBackwardAvx512(inp, dout, dinp, begin, end);
+#endif
+    referenceGeluBackward(inp + begin, dout + begin, dinp + begin, end - begin);
+  };
+  cpu::parallelForWork(count, 4, body);
+}
+
+}  // namespace fusedpo

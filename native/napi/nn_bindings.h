@@ -1,0 +1,11 @@
+// The Node-API bindings of the GPT's ops (native/core/{elementwise,embedding,layernorm,gelu,
+// softmax,attention,adamw}.h), added to the addon's exports by Init in addon.cpp.
+#pragma once
+
+#include <napi.h>
+
+namespace fusedpo {
+
+void addNnBindings(Napi::Env env, Napi::Object exports);
+
+}  // namespace fusedpo
