@@ -25,6 +25,9 @@ import { NativeLoadError } from './errors';
  */
 export type NativeBuffer<T extends ArrayBufferView> = T | NativeStorage;
 
+type F32 = NativeBuffer<Float32Array>;
+type I32 = NativeBuffer<Int32Array>;
+
 /** What `lib/losses.ts` sends: every field validated there before the call. */
 export interface NativeLossRequest {
   impl: 0 | 1; // 0: the scalar reference, 1: the fast path
@@ -143,30 +146,30 @@ export interface NativeAddon {
   /** The external bytes reported to V8 so far (NativeStorage adds and removes its own). */
   externalMemory(): number;
   cudaInfo?(): CudaInfo;
-  // The GPT's ops (native/napi/nn_bindings.cpp), validated by lib/ops/nn.ts. impl: 0 reference,
-  // 1 fast. Backward functions accumulate (+=) into their gradients; null skips one.
-  addForward(impl: 0 | 1, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  addBackward(impl: 0 | 1, dout: Float32Array, da: Float32Array | null, db: Float32Array | null, rows: number, cols: number): void;
-  mulForward(impl: 0 | 1, a: Float32Array, b: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  mulBackward(impl: 0 | 1, a: Float32Array, b: Float32Array, dout: Float32Array, da: Float32Array | null, db: Float32Array | null, rows: number, cols: number): void;
-  scaleForward(impl: 0 | 1, a: Float32Array, s: number, out: Float32Array, count: number): void;
-  scaleBackward(impl: 0 | 1, dout: Float32Array, s: number, da: Float32Array, count: number): void;
-  sumForward(impl: 0 | 1, a: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  sumBackward(impl: 0 | 1, dout: Float32Array, da: Float32Array, rows: number, cols: number): void;
-  meanForward(impl: 0 | 1, a: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  meanBackward(impl: 0 | 1, dout: Float32Array, da: Float32Array, rows: number, cols: number): void;
-  embeddingForward(impl: 0 | 1, idx: Int32Array, table: Float32Array, out: Float32Array, count: number, channels: number): void;
-  embeddingBackward(impl: 0 | 1, idx: Int32Array, dout: Float32Array, dtable: Float32Array, count: number, channels: number): void;
-  layernormForward(impl: 0 | 1, inp: Float32Array, weight: Float32Array, bias: Float32Array, out: Float32Array, mean: Float32Array, rstd: Float32Array, rows: number, channels: number): void;
-  layernormBackward(impl: 0 | 1, dout: Float32Array, inp: Float32Array, weight: Float32Array, mean: Float32Array, rstd: Float32Array, dinp: Float32Array, dweight: Float32Array, dbias: Float32Array, rows: number, channels: number): void;
-  geluForward(impl: 0 | 1, inp: Float32Array, out: Float32Array, count: number): void;
-  geluBackward(impl: 0 | 1, inp: Float32Array, dout: Float32Array, dinp: Float32Array, count: number): void;
-  softmaxForward(impl: 0 | 1, inp: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  softmaxBackward(impl: 0 | 1, out: Float32Array, dout: Float32Array, dinp: Float32Array, rows: number, cols: number): void;
-  attentionForward(impl: 0 | 1, qkv: Float32Array, att: Float32Array, out: Float32Array, batch: number, tokens: number, channels: number, heads: number): void;
-  attentionBackward(impl: 0 | 1, qkv: Float32Array, att: Float32Array, dout: Float32Array, dqkv: Float32Array, batch: number, tokens: number, channels: number, heads: number): void;
-  adamwUpdate(impl: 0 | 1, param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, count: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
-  globalGradNorm(impl: 0 | 1, grads: Float32Array[]): number;
+  // The GPT's ops (native/napi/nn_bindings.cpp), validated by lib/ops/nn.ts (typed arrays) and
+  // lib/functional.ts (tensors' storage). impl: 0 reference, 1 fast. Backward functions accumulate (+=) into their gradients; null skips one.
+  addForward(impl: 0 | 1, a: F32, b: F32, out: F32, rows: number, cols: number): void;
+  addBackward(impl: 0 | 1, dout: F32, da: F32 | null, db: F32 | null, rows: number, cols: number): void;
+  mulForward(impl: 0 | 1, a: F32, b: F32, out: F32, rows: number, cols: number): void;
+  mulBackward(impl: 0 | 1, a: F32, b: F32, dout: F32, da: F32 | null, db: F32 | null, rows: number, cols: number): void;
+  scaleForward(impl: 0 | 1, a: F32, s: number, out: F32, count: number): void;
+  scaleBackward(impl: 0 | 1, dout: F32, s: number, da: F32, count: number): void;
+  sumForward(impl: 0 | 1, a: F32, out: F32, rows: number, cols: number): void;
+  sumBackward(impl: 0 | 1, dout: F32, da: F32, rows: number, cols: number): void;
+  meanForward(impl: 0 | 1, a: F32, out: F32, rows: number, cols: number): void;
+  meanBackward(impl: 0 | 1, dout: F32, da: F32, rows: number, cols: number): void;
+  embeddingForward(impl: 0 | 1, idx: I32, table: F32, out: F32, count: number, channels: number): void;
+  embeddingBackward(impl: 0 | 1, idx: I32, dout: F32, dtable: F32, count: number, channels: number): void;
+  layernormForward(impl: 0 | 1, inp: F32, weight: F32, bias: F32, out: F32, mean: F32, rstd: F32, rows: number, channels: number): void;
+  layernormBackward(impl: 0 | 1, dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32, dinp: F32, dweight: F32, dbias: F32, rows: number, channels: number): void;
+  geluForward(impl: 0 | 1, inp: F32, out: F32, count: number): void;
+  geluBackward(impl: 0 | 1, inp: F32, dout: F32, dinp: F32, count: number): void;
+  softmaxForward(impl: 0 | 1, inp: F32, out: F32, rows: number, cols: number): void;
+  softmaxBackward(impl: 0 | 1, out: F32, dout: F32, dinp: F32, rows: number, cols: number): void;
+  attentionForward(impl: 0 | 1, qkv: F32, att: F32, out: F32, batch: number, tokens: number, channels: number, heads: number): void;
+  attentionBackward(impl: 0 | 1, qkv: F32, att: F32, dout: F32, dqkv: F32, batch: number, tokens: number, channels: number, heads: number): void;
+  adamwUpdate(impl: 0 | 1, param: F32, grad: F32, m: F32, v: F32, count: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  globalGradNorm(impl: 0 | 1, grads: F32[]): number;
 }
 
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';

@@ -18,6 +18,7 @@
 #include "core/gelu.h"
 #include "core/layernorm.h"
 #include "core/softmax.h"
+#include "napi/storage.h"
 
 namespace fusedpo {
 namespace {
@@ -51,6 +52,11 @@ class Args {
     Napi::Array list = info_[i].As<Napi::Array>();
     for (uint32_t k = 0; k < list.Length(); ++k) {
       Napi::Value value = list.Get(k);
+      if (value.IsObject() && !value.IsTypedArray()) {  // a tensor's NativeStorage: 4-byte floats
+        arrays.push_back(reinterpret_cast<const float*>(storageData(value, 0, 0, name_)));
+        counts.push_back(static_cast<int64_t>(NativeStorage::Unwrap(value.As<Napi::Object>())->byteLength() / 4));
+        continue;
+      }
       if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
         fail("element " + std::to_string(k) + " of argument " + std::to_string(i) + " is not a Float32Array");
       }
@@ -63,6 +69,8 @@ class Args {
 
  private:
   void* data(size_t i, napi_typedarray_type kind) const {
+    // A tensor's NativeStorage (lib/tensor.ts), whose size lib/ checked against the shapes.
+    if (info_[i].IsObject() && !info_[i].IsTypedArray()) return storageData(info_[i], 0, 0, name_);
     if (!info_[i].IsTypedArray() || info_[i].As<Napi::TypedArray>().TypedArrayType() != kind) {
       fail("argument " + std::to_string(i) + " is not a " +
            (kind == napi_float32_array ? "Float32Array" : "Int32Array"));
