@@ -1,0 +1,246 @@
+// matmul (core/matmul.h): the entry point. Impl::Reference runs the scalar spec
+// (core/matmul_reference.cpp); Impl::Fast packs panels and runs the microkernel of the active
+// SIMD level (matmul_kernels.h) on the thread pool, in the loop order of BLIS (Van Zee and van de
+// Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015):
+//
+//   for jc over N in blocks of NC            C[:, jc..]
+//     for pc over K in blocks of KC          the sum over K, block after block, in order
+//       pack B[pc.., jc..]  -> packedB [KC, NC] as NR-wide panels     (shared, packed by all threads)
+//       for ic over M in blocks of MC        each thread its own contiguous range of MR-row panels
+//         pack A[ic.., pc..] -> packedA [MC, KC] as MR-tall panels    (per thread)
+//         for jr over the block in NR, for ir over it in MR: the MR x NR microkernel
+//
+// Every C element is therefore: C (+)= the sum of block 0, then C += the sum of block 1, ...,
+// each block's sum formed by one microkernel lane. Which thread computes it and where its tile
+// falls change nothing, so the bits depend on KC and the SIMD level only, never on the thread
+// count. A batch of many small matrices (attention's per-head products) is split over threads
+// a whole matrix at a time instead; each matrix is computed by the same loops, on one thread.
+//
+// Buffers: packedB is the calling thread's, packedA each thread's own (thread_local, 64-byte
+// aligned, grown to the largest block seen and kept): nothing proportional to the matrices.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "../core/matmul.h"
+#include "cpu_features.h"
+#include "matmul_kernels.h"
+#include "thread_pool.h"
+
+namespace fusedpo {
+namespace {
+
+// A float buffer, 64-byte aligned, that grows on demand and is kept for the next call.
+class PackBuffer {
+ public:
+  PackBuffer() = default;
+  PackBuffer(const PackBuffer&) = delete;
+  PackBuffer& operator=(const PackBuffer&) = delete;
+  ~PackBuffer() { std::free(data_); }
+
+  float* reserve(int64_t count) {
+    if (count > capacity_) {
+      std::free(data_);
+      const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (data_ == nullptr) {
+        capacity_ = 0;
+        throw std::bad_alloc();
+      }
+      capacity_ = count;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t capacity_ = 0;
+};
+
+thread_local PackBuffer packedABuffer;
+thread_local PackBuffer packedBBuffer;
+
+const cpu::MatmulKernel& activeKernel() {
+  static const cpu::MatmulKernel kernel = [] {
+    switch (cpu::activeSimdLevel()) {
+#if FUSEDPO_X86_KERNELS
+      case cpu::SimdLevel::Avx512: return cpu::matmulKernelAvx512();
+      case cpu::SimdLevel::Avx2: return cpu::matmulKernelAvx2();
+#endif
+      default: break;
+    }
+    return cpu::matmulKernelGeneric();
+  }();
+  return kernel;
+}
+
+// One matrix of the batch: a [M, K] or [K, M], b [K, N] or [N, K], c [M, N].
+struct MatrixProduct {
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t M, N, K;
+  bool transA, transB;
+};
+
+int64_t ceilDiv(int64_t value, int64_t divisor) { return (value + divisor - 1) / divisor; }
+
+// Rows i0 .. i0+rows-1 of op(A), columns p0 .. p0+kc-1, as ceil(rows / MR) panels [kc, MR];
+// rows past the block are zeros.
+void packA(const MatrixProduct& m, int MR, int64_t i0, int64_t rows, int64_t p0, int64_t kc,
+           float* packed) {
+  for (int64_t panel = 0; panel < rows; panel += MR) {
+    const int64_t live = rows - panel < MR ? rows - panel : MR;
+    const int64_t first = i0 + panel;
+    float* out = packed + panel * kc;
+    if (m.transA) {  // op(A)[i, p] = a[p, i]: MR contiguous values per p
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* source = m.a + (p0 + p) * m.M + first;
+        float* column = out + p * MR;
+        for (int64_t r = 0; r < live; ++r) column[r] = source[r];
+        for (int64_t r = live; r < MR; ++r) column[r] = 0.0f;
+      }
+    } else {  // op(A)[i, p] = a[i, p]: one contiguous row per r
+      for (int64_t r = 0; r < live; ++r) {
+        const float* source = m.a + (first + r) * m.K + p0;
+        for (int64_t p = 0; p < kc; ++p) out[p * MR + r] = source[p];
+      }
+      for (int64_t r = live; r < MR; ++r) {
+        for (int64_t p = 0; p < kc; ++p) out[p * MR + r] = 0.0f;
+      }
+    }
+  }
+}
+
+// NR-wide panels [kc, NR] of op(B), rows p0 .. p0+kc-1, for the panels [firstPanel, endPanel) of
+// the block starting at column j0 that is cols wide; columns past the block are zeros.
+void packBPanels(const MatrixProduct& m, int NR, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
+                 int64_t firstPanel, int64_t endPanel, float* packed) {
+  for (int64_t panel = firstPanel; panel < endPanel; ++panel) {
+    const int64_t offset = panel * NR;
+    const int64_t live = cols - offset < NR ? cols - offset : NR;
+    const int64_t first = j0 + offset;
+    float* out = packed + offset * kc;
+    if (m.transB) {  // op(B)[p, j] = b[j, p]: one contiguous row per column
+      for (int64_t j = 0; j < live; ++j) {
+        const float* source = m.b + (first + j) * m.K + p0;
+        for (int64_t p = 0; p < kc; ++p) out[p * NR + j] = source[p];
+      }
+      for (int64_t j = live; j < NR; ++j) {
+        for (int64_t p = 0; p < kc; ++p) out[p * NR + j] = 0.0f;
+      }
+    } else {  // op(B)[p, j] = b[p, j]: NR contiguous values per p
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* source = m.b + (p0 + p) * m.N + first;
+        float* row = out + p * NR;
+        for (int64_t j = 0; j < live; ++j) row[j] = source[j];
+        for (int64_t j = live; j < NR; ++j) row[j] = 0.0f;
+      }
+    }
+  }
+}
+
+// C[i0 .. i0+rows, j0 .. j0+cols] (+)= packedA @ packedB over kc. Edge tiles go through a
+// full MR x NR tile on the stack, then the live part is written (or added) with the same one
+// fp32 operation the microkernel would have done.
+void macroKernel(const cpu::MatmulKernel& kernel, const MatrixProduct& m, const float* packedA,
+                 const float* packedB, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+                 int64_t kc, bool add) {
+  const int MR = kernel.MR, NR = kernel.NR;
+  alignas(64) float edge[16 * 64];  // MR x NR of the widest kernel
+  for (int64_t jr = 0; jr < cols; jr += NR) {
+    const int64_t liveCols = cols - jr < NR ? cols - jr : NR;
+    const float* panelB = packedB + jr * kc;
+    for (int64_t ir = 0; ir < rows; ir += MR) {
+      const int64_t liveRows = rows - ir < MR ? rows - ir : MR;
+      const float* panelA = packedA + ir * kc;
+      float* c = m.c + (i0 + ir) * m.N + j0 + jr;
+      if (liveRows == MR && liveCols == NR) {
+        kernel.tile(kc, panelA, panelB, c, m.N, add);
+        continue;
+      }
+      kernel.tile(kc, panelA, panelB, edge, NR, false);
+      for (int64_t r = 0; r < liveRows; ++r) {
+        for (int64_t j = 0; j < liveCols; ++j) {
+          c[r * m.N + j] = add ? c[r * m.N + j] + edge[r * NR + j] : edge[r * NR + j];
+        }
+      }
+    }
+  }
+}
+
+// One matrix product on the thread pool (inline when called from inside a pool chunk).
+void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, bool accumulate) {
+  const int MR = kernel.MR, NR = kernel.NR;
+  const int64_t KC = kernel.KC, NC = kernel.NC;
+  const int64_t MC = kernel.MC / MR * MR;
+  const int64_t rowPanels = ceilDiv(m.M, MR);
+  float* packedB = packedBBuffer.reserve(KC * (NC < m.N ? NC : ceilDiv(m.N, NR) * NR));
+
+  for (int64_t jc = 0; jc < m.N; jc += NC) {
+    const int64_t cols = m.N - jc < NC ? m.N - jc : NC;
+    for (int64_t pc = 0; pc < m.K; pc += KC) {
+      const int64_t kc = m.K - pc < KC ? m.K - pc : KC;
+      const bool add = accumulate || pc > 0;
+      auto packB = [&](int64_t begin, int64_t end) {
+        packBPanels(m, NR, jc, cols, pc, kc, begin, end, packedB);
+      };
+      cpu::parallelFor(ceilDiv(cols, NR), packB);
+
+      // Each thread: its contiguous range of MR-row panels, MC rows at a time.
+      auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
+        float* packedA = packedABuffer.reserve(MC * KC);
+        const int64_t end = endPanel * MR < m.M ? endPanel * MR : m.M;
+        for (int64_t ic = beginPanel * MR; ic < end; ic += MC) {
+          const int64_t rows = end - ic < MC ? end - ic : MC;
+          packA(m, MR, ic, rows, pc, kc, packedA);
+          macroKernel(kernel, m, packedA, packedB, ic, rows, jc, cols, kc, add);
+        }
+      };
+      cpu::parallelFor(rowPanels, multiplyRows);
+    }
+  }
+}
+
+void fastMatmul(const float* A, const float* B, float* C, const MatmulShape& shape,
+                bool accumulate) {
+  if (shape.batch <= 0 || shape.M <= 0 || shape.N <= 0) return;
+  if (shape.K <= 0) {
+    if (accumulate) return;
+    for (int64_t b = 0; b < shape.batch; ++b) {
+      std::memset(C + b * shape.strideC, 0, sizeof(float) * shape.M * shape.N);
+    }
+    return;
+  }
+  const cpu::MatmulKernel& kernel = activeKernel();
+  auto product = [&](int64_t b) {
+    return MatrixProduct{A + b * shape.strideA, B + b * shape.strideB, C + b * shape.strideC,
+                         shape.M, shape.N, shape.K, shape.transA, shape.transB};
+  };
+  // Many matrices: one whole matrix per thread at a time (each product's own parallelFor then
+  // runs inline). An uneven split of few matrices would leave threads idle: split each instead.
+  const int64_t threads = threadCount();
+  const bool splitBatch =
+      threads > 1 && (shape.batch >= 4 * threads || (shape.batch >= threads && shape.batch % threads == 0));
+  if (splitBatch) {
+    auto multiplyMatrices = [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) multiplyMatrix(kernel, product(b), accumulate);
+    };
+    cpu::parallelFor(shape.batch, multiplyMatrices);
+    return;
+  }
+  for (int64_t b = 0; b < shape.batch; ++b) multiplyMatrix(kernel, product(b), accumulate);
+}
+
+}  // namespace
+
+void matmul(Impl impl, const float* A, const float* B, float* C, const MatmulShape& shape,
+            bool accumulate) {
+  if (impl == Impl::Reference) {
+    referenceMatmul(A, B, C, shape, accumulate);
+    return;
+  }
+  fastMatmul(A, B, C, shape, accumulate);
+}
+
+}  // namespace fusedpo
