@@ -13,6 +13,7 @@
 #include "cpu/host_memory.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
+#include "napi/matmul_bindings.h"
 
 namespace fusedpo {
 namespace {
@@ -246,6 +247,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("preferenceLossAsync",
               Napi::Function::New(env, PreferenceLossAsync, "preferenceLossAsync"));
   addCudaBindings(env, exports);
+  addMatmulBindings(env, exports);
   return exports;
 }
 
