@@ -66,6 +66,24 @@ export interface NativeLossResult {
   metrics?: NativeMetrics;
 }
 
+/** What `lib/ops/matmul.ts` sends: every field validated there before the call. */
+export interface NativeMatmulRequest {
+  impl: 0 | 1; // 0: the scalar reference, 1: the fast path
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array; // written (or added to, with accumulate) in place
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  accumulate: boolean;
+}
+
 export interface NativeInfo {
   addonVersion: string;
   napiVersion: number;
@@ -99,6 +117,8 @@ export interface NativeAddon {
   allocateBuffer(bytes: number): ArrayBuffer;
   preferenceLoss(request: NativeLossRequest): NativeLossResult;
   preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
+  /** C[b] (+)= op(A[b]) @ op(B[b]), f32, in place in `request.c` (native/core/matmul.h). */
+  matmul(request: NativeMatmulRequest): void;
   cudaInfo?(): CudaInfo;
 }
 
