@@ -1,23 +1,27 @@
 // matmul (core/matmul.h): the entry point. Impl::Reference runs the scalar spec
 // (core/matmul_reference.cpp); Impl::Fast packs panels and runs the microkernel of the active
 // SIMD level (matmul_kernels.h) on the thread pool, in the loop order of BLIS (Van Zee and van de
-// Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015):
+// Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015), with the K
+// blocks of B packed all at once:
 //
-//   for jc over N in blocks of NC            C[:, jc..]
-//     for pc over K in blocks of KC          the sum over K, block after block, in order
-//       pack B[pc.., jc..]  -> packedB [KC, NC] as NR-wide panels     (shared, packed by all threads)
-//       for ic over M in blocks of MC        each thread its own contiguous range of MR-row panels
-//         pack A[ic.., pc..] -> packedA [MC, KC] as MR-tall panels    (per thread)
-//         for jr over the block in NR, for ir over it in MR: the MR x NR microkernel
+//   for jc over N in blocks of NC                 (NC: K x NC floats fit in 4 MiB)
+//     pack B[:, jc..]   -> packedB, per KC block NR-wide panels [kc, NR]   (by all threads)
+//     each thread, its own contiguous range of MR-row panels:
+//       for ic over its rows in blocks of MC
+//         for pc over K in blocks of KC, in order
+//           pack A[ic.., pc..] -> packedA [MC, KC] as MR-tall panels        (per thread)
+//           for jr over the block in NR, for ir over it in MR: the MR x NR microkernel
 //
-// Every C element is therefore: C (+)= the sum of block 0, then C += the sum of block 1, ...,
+// Every C element is therefore: C (+)= the sum of K block 0, then C += the sum of block 1, ...,
 // each block's sum formed by one microkernel lane. Which thread computes it and where its tile
 // falls change nothing, so the bits depend on KC and the SIMD level only, never on the thread
-// count. A batch of many small matrices (attention's per-head products) is split over threads
-// a whole matrix at a time instead; each matrix is computed by the same loops, on one thread.
+// count. The threads meet twice per NC columns (after packing B, after multiplying). A batch of
+// many small matrices (attention's per-head products) is split over threads a whole matrix at a
+// time instead; each matrix is computed by the same loops, on one thread.
 //
 // Buffers: packedB is the calling thread's, packedA each thread's own (thread_local, 64-byte
-// aligned, grown to the largest block seen and kept): nothing proportional to the matrices.
+// aligned, grown to the largest block seen and kept): at most 4 MiB and MC x KC floats, nothing
+// proportional to the matrices.
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -169,36 +173,52 @@ void macroKernel(const cpu::MatmulKernel& kernel, const MatrixProduct& m, const 
   }
 }
 
+// Columns of B packed at once: every KC block of K for NC columns, at most kPackedBFloats floats
+// (4 MiB), so that the threads synchronize twice per NC columns (pack, then multiply) rather
+// than twice per KC block; NC shrinks as K grows.
+constexpr int64_t kPackedBFloats = int64_t(1) << 20;
+
 // One matrix product on the thread pool (inline when called from inside a pool chunk).
 void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, bool accumulate) {
   const int MR = kernel.MR, NR = kernel.NR;
-  const int64_t KC = kernel.KC, NC = kernel.NC;
+  const int64_t KC = kernel.KC;
   const int64_t MC = kernel.MC / MR * MR;
+  const int64_t blocksK = ceilDiv(m.K, KC);
+  int64_t NC = kPackedBFloats / m.K / NR * NR;
+  if (NC < NR) NC = NR;
+  if (NC > m.N) NC = ceilDiv(m.N, NR) * NR;
   const int64_t rowPanels = ceilDiv(m.M, MR);
-  float* packedB = packedBBuffer.reserve(KC * (NC < m.N ? NC : ceilDiv(m.N, NR) * NR));
+  float* packedB = packedBBuffer.reserve(m.K * NC);
 
   for (int64_t jc = 0; jc < m.N; jc += NC) {
     const int64_t cols = m.N - jc < NC ? m.N - jc : NC;
-    for (int64_t pc = 0; pc < m.K; pc += KC) {
-      const int64_t kc = m.K - pc < KC ? m.K - pc : KC;
-      const bool add = accumulate || pc > 0;
-      auto packB = [&](int64_t begin, int64_t end) {
-        packBPanels(m, NR, jc, cols, pc, kc, begin, end, packedB);
-      };
-      cpu::parallelFor(ceilDiv(cols, NR), packB);
+    const int64_t colPanels = ceilDiv(cols, NR);
+    // packedB: block pc (K rows pc .. pc+kc-1) at packedB + pc * colPanels * NR, as NR-wide
+    // panels [kc, NR].
+    auto packB = [&](int64_t begin, int64_t end) {
+      for (int64_t block = 0; block < blocksK; ++block) {
+        const int64_t pc = block * KC, kc = m.K - pc < KC ? m.K - pc : KC;
+        packBPanels(m, NR, jc, cols, pc, kc, begin, end, packedB + pc * colPanels * NR);
+      }
+    };
+    cpu::parallelFor(colPanels, packB);
 
-      // Each thread: its contiguous range of MR-row panels, MC rows at a time.
-      auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
-        float* packedA = packedABuffer.reserve(MC * KC);
-        const int64_t end = endPanel * MR < m.M ? endPanel * MR : m.M;
-        for (int64_t ic = beginPanel * MR; ic < end; ic += MC) {
-          const int64_t rows = end - ic < MC ? end - ic : MC;
+    // Each thread: its contiguous range of MR-row panels, MC rows at a time, every K block in
+    // order for those rows before the next MC rows (their C tile stays in cache).
+    auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
+      float* packedA = packedABuffer.reserve(MC * KC);
+      const int64_t end = endPanel * MR < m.M ? endPanel * MR : m.M;
+      for (int64_t ic = beginPanel * MR; ic < end; ic += MC) {
+        const int64_t rows = end - ic < MC ? end - ic : MC;
+        for (int64_t block = 0; block < blocksK; ++block) {
+          const int64_t pc = block * KC, kc = m.K - pc < KC ? m.K - pc : KC;
           packA(m, MR, ic, rows, pc, kc, packedA);
-          macroKernel(kernel, m, packedA, packedB, ic, rows, jc, cols, kc, add);
+          macroKernel(kernel, m, packedA, packedB + pc * colPanels * NR, ic, rows, jc, cols, kc,
+                      accumulate || block > 0);
         }
-      };
-      cpu::parallelFor(rowPanels, multiplyRows);
-    }
+      }
+    };
+    cpu::parallelFor(rowPanels, multiplyRows);
   }
 }
 

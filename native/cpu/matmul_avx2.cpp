@@ -62,7 +62,7 @@ FUSEDPO_TARGET_AVX2 void tile6x16(int64_t kc, const float* packedA, const float*
 
 }  // namespace
 
-MatmulKernel matmulKernelAvx2() { return {tile6x16, kRows, kColumns, 256, 192, 1024}; }
+MatmulKernel matmulKernelAvx2() { return {tile6x16, kRows, kColumns, 256, 192}; }
 
 }  // namespace fusedpo::cpu
 

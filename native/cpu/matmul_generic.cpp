@@ -29,6 +29,6 @@ void tile4x8(int64_t kc, const float* packedA, const float* packedB, float* c, i
 
 }  // namespace
 
-MatmulKernel matmulKernelGeneric() { return {tile4x8, kRows, kColumns, 256, 128, 1024}; }
+MatmulKernel matmulKernelGeneric() { return {tile4x8, kRows, kColumns, 256, 128}; }
 
 }  // namespace fusedpo::cpu

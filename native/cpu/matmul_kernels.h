@@ -22,9 +22,9 @@ using MatmulMicrokernel = void (*)(int64_t kc, const float* packedA, const float
 struct MatmulKernel {
   MatmulMicrokernel tile;
   int MR, NR;
-  // KC fixes where the sum over K is split (and so the result's bits); MC and NC only size the
-  // packed blocks (an MC x KC block of A stays in L2, a KC x NR panel of B in L1).
-  int64_t KC, MC, NC;
+  // KC fixes where the sum over K is split (and so the result's bits); MC only sizes the packed
+  // blocks of A (an MC x KC block of A stays in L2 while a KC x NR panel of B sits in L1).
+  int64_t KC, MC;
 };
 
 MatmulKernel matmulKernelGeneric();
