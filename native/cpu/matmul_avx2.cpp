@@ -62,7 +62,7 @@ FUSEDPO_TARGET_AVX2 void tile6x16(int64_t kc, const float* packedA, const float*
 
 }  // namespace
 
-MatmulKernel matmulKernelAvx2() { return {tile6x16, kRows, kColumns, 256, 192}; }
+MatmulKernel matmulKernelAvx2() { return {tile6x16, kRows, kColumns, 512, 96}; }
 
 }  // namespace fusedpo::cpu
 

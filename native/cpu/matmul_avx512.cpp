@@ -65,7 +65,7 @@ FUSEDPO_TARGET_AVX512 void tile12x32(int64_t kc, const float* packedA, const flo
 
 }  // namespace
 
-MatmulKernel matmulKernelAvx512() { return {tile12x32, kRows, kColumns, 256, 192}; }
+MatmulKernel matmulKernelAvx512() { return {tile12x32, kRows, kColumns, 512, 96}; }
 
 }  // namespace fusedpo::cpu
 

@@ -23,7 +23,10 @@ struct MatmulKernel {
   MatmulMicrokernel tile;
   int MR, NR;
   // KC fixes where the sum over K is split (and so the result's bits); MC only sizes the packed
-  // blocks of A (an MC x KC block of A stays in L2 while a KC x NR panel of B sits in L1).
+  // blocks of A (an MC x KC block stays in L2 while the KC x NR panels of B stream past it).
+  // Both were measured, not derived: on the Zen 5 development VM (48 KiB L1, 1 MiB L2) KC 512
+  // and MC 96 beat the textbook KC 256 (B panel in L1) by 5-10% on K >= 768 for AVX-512 and
+  // AVX2: fewer passes over C and over packed A per flop.
   int64_t KC, MC;
 };
 
