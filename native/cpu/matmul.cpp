@@ -22,7 +22,7 @@
 // Buffers: packedB is the calling thread's, packedA each thread's own (thread_local, 64-byte
 // aligned, grown to the largest block seen and kept): at most 4 MiB and MC x KC floats, nothing
 // proportional to the matrices.
-#include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -47,23 +47,27 @@ class PackBuffer {
   PackBuffer() = default;
   PackBuffer(const PackBuffer&) = delete;
   PackBuffer& operator=(const PackBuffer&) = delete;
-  ~PackBuffer() { std::free(data_); }
+  ~PackBuffer() { release(); }
 
   float* reserve(int64_t count) {
     if (count > capacity_) {
-      std::free(data_);
-      const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
-      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (data_ == nullptr) {
-        capacity_ = 0;
-        throw std::bad_alloc();
-      }
+      release();
+      // Aligned operator new (C++17) rather than std::aligned_alloc, which MSVC lacks.
+      data_ = static_cast<float*>(::operator new(sizeof(float) * size_t(count), kAlignment));
       capacity_ = count;
     }
     return data_;
   }
 
  private:
+  static constexpr std::align_val_t kAlignment{64};
+
+  void release() {
+    if (data_ != nullptr) ::operator delete(data_, kAlignment);
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+
   float* data_ = nullptr;
   int64_t capacity_ = 0;
 };
@@ -212,6 +216,23 @@ void macroKernel(const cpu::MatmulKernel& kernel, const MatrixProduct& m, const 
   }
 }
 
+// parallelFor for bodies that may throw (std::bad_alloc, from a pack buffer's first growth on
+// a thread): an exception must not leave a pool worker, so each chunk catches it and the caller
+// throws once every chunk is done (C is then partly written).
+template <class Body>
+void parallelForCatching(int64_t count, Body& body) {
+  std::atomic<bool> failed{false};
+  auto guarded = [&](int64_t begin, int64_t end) {
+    try {
+      body(begin, end);
+    } catch (...) {
+      failed = true;
+    }
+  };
+  cpu::parallelFor(count, guarded);
+  if (failed) throw std::bad_alloc();
+}
+
 // Columns of B packed at once: every KC block of K for NC columns, at most kPackedBFloats floats
 // (4 MiB), so that the threads synchronize twice per NC columns (pack, then multiply) rather
 // than twice per KC block; NC shrinks as K grows.
@@ -257,7 +278,7 @@ void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, boo
         }
       }
     };
-    cpu::parallelFor(rowPanels, multiplyRows);
+    parallelForCatching(rowPanels, multiplyRows);
   }
 }
 
@@ -285,7 +306,7 @@ void fastMatmul(const float* A, const float* B, float* C, const MatmulShape& sha
     auto multiplyMatrices = [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) multiplyMatrix(kernel, product(b), accumulate);
     };
-    cpu::parallelFor(shape.batch, multiplyMatrices);
+    parallelForCatching(shape.batch, multiplyMatrices);
     return;
   }
   for (int64_t b = 0; b < shape.batch; ++b) multiplyMatrix(kernel, product(b), accumulate);
