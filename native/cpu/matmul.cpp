@@ -4,23 +4,23 @@
 // Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015), with the K
 // blocks of B packed all at once:
 //
-//   for jc over N in blocks of NC                 (NC: K x NC floats fit in 4 MiB)
-//     pack B[:, jc..]   -> packedB, per KC block NR-wide panels [kc, NR]   (by all threads)
-//     each thread, its own contiguous range of MR-row panels:
+//   each thread, its own contiguous range of MR-row panels of C:
+//     for jc over N in blocks of NC                  (NC: K x NC floats fit in 4 MiB)
+//       pack B[:, jc..] -> packedB, per KC block NR-wide panels [kc, NR]    (per thread)
 //       for ic over its rows in blocks of MC
 //         for pc over K in blocks of KC, in order
-//           pack A[ic.., pc..] -> packedA [MC, KC] as MR-tall panels        (per thread)
+//           pack A[ic.., pc..] -> packedA [MC, KC] as MR-tall panels         (per thread)
 //           for jr over the block in NR, for ir over it in MR: the MR x NR microkernel
 //
 // Every C element is therefore: C (+)= the sum of K block 0, then C += the sum of block 1, ...,
 // each block's sum formed by one microkernel lane. Which thread computes it and where its tile
 // falls change nothing, so the bits depend on KC and the SIMD level only, never on the thread
-// count. The threads meet twice per NC columns (after packing B, after multiplying). A batch of
-// many small matrices (attention's per-head products) is split over threads a whole matrix at a
-// time instead; each matrix is computed by the same loops, on one thread.
+// count. The threads meet once per product. A batch of many small matrices (attention's
+// per-head products) is split over threads a whole matrix at a time instead; each matrix is
+// computed by the same loops, on one thread.
 //
-// Buffers: packedB is the calling thread's, packedA each thread's own (thread_local, 64-byte
-// aligned, grown to the largest block seen and kept): at most 4 MiB and MC x KC floats, nothing
+// Buffers: packedA and packedB are each thread's own (thread_local, 64-byte aligned, grown to
+// the largest block seen and kept): at most MC x KC and 4 MiB of floats per thread, nothing
 // proportional to the matrices.
 #include <atomic>
 #include <cstring>
@@ -170,12 +170,11 @@ void packA(const MatrixProduct& m, int MR, int64_t i0, int64_t rows, int64_t p0,
   }
 }
 
-// NR-wide panels [kc, NR] of op(B), rows p0 .. p0+kc-1, for the panels [firstPanel, endPanel) of
-// the block starting at column j0 that is cols wide; columns past the block are zeros.
-void packBPanels(const MatrixProduct& m, int NR, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
-                 int64_t firstPanel, int64_t endPanel, float* packed) {
-  for (int64_t panel = firstPanel; panel < endPanel; ++panel) {
-    const int64_t offset = panel * NR;
+// Columns j0 .. j0+cols-1 of op(B), rows p0 .. p0+kc-1, as ceil(cols / NR) panels [kc, NR];
+// columns past the block are zeros.
+void packB(const MatrixProduct& m, int NR, int64_t j0, int64_t cols, int64_t p0, int64_t kc,
+           float* packed) {
+  for (int64_t offset = 0; offset < cols; offset += NR) {
     const int64_t live = cols - offset < NR ? cols - offset : NR;
     const int64_t first = j0 + offset;
     float* out = packed + offset * kc;
@@ -234,11 +233,15 @@ void parallelForCatching(int64_t count, Body& body) {
 }
 
 // Columns of B packed at once: every KC block of K for NC columns, at most kPackedBFloats floats
-// (4 MiB), so that the threads synchronize twice per NC columns (pack, then multiply) rather
-// than twice per KC block; NC shrinks as K grows.
+// (4 MiB); NC shrinks as K grows.
 constexpr int64_t kPackedBFloats = int64_t(1) << 20;
 
-// One matrix product on the thread pool (inline when called from inside a pool chunk).
+// One matrix product on the thread pool (inline when called from inside a pool chunk). Each
+// thread takes a contiguous range of MR-row panels and packs for itself the whole of B it
+// multiplies them by: on the 2-core development VM this beat packing B once, shared by both
+// threads, by 10-25% at 2 threads on the [256, N, 1024] gradient shapes, despite the duplicate
+// packing (one meeting of the threads per product instead of two, and no packed B read from the
+// other core's cache). With many threads a shared B would pay off again.
 void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, bool accumulate) {
   const int MR = kernel.MR, NR = kernel.NR;
   const int64_t KC = kernel.KC;
@@ -247,27 +250,22 @@ void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, boo
   int64_t NC = kPackedBFloats / m.K / NR * NR;
   if (NC < NR) NC = NR;
   if (NC > m.N) NC = ceilDiv(m.N, NR) * NR;
-  const int64_t rowPanels = ceilDiv(m.M, MR);
-  float* packedB = packedBBuffer.reserve(m.K * NC);
 
-  for (int64_t jc = 0; jc < m.N; jc += NC) {
-    const int64_t cols = m.N - jc < NC ? m.N - jc : NC;
-    const int64_t colPanels = ceilDiv(cols, NR);
-    // packedB: block pc (K rows pc .. pc+kc-1) at packedB + pc * colPanels * NR, as NR-wide
-    // panels [kc, NR].
-    auto packB = [&](int64_t begin, int64_t end) {
+  auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
+    float* packedA = packedABuffer.reserve(MC * KC);
+    float* packedB = packedBBuffer.reserve(m.K * NC);
+    const int64_t end = endPanel * MR < m.M ? endPanel * MR : m.M;
+    for (int64_t jc = 0; jc < m.N; jc += NC) {
+      const int64_t cols = m.N - jc < NC ? m.N - jc : NC;
+      const int64_t colPanels = ceilDiv(cols, NR);
+      // packedB: K block pc (rows pc .. pc+kc-1 of op(B)) at packedB + pc * colPanels * NR,
+      // as NR-wide panels [kc, NR].
       for (int64_t block = 0; block < blocksK; ++block) {
         const int64_t pc = block * KC, kc = m.K - pc < KC ? m.K - pc : KC;
-        packBPanels(m, NR, jc, cols, pc, kc, begin, end, packedB + pc * colPanels * NR);
+        packB(m, NR, jc, cols, pc, kc, packedB + pc * colPanels * NR);
       }
-    };
-    cpu::parallelFor(colPanels, packB);
-
-    // Each thread: its contiguous range of MR-row panels, MC rows at a time, every K block in
-    // order for those rows before the next MC rows (their C tile stays in cache).
-    auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
-      float* packedA = packedABuffer.reserve(MC * KC);
-      const int64_t end = endPanel * MR < m.M ? endPanel * MR : m.M;
+      // MC rows at a time, every K block in order for those rows before the next MC rows
+      // (their C tile stays in cache).
       for (int64_t ic = beginPanel * MR; ic < end; ic += MC) {
         const int64_t rows = end - ic < MC ? end - ic : MC;
         for (int64_t block = 0; block < blocksK; ++block) {
@@ -277,9 +275,9 @@ void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, boo
                       accumulate || block > 0);
         }
       }
-    };
-    parallelForCatching(rowPanels, multiplyRows);
-  }
+    }
+  };
+  parallelForCatching(ceilDiv(m.M, MR), multiplyRows);
 }
 
 void fastMatmul(const float* A, const float* B, float* C, const MatmulShape& shape,
