@@ -4,8 +4,8 @@
 // Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS Functionality", 2015), with the K
 // blocks of B packed all at once:
 //
-//   each thread, its own contiguous range of MR-row panels of C:
-//     for jc over N in blocks of NC                  (NC: K x NC floats fit in 4 MiB)
+//   each thread, its own contiguous range of MR-row panels of C (NR-column panels if N > M):
+//     for jc over its columns in blocks of NC        (NC: K x NC floats fit in 4 MiB)
 //       pack B[:, jc..] -> packedB, per KC block NR-wide panels [kc, NR]    (per thread)
 //       for ic over its rows in blocks of MC
 //         for pc over K in blocks of KC, in order
@@ -237,11 +237,13 @@ void parallelForCatching(int64_t count, Body& body) {
 constexpr int64_t kPackedBFloats = int64_t(1) << 20;
 
 // One matrix product on the thread pool (inline when called from inside a pool chunk). Each
-// thread takes a contiguous range of MR-row panels and packs for itself the whole of B it
-// multiplies them by: on the 2-core development VM this beat packing B once, shared by both
-// threads, by 10-25% at 2 threads on the [256, N, 1024] gradient shapes, despite the duplicate
-// packing (one meeting of the threads per product instead of two, and no packed B read from the
-// other core's cache). With many threads a shared B would pay off again.
+// thread takes a contiguous range of MR-row panels of C (or of NR-column panels, when C is wider
+// than tall) and packs for itself all of A and B its range needs. On the 2-core development VM
+// this beat packing B once, shared by both threads, by 10-25% at 2 threads on the [256, N, 1024]
+// gradient shapes, despite the duplicated packing: one meeting of the threads per product
+// instead of two, and no packed panels read from the other core's cache. Splitting the longer
+// side of C duplicates the smaller operand (B, K x N, when M >= N). With many threads a shared
+// packed B would pay off again.
 void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, bool accumulate) {
   const int MR = kernel.MR, NR = kernel.NR;
   const int64_t KC = kernel.KC;
@@ -251,12 +253,12 @@ void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, boo
   if (NC < NR) NC = NR;
   if (NC > m.N) NC = ceilDiv(m.N, NR) * NR;
 
-  auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
+  // C[rowBegin .. rowEnd, colBegin .. colEnd] on the calling thread.
+  auto multiplyBlock = [&](int64_t rowBegin, int64_t rowEnd, int64_t colBegin, int64_t colEnd) {
     float* packedA = packedABuffer.reserve(MC * KC);
     float* packedB = packedBBuffer.reserve(m.K * NC);
-    const int64_t end = endPanel * MR < m.M ? endPanel * MR : m.M;
-    for (int64_t jc = 0; jc < m.N; jc += NC) {
-      const int64_t cols = m.N - jc < NC ? m.N - jc : NC;
+    for (int64_t jc = colBegin; jc < colEnd; jc += NC) {
+      const int64_t cols = colEnd - jc < NC ? colEnd - jc : NC;
       const int64_t colPanels = ceilDiv(cols, NR);
       // packedB: K block pc (rows pc .. pc+kc-1 of op(B)) at packedB + pc * colPanels * NR,
       // as NR-wide panels [kc, NR].
@@ -266,8 +268,8 @@ void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, boo
       }
       // MC rows at a time, every K block in order for those rows before the next MC rows
       // (their C tile stays in cache).
-      for (int64_t ic = beginPanel * MR; ic < end; ic += MC) {
-        const int64_t rows = end - ic < MC ? end - ic : MC;
+      for (int64_t ic = rowBegin; ic < rowEnd; ic += MC) {
+        const int64_t rows = rowEnd - ic < MC ? rowEnd - ic : MC;
         for (int64_t block = 0; block < blocksK; ++block) {
           const int64_t pc = block * KC, kc = m.K - pc < KC ? m.K - pc : KC;
           packA(m, MR, ic, rows, pc, kc, packedA);
@@ -277,7 +279,17 @@ void multiplyMatrix(const cpu::MatmulKernel& kernel, const MatrixProduct& m, boo
       }
     }
   };
-  parallelForCatching(ceilDiv(m.M, MR), multiplyRows);
+  if (m.N > m.M) {
+    auto multiplyColumns = [&](int64_t beginPanel, int64_t endPanel) {
+      multiplyBlock(0, m.M, beginPanel * NR, endPanel * NR < m.N ? endPanel * NR : m.N);
+    };
+    parallelForCatching(ceilDiv(m.N, NR), multiplyColumns);
+  } else {
+    auto multiplyRows = [&](int64_t beginPanel, int64_t endPanel) {
+      multiplyBlock(beginPanel * MR, endPanel * MR < m.M ? endPanel * MR : m.M, 0, m.N);
+    };
+    parallelForCatching(ceilDiv(m.M, MR), multiplyRows);
+  }
 }
 
 void fastMatmul(const float* A, const float* B, float* C, const MatmulShape& shape,
