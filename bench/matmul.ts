@@ -6,11 +6,12 @@
  *
  * Per linear layer y = x @ W^T (W [out, in]): forward x @ W^T, backward dX = dY @ W and
  * dW = dY^T @ X; the attention products per head (batch 32 = 4 sequences x 8 heads); and 1024^3.
- * Each side runs its shapes in rounds, alternating with the other (the machine is shared): a
- * round times `--repeats` calls after warm-up and keeps the median; the table shows the best
- * round of each. GFLOP/s counts 2*M*N*K per product; ratio = fusedpo ms / PyTorch ms.
+ * Each side runs its shapes in rounds, alternating with the other: a round times `--repeats`
+ * calls after warm-up and keeps the median; the table shows the best round of each. The 2-core
+ * development VM is shared, and another tenant can take a core for seconds at a time: with a
+ * few short rounds each side gets some with both cores (2 long rounds often gave one side none). GFLOP/s counts 2*M*N*K per product; ratio = fusedpo ms / PyTorch ms.
  *
- * Options: --repeats N (default 21) --rounds N (default 2) --no-torch
+ * Options: --repeats N (default 15) --rounds N (default 5) --no-torch
  * Writes bench/results/matmul-<date>-<commit>.json.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -27,8 +28,8 @@ const option = (name: string, fallback: number) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? Number(argv[i + 1]) : fallback;
 };
-const REPEATS = option('repeats', 21);
-const ROUNDS = option('rounds', 2);
+const REPEATS = option('repeats', 15);
+const ROUNDS = option('rounds', 5);
 const allThreads = os.availableParallelism();
 const log = (line: string) => process.stdout.write(line + '\n');
 
