@@ -82,6 +82,7 @@ export class AdamW {
     checkNumber('lr', this.lr, { min: 0 });
     const t = this.stepCount + 1;
     for (const p of this.params) {
+      p.tensor.assertAlive('AdamW.step');
       const grad = p.tensor.grad;
       if (!grad) continue;
       if (grad.shape.length !== p.tensor.shape.length || grad.size !== p.tensor.size) {
