@@ -121,6 +121,79 @@ export function mean(a: Tensor): Tensor {
   return reduceAll('mean', a);
 }
 
+interface Product {
+  a: Tensor;
+  b: Tensor;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+}
+
+/** C = op(A) @ op(B) for each of `batch` matrices, into a new tensor of `shape`. */
+function product(op: string, p: Product, shape: readonly number[]): Tensor {
+  const out = Tensor.zeros(shape);
+  const sizeA = p.m * p.k;
+  const sizeB = p.k * p.n;
+  native().matmul({
+    impl: FAST, a: data(p.a, op), b: data(p.b, op), c: data(out, op),
+    batch: p.batch, m: p.m, n: p.n, k: p.k, transA: p.transA, transB: p.transB,
+    strideA: p.a.size === sizeA ? 0 : sizeA, strideB: p.b.size === sizeB ? 0 : sizeB, strideC: p.m * p.n,
+    accumulate: false,
+  });
+  return out;
+}
+
+/**
+ * a [..., M, K] @ b, where b is [K, N] (or, with transB, [N, K]: a linear layer's weight) shared
+ * over a's leading dims, or a batch [..., K, N] (or [..., N, K]) with the same leading dims as a.
+ * Returns [..., M, N]. Backward: dA = dC op(B)^T, dB = op(A)^T dC, by the same kernel.
+ */
+export function matmul(a: Tensor, b: Tensor, options: { transB?: boolean } = {}): Tensor {
+  const transB = options.transB ?? false;
+  if (a.shape.length < 2) throw shapeError('matmul', 'a of shape [..., M, K]', a);
+  const k = a.shape[a.shape.length - 1];
+  const shared = b.shape.length === 2;
+  const leading = a.shape.slice(0, -2);
+  if (!shared && (b.shape.length !== a.shape.length || leading.some((d, i) => d !== b.shape[i]))) {
+    throw new TypeError(`matmul: expected b of shape [K, N] or [${leading}, K, N] but received [${b.shape}] with a of [${a.shape}]`);
+  }
+  const bk = b.shape[b.shape.length - (transB ? 1 : 2)];
+  const n = b.shape[b.shape.length - (transB ? 2 : 1)];
+  if (bk !== k) {
+    throw new TypeError(`matmul: expected b's K (${transB ? 'last' : 'second to last'} dim) to be ${k} but received [${b.shape}] with a of [${a.shape}]${transB ? ', transB' : ''}`);
+  }
+  // A shared b lets every row of a's leading dims go through one product of M' = all rows.
+  const batch = shared ? 1 : sizeOf(leading);
+  const m = shared ? a.size / k : a.shape[a.shape.length - 2];
+  const outShape = [...a.shape.slice(0, -1), n];
+  const out = product('matmul', { a, b, transA: false, transB, batch, m, n, k }, outShape);
+  return record(out, {
+    op: 'matmul',
+    inputs: [a, b],
+    backward: (g) => {
+      const needA = a.requiresGrad || a.node !== null;
+      const needB = b.requiresGrad || b.node !== null;
+      // dA [M, K] = dC [M, N] @ op(B)^T: B is [K, N] -> transB; B is [N, K] -> as stored.
+      const da = needA ? product('matmul backward', { a: g, b, transA: false, transB: !transB, batch, m, n: k, k: n }, a.shape) : null;
+      // dB = op(A)^T dC: [K, N] = A^T [K, M] @ dC [M, N]; with transB, [N, K] = dC^T @ A.
+      const db = !needB ? null : transB
+        ? product('matmul backward', { a: g, b: a, transA: true, transB: false, batch, m: n, n: k, k: m }, b.shape)
+        : product('matmul backward', { a, b: g, transA: true, transB: false, batch, m: k, n, k: m }, b.shape);
+      return [da, db];
+    },
+  });
+}
+
+/** x [..., in] @ weight^T + bias: weight [out, in] (PyTorch's layout), bias [out] or none. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  if (weight.shape.length !== 2) throw shapeError('linear', 'a weight of shape [out, in]', weight);
+  const y = matmul(x, weight, { transB: true });
+  return bias ? add(y, bias) : y;
+}
+
 /** Rows of `table` [V, C] picked by `indices` (i32 tensor or Int32Array, values in [0, V)): [...indices.shape, C]. */
 export function embedding(table: Tensor, indices: Tensor | Int32Array): Tensor {
   if (table.shape.length !== 2) throw shapeError('embedding', 'a table of shape [V, C]', table);

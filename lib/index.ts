@@ -21,6 +21,7 @@ export {
 } from './losses';
 export { Tensor, keep, withScope, type Device, type TensorDType } from './tensor';
 export { noGrad, isGradEnabled } from './autograd';
+export * as F from './functional';
 export { NativeLoadError, NonFiniteLogitError } from './errors';
 export { setThreads, type CudaInfo, type CudaDevice } from './native';
 export { doctorReport, type DoctorReport } from './doctor';

@@ -97,6 +97,24 @@ export interface NativeLossResult {
   metrics?: NativeMetrics;
 }
 
+/** What `lib/ops/matmul.ts` sends: every field validated there before the call. */
+export interface NativeMatmulRequest {
+  impl: 0 | 1; // 0: the scalar reference, 1: the fast path
+  a: NativeBuffer<Float32Array>;
+  b: NativeBuffer<Float32Array>;
+  c: NativeBuffer<Float32Array>; // written (or added to, with accumulate) in place
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  accumulate: boolean;
+}
+
 export interface NativeInfo {
   addonVersion: string;
   napiVersion: number;
@@ -145,6 +163,8 @@ export interface NativeAddon {
   NativeStorage: new (bytes: number) => NativeStorage;
   /** The external bytes reported to V8 so far (NativeStorage adds and removes its own). */
   externalMemory(): number;
+  /** C[b] (+)= op(A[b]) @ op(B[b]), f32, in place in `request.c` (native/core/matmul.h). */
+  matmul(request: NativeMatmulRequest): void;
   cudaInfo?(): CudaInfo;
   // The GPT's ops (native/napi/nn_bindings.cpp), validated by lib/ops/nn.ts (typed arrays) and
   // lib/functional.ts (tensors' storage). impl: 0 reference, 1 fast. Backward functions accumulate (+=) into their gradients; null skips one.

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { add, causalSelfAttention, crossEntropy, embedding, gelu, layerNorm, mean, mul, scale, softmax, sum } from '../lib/functional';
+import { add, causalSelfAttention, crossEntropy, embedding, gelu, layerNorm, linear, matmul, mean, mul, scale, softmax, sum } from '../lib/functional';
 import { Tensor, noGrad, withScope } from '../lib/index';
 import { assertClose } from './batch';
 import { add64, attention64, gelu64, layernorm64, mul64, numericGrad, randomFloats, softmax64, type Vec } from './nn-fp64';
@@ -50,6 +50,38 @@ test('add and mul with broadcasting, scale', () => {
   checkGradients('mul [2,3,4]*[4]', [a, b], ([x, y]) => mul(x, y), ([x, y]) => mul64(x, y));
   checkGradients('scale', [a], ([x]) => scale(x, -2.5), ([x]) => x.map((v) => v * -2.5));
   assert.throws(() => withScope(() => add(Tensor.zeros([2, 3]), Tensor.zeros([2]))), /add: expected the second shape to be the trailing dims of the first .* received \[2,3\] and \[2\]/);
+});
+
+/** float64 a [B, M, K] @ b ([K, N] shared, or [B, K, N]; transposed [N, K] / [B, N, K] with transB). */
+function matmul64(a: Vec, b: Vec, batch: number, m: number, k: number, n: number, transB: boolean, shared: boolean): Vec {
+  const out = new Float64Array(batch * m * n);
+  for (let p = 0; p < batch; p++) {
+    const bOffset = shared ? 0 : p * k * n;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let q = 0; q < k; q++) acc += a[p * m * k + i * k + q] * b[bOffset + (transB ? j * k + q : q * n + j)];
+        out[p * m * n + i * n + j] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+test('matmul: shared and batched b, transposed or not; linear', () => {
+  const a = { values: randomFloats(2 * 3 * 5, 20), shape: [2, 3, 5] };
+  const b = { values: randomFloats(5 * 4, 21), shape: [5, 4] };
+  const bt = { values: randomFloats(4 * 5, 22), shape: [4, 5] };
+  const bb = { values: randomFloats(2 * 5 * 4, 23), shape: [2, 5, 4] };
+  const bbt = { values: randomFloats(2 * 4 * 5, 24), shape: [2, 4, 5] };
+  checkGradients('matmul [2,3,5]@[5,4]', [a, b], ([x, y]) => matmul(x, y), ([x, y]) => matmul64(x, y, 2, 3, 5, 4, false, true));
+  checkGradients('matmul [2,3,5]@[4,5]^T', [a, bt], ([x, y]) => matmul(x, y, { transB: true }), ([x, y]) => matmul64(x, y, 2, 3, 5, 4, true, true));
+  checkGradients('matmul [2,3,5]@[2,5,4]', [a, bb], ([x, y]) => matmul(x, y), ([x, y]) => matmul64(x, y, 2, 3, 5, 4, false, false));
+  checkGradients('matmul [2,3,5]@[2,4,5]^T', [a, bbt], ([x, y]) => matmul(x, y, { transB: true }), ([x, y]) => matmul64(x, y, 2, 3, 5, 4, true, false));
+  const bias = { values: randomFloats(4, 25), shape: [4] };
+  checkGradients('linear', [a, bt, bias], ([x, w, c]) => linear(x, w, c), ([x, w, c]) => add64(matmul64(x, w, 2, 3, 5, 4, true, true), c));
+  assert.throws(() => withScope(() => matmul(Tensor.zeros([3, 5]), Tensor.zeros([4, 4]))), /matmul: expected b's K \(second to last dim\) to be 5 but received \[4,4\] with a of \[3,5\]/);
+  assert.throws(() => withScope(() => matmul(Tensor.zeros([2, 3, 5]), Tensor.zeros([3, 5, 4]))), /matmul: expected b of shape \[K, N\] or \[2, K, N\] but received \[3,5,4\]/);
 });
 
 test('layerNorm, gelu, softmax, attention', () => {

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "host_device.h"
+#include "preference_loss.h"
 
 namespace fusedpo {
 
@@ -72,6 +73,16 @@ FUSEDPO_HD inline uint16_t floatToF16(float value) {
     h = bits >> 13;
   }
   return uint16_t(h | (sign >> 16));
+}
+
+// One stored logit as fp32, whatever the storage dtype (host code: the scalar paths).
+inline float loadLogit(const void* logits, DType dtype, int64_t index) {
+  switch (dtype) {
+    case DType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(logits)[index]);
+    case DType::F16: return f16ToFloat(static_cast<const uint16_t*>(logits)[index]);
+    case DType::F32: break;
+  }
+  return static_cast<const float*>(logits)[index];
 }
 
 }  // namespace fusedpo

@@ -22,15 +22,6 @@
 namespace fusedpo {
 namespace {
 
-float loadLogit(const void* logits, DType dtype, int64_t index) {
-  switch (dtype) {
-    case DType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(logits)[index]);
-    case DType::F16: return f16ToFloat(static_cast<const uint16_t*>(logits)[index]);
-    case DType::F32: break;
-  }
-  return static_cast<const float*>(logits)[index];
-}
-
 void storeGradient(void* dlogits, DType dtype, int64_t index, float value) {
   switch (dtype) {
     case DType::BF16: static_cast<uint16_t*>(dlogits)[index] = floatToBf16(value); return;

@@ -167,14 +167,6 @@ FUSEDPO_TARGET_AVX512 void attentionBackwardHeadAvx512(const float* qkv, const f
 }
 #endif
 
-bool useAvx512() {
-#if FUSEDPO_X86_KERNELS
-  return cpu::activeSimdLevel() == cpu::SimdLevel::Avx512;
-#else
-  return false;
-#endif
-}
-
 // The reference on the batches [b0, b1).
 AttentionShape batches(AttentionShape shape, int64_t b0, int64_t b1) {
   shape.batch = b1 - b0;
@@ -187,7 +179,7 @@ void attentionForward(Impl impl, const float* qkv, float* att, float* out, Atten
   if (impl == Impl::Reference) return referenceAttentionForward(qkv, att, out, shape);
   const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
 #if FUSEDPO_X86_KERNELS
-  if (useAvx512()) {
+  if (cpu::avx512Active()) {
     auto heads = [&](int64_t begin, int64_t end) {
       std::vector<float> kt(std::size_t(C / NH * T));
       for (int64_t task = begin; task < end; ++task) {
@@ -208,7 +200,7 @@ void attentionBackward(Impl impl, const float* qkv, const float* att, const floa
   if (impl == Impl::Reference) return referenceAttentionBackward(qkv, att, dout, dqkv, shape);
   const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
 #if FUSEDPO_X86_KERNELS
-  if (useAvx512()) {
+  if (cpu::avx512Active()) {
     auto heads = [&](int64_t begin, int64_t end) {
       std::vector<float> scratch(std::size_t(3 * (C / NH) * T + T));
       for (int64_t task = begin; task < end; ++task) {

@@ -22,4 +22,13 @@ SimdLevel detectedSimdLevel();
 SimdLevel activeSimdLevel();
 const char* simdLevelName(SimdLevel level);
 
+// Whether the AVX-512 kernels are the ones to run (the ops with no AVX2 kernel of their own).
+inline bool avx512Active() {
+#if FUSEDPO_X86_KERNELS
+  return activeSimdLevel() == SimdLevel::Avx512;
+#else
+  return false;
+#endif
+}
+
 }  // namespace fusedpo::cpu

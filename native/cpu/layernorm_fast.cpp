@@ -113,14 +113,6 @@ void layernormParamGradColumns(const float* dout, const float* inp, const float*
   }
 }
 
-bool useAvx512() {
-#if FUSEDPO_X86_KERNELS
-  return cpu::activeSimdLevel() == cpu::SimdLevel::Avx512;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 void layernormForward(Impl impl, const float* inp, const float* weight, const float* bias,
@@ -129,7 +121,7 @@ void layernormForward(Impl impl, const float* inp, const float* weight, const fl
     return referenceLayernormForward(inp, weight, bias, out, mean, rstd, rows, channels);
   }
   const int64_t C = channels;
-  const bool avx512 = useAvx512();
+  const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layernormRowsAvx512(inp, weight, bias, out, mean, rstd, begin, end, C);
@@ -147,7 +139,7 @@ void layernormBackward(Impl impl, const float* dout, const float* inp, const flo
     return referenceLayernormBackward(dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels);
   }
   const int64_t C = channels;
-  const bool avx512 = useAvx512();
+  const bool avx512 = cpu::avx512Active();
   auto dinpRows = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layernormDinpRowsAvx512(dout, inp, weight, mean, rstd, dinp, begin, end, C);

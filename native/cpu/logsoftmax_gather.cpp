@@ -22,15 +22,6 @@
 namespace fusedpo {
 namespace {
 
-float loadLogit(const void* logits, DType dtype, int64_t index) {
-  switch (dtype) {
-    case DType::BF16: return bf16ToFloat(static_cast<const uint16_t*>(logits)[index]);
-    case DType::F16: return f16ToFloat(static_cast<const uint16_t*>(logits)[index]);
-    case DType::F32: break;
-  }
-  return static_cast<const float*>(logits)[index];
-}
-
 using ForwardKernel = void (*)(const cpu::ForwardArgs&, int64_t, int64_t);
 using BackwardKernel = void (*)(const cpu::BackwardArgs&, int64_t, int64_t);
 

@@ -14,6 +14,7 @@
 #include "cpu/host_memory.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
+#include "napi/matmul_bindings.h"
 #include "napi/nn_bindings.h"
 #include "napi/storage.h"
 
@@ -303,6 +304,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   NativeStorage::addTo(env, exports);
   addCudaBindings(env, exports);
   addNnBindings(env, exports);
+  addMatmulBindings(env, exports);
   return exports;
 }
 
