@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 
 import { mulberry32 } from '../lib/example';
 import {
-  AdamW, GPT, Linear, Tensor, clipGradNorm, cosineSchedule, functional as F, noGrad, preferenceLoss, sequenceLogps,
+  AdamW, F, GPT, Linear, Tensor, clipGradNorm, cosineSchedule, noGrad, preferenceLoss, sequenceLogps,
   setThreads, withScope, type GPTConfig, type LossName,
 } from '../lib/index';
 import { native, threadSetting } from '../lib/native';
@@ -20,9 +20,9 @@ const corpus = new Uint8Array(fs.readFileSync(path.join(__dirname, 'fixtures', '
 
 /** A byte-level GPT: 2 layers, width 64, 4 heads, context 32 (about 118k parameters). */
 const CONFIG: GPTConfig = { layers: 2, width: 64, heads: 4, context: 32, vocab: 256 };
-const SFT = { steps: 150, batch: 8, maxLr: 3e-3, warmupSteps: 10, seed: 1, dataSeed: 7 };
+const SFT = { steps: 100, batch: 8, maxLr: 3e-3, warmupSteps: 10, seed: 1, dataSeed: 7 };
 /** The mean SFT loss of the last 10 steps must be below this (ln 256 = 5.55 at the start). */
-const SFT_TARGET = 2.5;
+const SFT_TARGET = 2.6;
 
 /** `batch` windows of T + 1 bytes at random offsets: inputs [batch, T] and next-byte labels. */
 function windows(random: () => number, batch: number, tokens: number): { inputs: Int32Array; labels: Int32Array } {
@@ -71,7 +71,7 @@ test(`SFT: the loss falls below ${SFT_TARGET} within ${SFT.steps} steps, the sam
 
   // The same seed gives the same curve, bit for bit: rerun a prefix from scratch, at this thread
   // count and at one thread (the kernels' sums do not depend on how the work is split).
-  const prefix = 12;
+  const prefix = 8;
   for (const threads of [threadSetting(), 1]) {
     setThreads(threads);
     const again = trainSft(prefix);
@@ -132,7 +132,9 @@ for (const loss of ['dpo', 'minordpo'] as LossName[]) {
     }));
     reference.dispose();
     const beta = 0.1;
-    const optimizer = new AdamW(policy, { lr: 1e-3, weightDecay: 0 });
+    // A small rate: Adam's first step moves every weight by about lr whatever its gradient, and
+    // at 1e-3 it overshoots (both rewards fall, and MinorDPO's loss, which sees max(0, ul), rises).
+    const optimizer = new AdamW(policy, { lr: 2e-4, weightDecay: 0 });
     const before = withScope(() => {
       const result = preferenceLoss({ loss, beta, logits: policy.forward(inputs, [2 * pairs, tokens]), labels, refLogps });
       result.loss.backward();

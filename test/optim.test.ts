@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { AdamW, Linear, Tensor, clipGradNorm, cosineSchedule, functional as F, withScope } from '../lib/index';
+import { AdamW, F, Linear, Tensor, clipGradNorm, cosineSchedule, withScope } from '../lib/index';
 import { normalRandom } from '../lib/nn/layers';
 import { assertClose } from './batch';
 
