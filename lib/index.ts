@@ -27,3 +27,15 @@ export { setThreads, type CudaInfo, type CudaDevice } from './native';
 export { doctorReport, type DoctorReport } from './doctor';
 export { version } from './version';
 export { fromBf16, fromF16, toBf16, toF16 } from './dtype';
+export { Module } from './nn/module';
+export { Block, CausalSelfAttention, Embedding, LayerNorm, Linear, MLP, ModuleList, normalRandom, type LinearOptions, type NormalRandom } from './nn/layers';
+export { GPT, type GPTConfig, type GPTOptions } from './nn/gpt';
+export { AdamW, clipGradNorm, cosineSchedule, type AdamWOptions, type CosineScheduleOptions, type Parameters } from './optim';
+export {
+  encodeSafetensors,
+  loadSafetensors,
+  readSafetensors,
+  saveSafetensors,
+  type SafetensorsFile,
+  type SafetensorsTensor,
+} from './safetensors';

@@ -1,0 +1,103 @@
+/**
+ * GPT-2 (Radford et al. 2019) at any size, as llm.c's train_gpt2.c and nanoGPT lay it out:
+ *
+ *   tokens [B, T] (int32)
+ *   x = wte[tokens] + wpe[0..T)                        [B, T, C]
+ *   x = blocks[layers-1](... blocks[0](x))             [B, T, C]   (lib/nn/layers.ts: Block)
+ *   logits = lnF(x) @ wte^T                            [B, T, V]
+ *
+ * The language-model head is tied to the token embedding (no weight of its own), as in GPT-2:
+ * the same matrix reads tokens in and writes logits out. That saves V x C parameters (65k for a
+ * byte vocabulary at C = 256, 38M for GPT-2 small's 50257 x 768), matches GPT-2 checkpoints'
+ * layout, and lets the PyTorch golden test (test/fixtures/make_gpt_golden.py) build the same
+ * model. Its gradient is the sum of both uses: autograd adds the embedding's scatter and the
+ * head's product at the one tensor.
+ *
+ * Parameter names (safetensors keys, optimizer order): wte.weight, wpe.weight,
+ * blocks.<i>.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,mlp.proj}.{weight,bias}, lnF.{weight,bias}.
+ */
+import { add, linear } from '../functional';
+import { Tensor } from '../tensor';
+import { Block, Embedding, LayerNorm, ModuleList, normalRandom } from './layers';
+import { Module } from './module';
+
+export interface GPTConfig {
+  /** Transformer blocks. */
+  layers: number;
+  /** Channels C of the residual stream. */
+  width: number;
+  /** Attention heads, dividing width. */
+  heads: number;
+  /** The longest sequence T (rows of the position embedding). */
+  context: number;
+  /** Vocabulary size V. */
+  vocab: number;
+}
+
+export interface GPTOptions {
+  /** The seed of the initial weights (default 0). */
+  seed?: number;
+}
+
+function checkConfig(config: GPTConfig): GPTConfig {
+  if (typeof config !== 'object' || config === null) throw new TypeError(`GPT: expected a config { layers, width, heads, context, vocab } but received ${String(config)}`);
+  for (const key of ['layers', 'width', 'heads', 'context', 'vocab'] as const) {
+    const value = config[key];
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+      throw new RangeError(`GPT: expected a positive integer for config.${key} but received ${String(value)}`);
+    }
+  }
+  if (config.width % config.heads !== 0) {
+    throw new RangeError(`GPT: expected config.heads to divide config.width ${config.width} but received ${config.heads}`);
+  }
+  return { layers: config.layers, width: config.width, heads: config.heads, context: config.context, vocab: config.vocab };
+}
+
+export class GPT extends Module {
+  readonly config: Readonly<GPTConfig>;
+  readonly wte: Embedding;
+  readonly wpe: Embedding;
+  readonly blocks: ModuleList<Block>;
+  readonly lnF: LayerNorm;
+
+  constructor(config: GPTConfig, options: GPTOptions = {}) {
+    super();
+    this.config = Object.freeze(checkConfig(config));
+    const { layers, width, heads, context, vocab } = this.config;
+    const random = normalRandom(options.seed ?? 0);
+    const projStd = 0.02 / Math.sqrt(2 * layers);
+    this.wte = this.module('wte', new Embedding(vocab, width, { random }));
+    this.wpe = this.module('wpe', new Embedding(context, width, { random }));
+    this.blocks = this.module('blocks', new ModuleList(Array.from({ length: layers }, () => new Block(width, heads, { random, projStd }))));
+    this.lnF = this.module('lnF', new LayerNorm(width));
+  }
+
+  /**
+   * tokens: an Int32Array of batch * T ids in [0, vocab), row-major [batch, T], T <= context.
+   * Returns the logits [batch, T, vocab]: position t predicts token t + 1.
+   */
+  forward(tokens: Int32Array, shape: readonly [number, number]): Tensor {
+    const { context, vocab } = this.config;
+    if (!(tokens instanceof Int32Array)) {
+      const kind = ArrayBuffer.isView(tokens) ? `a ${(tokens as object).constructor.name}` : String(tokens);
+      throw new TypeError(`GPT.forward: expected an Int32Array of tokens but received ${kind}`);
+    }
+    if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d >= 1)) {
+      throw new TypeError(`GPT.forward: expected a shape [batch, T] of two positive integers but received ${JSON.stringify(shape)}`);
+    }
+    const [batch, tokenCount] = shape;
+    if (tokens.length !== batch * tokenCount) {
+      throw new RangeError(`GPT.forward: expected ${batch * tokenCount} tokens for shape [${shape}] but received ${tokens.length}`);
+    }
+    if (tokenCount > context) throw new RangeError(`GPT.forward: expected at most context = ${context} tokens per row but received shape [${shape}]`);
+    const bad = tokens.findIndex((id) => id < 0 || id >= vocab);
+    if (bad >= 0) throw new RangeError(`GPT.forward: expected token ids in [0, ${vocab}) but received ${tokens[bad]} at position ${bad}`);
+    this.wte.weight.assertAlive('GPT.forward');
+
+    const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');
+    const positions = Int32Array.from({ length: tokenCount }, (_, t) => t);
+    let x = add(this.wte.forward(ids), this.wpe.forward(positions)); // [B, T, C] + [T, C]
+    for (const block of this.blocks.items) x = block.forward(x);
+    return linear(this.lnF.forward(x), this.wte.weight); // tied head: [B, T, C] @ wte^T
+  }
+}
