@@ -353,8 +353,8 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
   fusedpo::referenceLogsoftmaxGatherForward(data.logits.bytes.data(), dtype, shape,
                                             data.labels.data(), data.ignoreIndex, refLse.data(),
                                             refLp.data(), refNonFinite.data());
-  fusedpo::sequenceSums(shape, data.labels.data(), data.ignoreIndex, refLp.data(),
-                        refLogps.data(), refCounts.data());
+  fusedpo::sequenceSums(data.logits.bytes.data(), dtype, shape, data.labels.data(),
+                        data.ignoreIndex, refLse.data(), refLogps.data(), refCounts.data());
   // The frozen reference model: the policy's own log-probs, moved a little (finite for NaN rows).
   Rng rng(seed ^ 0x5eedull);
   std::vector<float> refModel(R);
@@ -978,8 +978,8 @@ int cpuSelfTest() {
   fusedpo::referenceLogsoftmaxGatherForward(d.logits.bytes.data(), spec.dtype, d.shape,
                                             d.labels.data(), d.ignoreIndex, lse.data(), lp.data(),
                                             nonFinite.data());
-  fusedpo::sequenceSums(d.shape, d.labels.data(), d.ignoreIndex, lp.data(), logps.data(),
-                        counts.data());
+  fusedpo::sequenceSums(d.logits.bytes.data(), spec.dtype, d.shape, d.labels.data(), d.ignoreIndex,
+                        lse.data(), logps.data(), counts.data());
   int failures = 0;
   for (int64_t s = 0; s < R; ++s) {
     double sum = 0;
