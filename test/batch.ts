@@ -92,3 +92,11 @@ export function decoded(values: Float32Array | Uint16Array, dtype: LogitsDType):
 
 /** The relative rounding unit of each storage dtype. */
 export const UNIT: Record<LogitsDType, number> = { f32: 2 ** -24, bf16: 2 ** -8, f16: 2 ** -11 };
+
+/**
+ * Asserts two arrays hold the same values (NaN equal to NaN), printing the first differences:
+ * uvu's own diff of arrays of 10^5 elements takes minutes.
+ */
+export function assertSameValues(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>): void {
+  assertClose(what, actual, expected, () => 0);
+}

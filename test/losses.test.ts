@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { LOSS_NAMES, preferenceLoss, sequenceLogps, setThreads, type LogitsDType, type LossName, type PreferenceLossArgs } from '../lib/index';
-import { assertClose, decoded, encode, makeBatch, UNIT, type BatchSpec, type TestBatch } from './batch';
+import { assertClose, assertSameValues, decoded, encode, makeBatch, UNIT, type BatchSpec, type TestBatch } from './batch';
 import { batchLoss64, coefByFiniteDifference, defaultOptions, dlogits64, tokenLogps, type LossOptions } from './fp64';
 
 const DTYPES: LogitsDType[] = ['f32', 'bf16', 'f16'];
@@ -164,7 +164,7 @@ test('in place: dlogits written over the logits, equal to the out-of-place resul
     const copy = batch.logits.slice();
     const inPlace = preferenceLoss({ ...args, logits: copy, inPlace: true });
     assert.ok(inPlace.dlogits === copy, 'in place returns the logits array itself');
-    assert.equal(Array.from(copy), Array.from(outOfPlace.dlogits!), `${dtype}: in place differs`);
+    assertSameValues(`${dtype}: in place vs out of place`, copy, outOfPlace.dlogits!);
     assert.is(inPlace.loss, outOfPlace.loss);
   }
 });
@@ -208,7 +208,7 @@ test("MinorDPO's kink: at ul = 0 its gradient equals DPO's, at ul < 0 the reject
   const atKink = Float32Array.from(logps);
   const dpo = preferenceLoss({ loss: 'dpo', logits, shape, labels, refLogps: atKink });
   const minor = preferenceLoss({ loss: 'minordpo', logits, shape, labels, refLogps: atKink });
-  assert.equal(Array.from(minor.dlogits!), Array.from(dpo.dlogits!), 'ul = 0: MinorDPO and DPO gradients differ');
+  assertSameValues('ul = 0: MinorDPO vs DPO gradients', minor.dlogits!, dpo.dlogits!);
   assert.ok(Array.from(minor.dlogits!.subarray(8)).some((g) => g !== 0), 'ul = 0: rejected rows must get a gradient');
 
   const below = Float32Array.from(logps);
@@ -219,6 +219,19 @@ test("MinorDPO's kink: at ul = 0 its gradient equals DPO's, at ul < 0 the reject
   assert.ok(Array.from(pushedDown.dlogits!.subarray(0, 8)).some((g) => g !== 0), 'ul < 0: chosen rows lost their gradient');
   const dpoBelow = preferenceLoss({ loss: 'dpo', logits, shape, labels, refLogps: below });
   assert.ok(Array.from(dpoBelow.dlogits!.subarray(8)).some((g) => g !== 0), 'DPO keeps pushing rejected rows down');
+});
+
+test("MinorDPO's first step is DPO's: a reference equal to the policy's reported logps gives ul = 0 exactly", () => {
+  for (const dtype of DTYPES) {
+    const batch = makeBatch({ pairs: 4, tokens: 33, vocab: 301, dtype, seed: 31 });
+    const args = { dtype, logits: batch.logits, shape: batch.shape, labels: batch.labels };
+    const refLogps = sequenceLogps(args).logps; // the frozen copy of the policy, as reported
+    const dpo = preferenceLoss({ ...args, loss: 'dpo', refLogps });
+    const minor = preferenceLoss({ ...args, loss: 'minordpo', refLogps });
+    assertSameValues(`${dtype}: MinorDPO vs DPO at policy == reference`, minor.dlogits!, dpo.dlogits!);
+    assert.is(minor.loss, dpo.loss);
+    assert.is(minor.metrics.rewardsMargin, 0);
+  }
 });
 
 test('metrics follow TRL: rewards, accuracy, margin, logps and nll', () => {
@@ -257,7 +270,7 @@ test('the same inputs give bit-identical results whatever the thread count and S
   for (const r of results.slice(1)) {
     assert.is(r.loss, results[0].loss);
     assert.equal(Array.from(r.logps), Array.from(results[0].logps));
-    assert.equal(Array.from(r.dlogits!), Array.from(results[0].dlogits!));
+    assertSameValues('dlogits across thread counts', r.dlogits!, results[0].dlogits!);
   }
 });
 

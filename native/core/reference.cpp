@@ -13,6 +13,7 @@
 // dtype (half.h). Rows whose coef is 0 and uncounted tokens are written as +0.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "half.h"
 #include "pair_loss.h"
@@ -126,10 +127,18 @@ void sequenceSums(const void* logits, DType dtype, LogitsShape shape, const int3
   }
 }
 
+// The policy's sums are compared with refLogps, which are fp32, and usually the fp32 logps this
+// same API reported for the reference model: they are rounded to fp32 first (where fp32 holds
+// them: bf16 logits near their largest value can push a sum past it), so that a reference equal
+// to the policy gives ul = 0 exactly, and MinorDPO's first step is exactly DPO's (LOSSES.md).
 LossResult preferenceLossFromLogps(const LossParams& params, int64_t rows, const double* logps,
                                    const int32_t* tokenCounts, const float* refLogps,
                                    float* coef) {
-  return preferenceLossOfBatch(params, rows, logps, tokenCounts, refLogps, coef);
+  std::vector<double> asReported(logps, logps + rows);
+  for (double& pi : asReported) {
+    if (std::fabs(pi) <= double(std::numeric_limits<float>::max())) pi = double(float(pi));
+  }
+  return preferenceLossOfBatch(params, rows, asReported.data(), tokenCounts, refLogps, coef);
 }
 
 }  // namespace fusedpo
