@@ -69,6 +69,18 @@ test('withScope disposes what it created, except its result and what was kept', 
   [kept!, result, outer].forEach((t) => t.dispose());
 });
 
+test('memory reused after dispose is zeroed again, for every size class', () => {
+  for (const elements of [3, 2 ** 14, 2 ** 16 + 5, 2 ** 20]) {
+    const dirty = Tensor.zeros([elements]);
+    dirty.nativeStorage('test').storage.fill(0xff);
+    dirty.dispose();
+    const fresh = Tensor.zeros([elements]);
+    const values = fresh.toArray();
+    assert.ok(values.every((v) => v === 0), `${elements} elements: a reused allocation was not zeroed`);
+    fresh.dispose();
+  }
+});
+
 test('dispose frees at once, reported to V8: 1,000 scoped steps of 16 MB hold memory flat', () => {
   const externalBefore = native().externalMemory();
   const big = Tensor.zeros([4 * 2 ** 20]);

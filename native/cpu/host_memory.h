@@ -9,8 +9,10 @@
 namespace fusedpo {
 
 // Zero-filled host memory, 64-byte aligned, for tensors. From 64 KiB up it is a mapping of its
-// own (advised onto huge pages), given back to the OS the moment it is freed: the C library's
-// heap may keep freed blocks and, as seen under some loaders, grow instead of reusing them.
+// own (advised onto huge pages): the C library's heap may keep freed blocks and, as seen under
+// some loaders, grow instead of reusing them. A freed mapping is kept for the next allocation of
+// the same size (up to 256 MiB in all: a training step repeats its sizes), else given back to
+// the OS at once.
 // Free with freeHostMemory and the same byte count. nullptr when the memory cannot be had.
 void* allocateHostMemory(size_t bytes);
 void freeHostMemory(void* data, size_t bytes);
