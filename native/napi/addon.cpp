@@ -16,38 +16,13 @@
 #include "napi/loss_job.h"
 #include "napi/matmul_bindings.h"
 #include "napi/nn_bindings.h"
+#include "napi/request_fields.h"
 #include "napi/storage.h"
 
 namespace fusedpo {
 namespace {
 
 const char* kAddonVersion = "0.1.0";
-
-Napi::Value requireField(const Napi::Object& object, const char* name) {
-  Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) {
-    throw Napi::TypeError::New(object.Env(), std::string("native request: missing field ") + name);
-  }
-  return value;
-}
-
-double numberField(const Napi::Object& object, const char* name) {
-  Napi::Value value = requireField(object, name);
-  if (!value.IsNumber()) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("native request: expected a number for ") + name);
-  }
-  return value.As<Napi::Number>().DoubleValue();
-}
-
-bool boolField(const Napi::Object& object, const char* name) {
-  Napi::Value value = requireField(object, name);
-  if (!value.IsBoolean()) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("native request: expected a boolean for ") + name);
-  }
-  return value.As<Napi::Boolean>().Value();
-}
 
 size_t elementBytes(napi_typedarray_type kind) {
   return kind == napi_uint16_array ? 2 : 4;  // the kinds used here: f32, i32, u16

@@ -7,41 +7,11 @@
 #include <string>
 
 #include "core/matmul.h"
+#include "napi/request_fields.h"
 #include "napi/storage.h"
 
 namespace fusedpo {
 namespace {
-
-Napi::Value requireField(const Napi::Object& object, const char* name) {
-  Napi::Value value = object.Get(name);
-  if (value.IsUndefined()) {
-    throw Napi::TypeError::New(object.Env(), std::string("matmul request: missing field ") + name);
-  }
-  return value;
-}
-
-int64_t integerField(const Napi::Object& object, const char* name) {
-  Napi::Value value = requireField(object, name);
-  if (!value.IsNumber()) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("matmul request: expected a number for ") + name);
-  }
-  const double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= 9007199254740991.0) || number != static_cast<double>(static_cast<int64_t>(number))) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("matmul request: expected a non-negative integer for ") + name);
-  }
-  return static_cast<int64_t>(number);
-}
-
-bool boolField(const Napi::Object& object, const char* name) {
-  Napi::Value value = requireField(object, name);
-  if (!value.IsBoolean()) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("matmul request: expected a boolean for ") + name);
-  }
-  return value.As<Napi::Boolean>().Value();
-}
 
 // The data of a Float32Array holding exactly the `length` elements a batch of matrices spans.
 // Or a tensor's NativeStorage (storage.h), with its byte offset in `<name>ByteOffset`.
