@@ -183,8 +183,12 @@ function countLiveStorage(): { live: () => number; restore: () => void } {
  * every 10 steps, as a real training loop does (logging, data loading): Node 20 runs the
  * finalizers of native objects from the event loop, so each disposed tensor's small JS wrapper
  * (about 200 bytes of native bookkeeping, its data is already freed) waits for a turn to go.
+ *
+ * Resident memory is sampled at steps 400, 800 and 1,200: a leak grows it in every window, while
+ * a one-time rise (an allocator arena, a cache of freed mappings settling) shows in one only,
+ * and once seen in CI it landed right between two samples of a single window (6.7 MiB).
  */
-test('1,000 training steps, each in withScope: live tensors and resident memory stay flat', async () => {
+test('1,200 training steps, each in withScope: live tensors and resident memory stay flat', async () => {
   const counter = countLiveStorage();
   const model = new GPT({ layers: 1, width: 16, heads: 2, context: 8, vocab: 32 }, { seed: 5 });
   const optimizer = new AdamW(model, { lr: 1e-3 });
@@ -193,7 +197,7 @@ test('1,000 training steps, each in withScope: live tensors and resident memory 
   const labels = new Int32Array(2 * 8);
   const live: number[] = [];
   const resident: number[] = [];
-  for (let step = 0; step < 1000; step++) {
+  for (let step = 0; step < 1200; step++) {
     for (let i = 0; i < inputs.length; i++) {
       inputs[i] = Math.floor(random() * 32);
       labels[i] = Math.floor(random() * 32);
@@ -207,12 +211,13 @@ test('1,000 training steps, each in withScope: live tensors and resident memory 
     const alive = counter.live(); // every step, so that the counter holds no disposed storage
     if (step % 100 === 99) live.push(alive);
     if (step % 10 === 9) await new Promise((resolve) => setImmediate(resolve));
-    if (step === 199 || step === 999) resident.push(process.memoryUsage().rss);
+    if (step === 399 || step === 799 || step === 1199) resident.push(process.memoryUsage().rss);
   }
   counter.restore();
   assert.ok(live.every((n) => n === live[0]), `native allocations alive every 100 steps: ${live.join(', ')}`);
-  const growth = (resident[1] - resident[0]) / 2 ** 20;
-  assert.ok(growth < 4, `resident memory grew ${growth.toFixed(1)} MiB from step 200 to step 1000`);
+  const windows = [(resident[1] - resident[0]) / 2 ** 20, (resident[2] - resident[1]) / 2 ** 20];
+  assert.ok(Math.min(...windows) < 2, `resident memory grew in both windows of 400 steps: ${windows.map((g) => g.toFixed(1)).join(' and ')} MiB`);
+  assert.ok(windows[0] + windows[1] < 16, `resident memory grew ${(windows[0] + windows[1]).toFixed(1)} MiB from step 400 to step 1,200`);
   optimizer.dispose();
   model.dispose();
 });
