@@ -25,11 +25,12 @@ void referenceLayernormForward(const float* inp, const float* weight, const floa
   }
 }
 
-void referenceLayernormBackward(const float* dout, const float* inp, const float* weight,
-                                const float* mean, const float* rstd, float* dinp, float* dweight,
-                                float* dbias, int64_t rows, int64_t channels) {
+// dinp of rows [begin, end): the reference's loops, also the fast path's on CPUs without AVX-512.
+void referenceLayernormDinpRows(const float* dout, const float* inp, const float* weight,
+                                const float* mean, const float* rstd, float* dinp, int64_t begin,
+                                int64_t end, int64_t channels) {
   const int64_t C = channels;
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = begin; r < end; ++r) {
     const float* x = inp + r * C;
     const float* dy = dout + r * C;
     float* dx = dinp + r * C;
@@ -48,6 +49,22 @@ void referenceLayernormBackward(const float* dout, const float* inp, const float
       const float n = (x[c] - m) * s;
       const float g = dy[c] * weight[c];
       dx[c] += (g - gMean - n * gnMean) * s;
+    }
+  }
+}
+
+void referenceLayernormBackward(const float* dout, const float* inp, const float* weight,
+                                const float* mean, const float* rstd, float* dinp, float* dweight,
+                                float* dbias, int64_t rows, int64_t channels) {
+  referenceLayernormDinpRows(dout, inp, weight, mean, rstd, dinp, 0, rows, channels);
+  // dweight and dbias: sums over rows in row order, column by column.
+  const int64_t C = channels;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = inp + r * C;
+    const float* dy = dout + r * C;
+    const float m = mean[r], s = rstd[r];
+    for (int64_t c = 0; c < C; ++c) {
+      const float n = (x[c] - m) * s;
       dbias[c] += dy[c];
       dweight[c] += n * dy[c];
     }

@@ -33,5 +33,9 @@ void referenceLayernormForward(const float* inp, const float* weight, const floa
 void referenceLayernormBackward(const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, float* dinp, float* dweight,
                                 float* dbias, int64_t rows, int64_t channels);
+// The dinp part of referenceLayernormBackward, for rows [begin, end).
+void referenceLayernormDinpRows(const float* dout, const float* inp, const float* weight,
+                                const float* mean, const float* rstd, float* dinp, int64_t begin,
+                                int64_t end, int64_t channels);
 
 }  // namespace fusedpo

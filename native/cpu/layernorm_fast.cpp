@@ -74,29 +74,6 @@ FUSEDPO_TARGET_AVX512 void layernormDinpRowsAvx512(const float* dout, const floa
 }
 #endif
 
-// Phase 1 of the backward on other CPUs: the reference's dinp loops.
-void layernormDinpRows(const float* dout, const float* inp, const float* weight, const float* mean,
-                       const float* rstd, float* dinp, int64_t begin, int64_t end, int64_t C) {
-  for (int64_t r = begin; r < end; ++r) {
-    const float* x = inp + r * C;
-    const float* dy = dout + r * C;
-    float* dx = dinp + r * C;
-    const float m = mean[r], s = rstd[r];
-    float gMean = 0.0f, gnMean = 0.0f;
-    for (int64_t c = 0; c < C; ++c) {
-      const float n = (x[c] - m) * s;
-      const float g = dy[c] * weight[c];
-      gMean += g;
-      gnMean += g * n;
-    }
-    gMean /= float(C);
-    gnMean /= float(C);
-    for (int64_t c = 0; c < C; ++c) {
-      const float n = (x[c] - m) * s;
-      dx[c] += (dy[c] * weight[c] - gMean - n * gnMean) * s;
-    }
-  }
-}
 
 // Phase 2: columns [c0, c1), rows in order, the reference's arithmetic.
 void layernormParamGradColumns(const float* dout, const float* inp, const float* mean, const float* rstd,
@@ -144,7 +121,7 @@ void layernormBackward(Impl impl, const float* dout, const float* inp, const flo
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layernormDinpRowsAvx512(dout, inp, weight, mean, rstd, dinp, begin, end, C);
 #endif
-    layernormDinpRows(dout, inp, weight, mean, rstd, dinp, begin, end, C);
+    referenceLayernormDinpRows(dout, inp, weight, mean, rstd, dinp, begin, end, C);
   };
   cpu::parallelForWork(rows, C, dinpRows);
   auto columns = [&](int64_t c0, int64_t c1) {
