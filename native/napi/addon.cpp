@@ -24,33 +24,6 @@ namespace {
 
 const char* kAddonVersion = "0.1.0";
 
-size_t elementBytes(napi_typedarray_type kind) {
-  return kind == napi_uint16_array ? 2 : 4;  // the kinds used here: f32, i32, u16
-}
-
-// The data of a field holding `length` elements of `kind`: a typed array of that kind, or a
-// tensor's NativeStorage (storage.h) with the byte offset in the field `<name>ByteOffset`. A
-// detached typed array has length 0 and fails the count check; lib/ reports it first, clearer.
-void* bufferField(const Napi::Object& object, const char* name, napi_typedarray_type kind,
-                  size_t length) {
-  Napi::Value value = requireField(object, name);
-  if (!value.IsTypedArray()) {
-    Napi::Value offset = object.Get(std::string(name) + "ByteOffset");
-    const size_t byteOffset =
-        offset.IsNumber() ? static_cast<size_t>(offset.As<Napi::Number>().DoubleValue()) : 0;
-    return storageData(value, byteOffset, length * elementBytes(kind), name);
-  }
-  if (value.As<Napi::TypedArray>().TypedArrayType() != kind ||
-      value.As<Napi::TypedArray>().ElementLength() != length) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("native request: wrong typed array for ") + name +
-                                   " (expected " + std::to_string(length) + " elements)");
-  }
-  Napi::TypedArray array = value.As<Napi::TypedArray>();
-  auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
-  return base + array.ByteOffset();
-}
-
 // Fills job's inputs from the request object built by lib/losses.ts (NativeLossRequest).
 void readRequest(const Napi::Object& request, LossJob& job) {
   job.impl = numberField(request, "impl") == 0 ? Impl::Reference : Impl::Fast;

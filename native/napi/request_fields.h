@@ -1,4 +1,5 @@
-// Fields of the request objects that lib/ builds and validates before any native call. A field
+// Fields of the request objects that lib/ builds and validates before any native call, and the
+// buffers they name (typed arrays or tensors' storage). A field
 // that is missing or of the wrong type here means lib/ and the addon disagree (a version
 // mismatch): it becomes a TypeError naming the field, never a crash.
 #pragma once
@@ -7,6 +8,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include "napi/storage.h"
 
 namespace fusedpo {
 
@@ -42,6 +45,33 @@ inline bool boolField(const Napi::Object& object, const char* name) {
     throw Napi::TypeError::New(object.Env(), std::string("native request: expected a boolean for ") + name);
   }
   return value.As<Napi::Boolean>().Value();
+}
+
+inline size_t elementBytes(napi_typedarray_type kind) {
+  return kind == napi_uint16_array ? 2 : 4;  // the kinds used here: f32, i32, u16
+}
+
+// The data of a field holding `length` elements of `kind`: a typed array of that kind, or a
+// tensor's NativeStorage (storage.h) with the byte offset in the field `<name>ByteOffset`. A
+// detached typed array has length 0 and fails the count check; lib/ reports it first, clearer.
+inline void* bufferField(const Napi::Object& object, const char* name, napi_typedarray_type kind,
+                  size_t length) {
+  Napi::Value value = requireField(object, name);
+  if (!value.IsTypedArray()) {
+    Napi::Value offset = object.Get(std::string(name) + "ByteOffset");
+    const size_t byteOffset =
+        offset.IsNumber() ? static_cast<size_t>(offset.As<Napi::Number>().DoubleValue()) : 0;
+    return storageData(value, byteOffset, length * elementBytes(kind), name);
+  }
+  if (value.As<Napi::TypedArray>().TypedArrayType() != kind ||
+      value.As<Napi::TypedArray>().ElementLength() != length) {
+    throw Napi::TypeError::New(object.Env(),
+                               std::string("native request: wrong typed array for ") + name +
+                                   " (expected " + std::to_string(length) + " elements)");
+  }
+  Napi::TypedArray array = value.As<Napi::TypedArray>();
+  auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
+  return base + array.ByteOffset();
 }
 
 }  // namespace fusedpo
