@@ -3,7 +3,7 @@
 // the card's copy bandwidth. Built by build.sh on the development machine, run by gpu-check.sh.
 //
 //   gpu_check [--out DIR] [--small] [--skip-correctness] [--skip-bench] [--iters N]
-//             [--cpu-selftest]
+//             [--bench-case DTYPE:V[:PROMPT]] [--cpu-selftest]
 //
 // Correctness (exit 1 on any failure, first mismatches printed):
 //   stage 1+2  lse, lp per counted token, logps, tokenCounts, nonFiniteToken vs the reference
@@ -69,6 +69,7 @@ struct Options {
   bool skipBench = false;
   bool cpuSelfTest = false;
   int iters = 20;
+  std::string benchCase;  // "DTYPE:V[:PROMPT]" (e.g. bf16:128256:0): only that benchmark case
 };
 
 const char* dtypeName(DType d) {
@@ -810,8 +811,18 @@ void runBenchmark(const Options& opt, void* stream, double copyBw, std::vector<B
   std::vector<float> refModel(R);
   for (int64_t s = 0; s < R; ++s) refModel[s] = static_cast<float>(rng.gauss() * 5 - 3000.0);
 
+  // --bench-case DTYPE:V[:PROMPT]: one case alone (for a profiler)
+  auto wanted = [&](DType dtype, int64_t V, double prompt) {
+    if (opt.benchCase.empty()) return true;
+    char name[32];
+    snprintf(name, sizeof(name), "%s:%lld", dtypeName(dtype), static_cast<long long>(V));
+    const std::string c = opt.benchCase;
+    if (c == name) return true;
+    return c.rfind(std::string(name) + ":", 0) == 0 && std::stod(c.substr(strlen(name) + 1)) == prompt;
+  };
   for (int64_t V : vocabs) {
     for (DType dtype : dtypes) {
+      if (!wanted(dtype, V, 0.0) && !wanted(dtype, V, 0.25)) continue;
       const size_t elem = dtypeBytes(dtype);
       const size_t logitsBytes = static_cast<size_t>(N * V) * elem;
       // logits + dlogits + slack
@@ -859,6 +870,7 @@ void runBenchmark(const Options& opt, void* stream, double copyBw, std::vector<B
       for (int masked = 1; masked >= 0; --masked) {
         const int32_t* labels = labelsDev[masked ? 0 : 1].as<int32_t>();
         const double promptFraction = masked ? 0.25 : 0.0;
+        if (!wanted(dtype, V, promptFraction)) continue;
         auto fwd = [&]() {
           return statusOk(gpu::preferenceLossForward(logits.ptr, dtype, shape, labels, -100,
                                                      lse.as<float>(), lp.as<float>(),
@@ -1014,7 +1026,7 @@ int cpuSelfTest() {
 
 int usage(const char* argv0) {
   fprintf(stderr,
-          "usage: %s [--out DIR] [--small] [--skip-correctness] [--skip-bench] [--iters N] "
+          "usage: %s [--out DIR] [--small] [--skip-correctness] [--skip-bench] [--iters N] [--bench-case DTYPE:V[:PROMPT]] "
           "[--cpu-selftest]\n",
           argv0);
   return 3;
@@ -1038,6 +1050,8 @@ int main(int argc, char** argv) {
       opt.iters = std::max(1, atoi(argv[++i]));
     } else if (a == "--cpu-selftest") {
       opt.cpuSelfTest = true;
+    } else if (a == "--bench-case" && i + 1 < argc) {
+      opt.benchCase = argv[++i];
     } else {
       return usage(argv[0]);
     }

@@ -133,32 +133,119 @@ __host__ __device__ __forceinline__ ChunkLayout chunkLayout(const T* p, int64_t 
 }
 
 // ---- Online log-sum-exp -------------------------------------------------------------------------
-// (max, sum of exp(x - max)) over the values seen so far, plus `poison`, which stays 0 until a
-// NaN or an infinity is seen (x * 0 is NaN exactly for non-finite x; no fast-math, so the FMA is
-// kept). A non-finite input makes the token's lse and lp NaN, whatever max and sum hold.
+// OnlineLse: (max, sum of exp(x - max)) over the values seen so far, plus `poison`, which stays 0
+// until a NaN or an infinity is seen. A non-finite input makes the token's lse and lp NaN,
+// whatever max and sum hold. Threads fold their pairs with mergeLse, in a fixed order.
 struct OnlineLse {
   float max = -INFINITY;
   float sum = 0.f;
   float poison = 0.f;
 
-  template <int kCount>
-  __device__ __forceinline__ void add(const float (&x)[kCount]) {
-    float localMax = x[0];
-#pragma unroll
-    for (int i = 0; i < kCount; ++i) {
-      localMax = fmaxf(localMax, x[i]);
-      poison = fmaf(x[i], 0.f, poison);
-    }
-    if (localMax > max) {
-      sum *= __expf(max - localMax);  // max = -inf: sum is 0 and __expf(-inf) = 0
-      max = localMax;
-    }
-#pragma unroll
-    for (int i = 0; i < kCount; ++i) sum += __expf(x[i] - max);
-  }
-
   __device__ __forceinline__ bool nonFinite() const { return poison != 0.f; }  // NaN != 0
 };
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+// 2^x on the special-function unit (what __expf uses, without its multiply).
+__device__ __forceinline__ float exp2Approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// A thread's running sum in its hot loop, one FFMA and one ex2 per value: sum of
+// 2^(x*log2e - maxL) with maxL = fp32(max * log2e). The FFMA forms x*log2e exactly before
+// subtracting, so the only error of the shift is maxL's rounding, the same for every term, which
+// finish() removes: fma(max, log2e, -maxL) is that rounding's exact residual. (Subtracting max
+// first and multiplying after costs an instruction more per value.)
+struct RunningLse {
+  float max = -INFINITY;
+  float maxL = -INFINITY;
+  float sum = 0.f;
+
+  // x: a vector of values; localMax: their largest (a NaN in x may be left out of it).
+  template <int kCount>
+  __device__ __forceinline__ void add(const float (&x)[kCount], float localMax) {
+    if (localMax > max) {
+      const float newMaxL = localMax * kLog2e;
+      sum *= exp2Approx(maxL - newMaxL);  // first time: maxL = -inf, sum = 0 stays 0
+      max = localMax;
+      maxL = newMaxL;
+    }
+#pragma unroll
+    for (int i = 0; i < kCount; ++i) sum += exp2Approx(fmaf(x[i], kLog2e, -maxL));
+  }
+
+  __device__ __forceinline__ OnlineLse finish(float poison) const {
+    OnlineLse out;
+    out.max = max;
+    out.poison = poison;
+    const float residual = fmaf(max, kLog2e, -maxL);  // NaN for max = +-inf: then sum stays
+    out.sum = sum > 0.f && isfinite(residual) ? sum * exp2Approx(-residual) : sum;
+    return out;
+  }
+};
+
+// Watches the values of a thread for NaN and infinities, and gives the largest of each vector.
+// f32: x*0 is NaN exactly for non-finite x (no fast-math, so the FMA is kept), one FMA a value.
+// bf16/f16: NaN-propagating packed min and max of pairs, about one instruction per two values;
+// a non-finite value leaves NaN or +inf in the max, or NaN or -inf in the min.
+template <typename T>
+struct NonFiniteWatch;
+
+template <>
+struct NonFiniteWatch<float> {
+  float poison = 0.f;
+  __device__ __forceinline__ void scalar(float x) { poison = fmaf(x, 0.f, poison); }
+  __device__ __forceinline__ float vector(const Packed128<float>& v) {
+    float m = v.payload[0];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      m = fmaxf(m, v.payload[i]);
+      poison = fmaf(v.payload[i], 0.f, poison);
+    }
+    return m;
+  }
+  __device__ __forceinline__ float result() const { return poison; }
+};
+
+template <typename Half, typename Half2>
+struct PackedNonFiniteWatch {
+  Half2 high;  // the largest pair so far, starting at -inf
+  Half2 low;   // the smallest, starting at +inf
+  __device__ __forceinline__ PackedNonFiniteWatch() {
+    high = Half2(Half(-INFINITY), Half(-INFINITY));
+    low = Half2(Half(INFINITY), Half(INFINITY));
+  }
+  __device__ __forceinline__ void scalar(Half x) {
+    const Half2 pair(x, x);
+    high = __hmax2_nan(high, pair);
+    low = __hmin2_nan(low, pair);
+  }
+  __device__ __forceinline__ float vector(const Packed128<Half>& v) {
+    const Half2* pairs = reinterpret_cast<const Half2*>(v.payload);
+    Half2 vmax = pairs[0], vmin = pairs[0];
+#pragma unroll
+    for (int i = 1; i < 4; ++i) {
+      vmax = __hmax2_nan(vmax, pairs[i]);
+      vmin = __hmin2_nan(vmin, pairs[i]);
+    }
+    high = __hmax2_nan(high, vmax);
+    low = __hmin2_nan(low, vmin);
+    return fmaxf(toFloat(vmax.x), toFloat(vmax.y));
+  }
+  __device__ __forceinline__ float result() const {
+    const float a = toFloat(high.x), b = toFloat(high.y), c = toFloat(low.x), d = toFloat(low.y);
+    const bool bad = isnan(a) || isnan(b) || isnan(c) || isnan(d) || a == INFINITY || b == INFINITY ||
+                     c == -INFINITY || d == -INFINITY;
+    return bad ? NAN : 0.f;
+  }
+};
+
+template <>
+struct NonFiniteWatch<__nv_bfloat16> : PackedNonFiniteWatch<__nv_bfloat16, __nv_bfloat162> {};
+template <>
+struct NonFiniteWatch<__half> : PackedNonFiniteWatch<__half, __half2> {};
 
 // sum * exp(max - newMax), 0 for an empty part (sum 0, max possibly -inf: avoids -inf - -inf).
 __device__ __forceinline__ float rescaledSum(float sum, float max, float newMax) {

@@ -67,10 +67,12 @@ template <typename T, int kTeam>
 __device__ __forceinline__ OnlineLse chunkLse(const T* p, int64_t len, int lane) {
   constexpr int kVec = Packed128<T>::kSize;
   const ChunkLayout layout = chunkLayout(p, len, false);
-  OnlineLse acc;
+  RunningLse acc;
+  NonFiniteWatch<T> watch;
   for (int64_t i = lane; i < layout.head; i += kTeam) {
     float x[1] = {toFloat(p[i])};
-    acc.add(x);
+    watch.scalar(p[i]);
+    acc.add(x, x[0]);
   }
   const int4* body = reinterpret_cast<const int4*>(p + layout.head);
   for (int64_t k = lane; k < layout.vectors; k += int64_t{kTeam} * kUnroll) {
@@ -87,15 +89,16 @@ __device__ __forceinline__ OnlineLse chunkLse(const T* p, int64_t len, int lane)
         float x[kVec];
 #pragma unroll
         for (int j = 0; j < kVec; ++j) x[j] = toFloat(packed.payload[j]);
-        acc.add(x);
+        acc.add(x, watch.vector(packed));
       }
     }
   }
   for (int64_t i = layout.tailStart + lane; i < len; i += kTeam) {
     float x[1] = {toFloat(p[i])};
-    acc.add(x);
+    watch.scalar(p[i]);
+    acc.add(x, x[0]);
   }
-  return acc;
+  return acc.finish(watch.result());
 }
 
 // lse and lp of one counted token from its row's (max, sum of exp). lp is formed as
