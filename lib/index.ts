@@ -18,12 +18,14 @@ export {
   type SequenceLogpsResult,
   type TensorPreferenceLossArgs,
   type TensorPreferenceLossResult,
+  type DevicePreferenceLossArgs,
+  type DevicePreferenceLossResult,
 } from './losses';
 export { Tensor, keep, withScope, type Device, type TensorDType } from './tensor';
 export { noGrad, isGradEnabled } from './autograd';
 export * as F from './functional';
 export { NativeLoadError, NonFiniteLogitError } from './errors';
-export { setThreads, type CudaInfo, type CudaDevice } from './native';
+export { setThreads, cudaAvailable, cudaMemory, cudaEmptyCache, type CudaInfo, type CudaDevice, type CudaMemory } from './native';
 export { doctorReport, type DoctorReport } from './doctor';
 export { version } from './version';
 export { fromBf16, fromF16, toBf16, toF16 } from './dtype';

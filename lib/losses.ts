@@ -19,7 +19,7 @@
  */
 import { NonFiniteLogitError } from './errors';
 import { needsGrad, record } from './autograd';
-import { native, type NativeLossRequest, type NativeLossResult } from './native';
+import { cudaAddon, native, type NativeCudaLossRequest, type NativeLossRequest, type NativeLossResult, type NativeStorage } from './native';
 import { Tensor } from './tensor';
 import {
   checkBoolean,
@@ -316,7 +316,8 @@ function logitValue(logits: Logits, dtype: 0 | 1 | 2, index: number): number {
 }
 
 /** Throws NonFiniteLogitError when the kernels stopped on a non-finite logit. */
-function throwIfStopped(request: NativeLossRequest, result: NativeLossResult, valueAt: (index: number) => number): void {
+function throwIfStopped(request: Pick<NativeLossRequest, 'allowNonFinite' | 'tokens' | 'vocab'>, result: NativeLossResult,
+  valueAt: (index: number) => number): void {
   if (result.nonFinite === null || request.allowNonFinite) return;
   const { row, token, vocab } = result.nonFinite;
   const index = (row * request.tokens + token) * request.vocab + vocab;
@@ -373,9 +374,12 @@ export function preferenceLoss(args: PreferenceLossArgs | TensorPreferenceLossAr
   return toLossResult(request, native().preferenceLoss(request), inPlace);
 }
 
-/** The autograd form's arguments: logits as a Tensor, labels and refLogps as tensors or arrays. */
+/**
+ * The tensor forms' arguments: logits as a Tensor (cpu or cuda), labels and refLogps as tensors
+ * (on either device) or arrays.
+ */
 export interface TensorPreferenceLossArgs extends LossParameterArgs {
-  /** `[2P, T, V]`, f32 or bf16. */
+  /** `[2P, T, V]`, f32, bf16 or f16, on the CPU or on cuda. */
   logits: Tensor;
   /** `[2P, T]` i32 tensor, or an Int32Array of 2P*T labels. */
   labels: Tensor | Int32Array;
@@ -395,19 +399,33 @@ export interface TensorPreferenceLossResult extends SequenceLogpsResult {
 function arrayOfTensor<T extends Int32Array | Float32Array>(name: string, value: Tensor, dtype: 'i32' | 'f32', shape: number[]): T {
   value.assertAlive(`preferenceLoss (${name})`);
   if (value.dtype !== dtype || value.shape.length !== shape.length || value.shape.some((d, i) => d !== shape[i])) {
-    throw new TypeError(expected(`a ${dtype} tensor of shape [${shape}]`, name, `${value}`));
+    throw new TypeError(expected(`a ${dtype} tensor of shape [${shape}]`, name, value));
   }
   return value.toArray() as T;
 }
 
-function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenceLossResult {
+/** The checked parts of a tensor-form request, common to the cpu and cuda paths. */
+interface TensorRequestParts {
+  logits: Tensor;
+  dtype: 0 | 1 | 2;
+  shape: CheckedShape;
+  labels: Int32Array;
+  ignoreIndex: number;
+  loss: LossName;
+  fields: LossParameterFields;
+  refLogps: Float32Array | null;
+  allowNonFinite: boolean;
+}
+
+function tensorRequestParts(args: TensorPreferenceLossArgs, operation: string): TensorRequestParts {
+  if (typeof args !== 'object' || args === null) throw new TypeError(expected('an object of arguments', 'args', args));
   const logits = args.logits;
-  logits.assertAlive('preferenceLoss');
+  logits.assertAlive(operation);
   if (logits.dtype === 'i32' || logits.shape.length !== 3) {
-    throw new TypeError(expected('an f32 or bf16 tensor of shape [2P, T, V]', 'logits', `${logits}`));
+    throw new TypeError(expected('an f32, bf16 or f16 tensor of shape [2P, T, V]', 'logits', logits));
   }
   const shape = checkShape([...logits.shape], true);
-  const { rows, tokens, vocab } = shape;
+  const { rows, tokens } = shape;
   const labels = args.labels instanceof Tensor
     ? arrayOfTensor<Int32Array>('labels', args.labels, 'i32', [rows, tokens])
     : checkTypedArray('labels', args.labels, Int32Array, rows * tokens, ` (shape [${rows}, ${tokens}])`);
@@ -416,21 +434,31 @@ function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenc
   const { loss, fields } = lossParameters(args);
   const ref = args.refLogps instanceof Tensor ? arrayOfTensor<Float32Array>('refLogps', args.refLogps, 'f32', [rows]) : args.refLogps;
   const refLogps = checkRefLogps(ref, loss, rows);
+  const allowNonFinite = checkBoolean('allowNonFinite', args.allowNonFinite ?? false);
+  return { logits, dtype: DTYPE_CODES[logits.dtype], shape, labels, ignoreIndex, loss, fields, refLogps, allowNonFinite };
+}
+
+/** Reads logit `index` of a tensor's storage (either device), for the error of a non-finite logit. */
+function storedLogit(storage: NativeStorage, byteOffset: number, dtype: 0 | 1 | 2, index: number): number {
+  const one = dtype === 0 ? new Float32Array(1) : new Uint16Array(1);
+  storage.read(one, byteOffset + index * one.BYTES_PER_ELEMENT);
+  return logitValue(one, dtype, 0);
+}
+
+function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenceLossResult {
+  const parts = tensorRequestParts(args, 'preferenceLoss');
+  if (parts.logits.device === 'cuda') return preferenceLossOnCuda(parts);
+  const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, allowNonFinite } = parts;
+  const { rows, tokens, vocab } = shape;
   const impl = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const) === 'reference' ? 0 : 1;
-  const dtype = logits.dtype === 'f32' ? 0 : 1;
   const source = logits.nativeStorage('preferenceLoss');
   const request: NativeLossRequest = {
     impl, dtype, ...shape, labels, ignoreIndex, refLogps, ...fields,
     logits: source.storage, logitsByteOffset: source.byteOffset,
-    allowNonFinite: checkBoolean('allowNonFinite', args.allowNonFinite ?? false),
-    withLoss: true, returnLse: needsGrad([logits]), dlogits: null,
+    allowNonFinite, withLoss: true, returnLse: needsGrad([logits]), dlogits: null,
   };
   const result = native().preferenceLoss(request);
-  throwIfStopped(request, result, (index) => {
-    const one = dtype === 0 ? new Float32Array(1) : new Uint16Array(1);
-    source.storage.read(one, source.byteOffset + index * one.BYTES_PER_ELEMENT);
-    return logitValue(one, dtype, 0);
-  });
+  throwIfStopped(request, result, (index) => storedLogit(source.storage, source.byteOffset, dtype, index));
   const lossTensor = Tensor.from([result.loss!], []);
   const lse = result.lse;
   const coef = result.coef!;
@@ -453,9 +481,13 @@ function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenc
       },
     });
   }
+  return tensorLossResult(lossTensor, result);
+}
+
+function tensorLossResult(loss: Tensor, result: NativeLossResult): TensorPreferenceLossResult {
   const tokenCounts = result.tokenCounts!;
   return {
-    loss: lossTensor,
+    loss,
     logps: result.logps!,
     tokenCounts,
     metrics: result.metrics!,
@@ -464,16 +496,152 @@ function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenc
   };
 }
 
+/** The native request of the cuda path, without its gradient buffer. */
+function cudaRequest(parts: TensorRequestParts, operation: string): NativeCudaLossRequest {
+  const source = parts.logits.deviceStorage(operation);
+  return {
+    dtype: parts.dtype, ...parts.shape, labels: parts.labels, ignoreIndex: parts.ignoreIndex,
+    logits: source.storage, logitsByteOffset: source.byteOffset,
+    dlogits: null, dlogitsByteOffset: 0, backwardOnly: false,
+    allowNonFinite: parts.allowNonFinite, returnLse: false, refLogps: parts.refLogps, ...parts.fields,
+  };
+}
+
+function throwIfStoppedOnCuda(parts: TensorRequestParts, request: NativeCudaLossRequest, result: NativeLossResult): void {
+  throwIfStopped({ allowNonFinite: parts.allowNonFinite, tokens: request.tokens, vocab: request.vocab }, result,
+    (index) => storedLogit(request.logits, request.logitsByteOffset, parts.dtype, index));
+}
+
 /**
- * `preferenceLoss` on a worker thread: the event loop stays free while the kernels run. The
- * arrays passed in are held until the promise settles; do not write to them meanwhile.
+ * The autograd form on cuda: the forward pass now (one read of the logits), the backward pass
+ * when `loss.backward()` asks (a second read and one write), into a cuda tensor of the logits'
+ * shape and dtype; the loss is a CPU scalar like every loss.
  */
-export async function preferenceLossAsync(args: PreferenceLossArgs): Promise<PreferenceLossResult> {
-  if (typeof args === 'object' && args !== null && (args.logits as unknown) instanceof Tensor) {
-    // A tensor can be disposed while a worker thread reads it; the typed-array form is held.
-    throw new TypeError('Expected typed-array logits for preferenceLossAsync but received a Tensor: use preferenceLoss (synchronous) with tensors');
+function preferenceLossOnCuda(parts: TensorRequestParts): TensorPreferenceLossResult {
+  const addon = cudaAddon('preferenceLoss');
+  const { logits } = parts;
+  const request = { ...cudaRequest(parts, 'preferenceLoss'), returnLse: needsGrad([logits]) };
+  const result = addon.cudaPreferenceLoss(request)!;
+  throwIfStoppedOnCuda(parts, request, result);
+  const lossTensor = Tensor.from([result.loss!], []);
+  const lse = result.lse;
+  const coef = result.coef!;
+  if (lse) {
+    record(lossTensor, {
+      op: 'preferenceLoss',
+      inputs: [logits],
+      backward: (gradOutput) => {
+        const scale = gradOutput.item();
+        const dlogits = new Tensor(logits.shape, logits.dtype, 'cuda');  // every element is written
+        const input = logits.deviceStorage('preferenceLoss backward');
+        const output = dlogits.deviceStorage('preferenceLoss backward');
+        addon.cudaPreferenceLoss({
+          ...request, logits: input.storage, logitsByteOffset: input.byteOffset,
+          dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+          backwardOnly: true, lse, coef: coef.map((c) => c * scale),
+        });
+        return [dlogits];
+      },
+    });
   }
-  const { request, inPlace } = lossRequest(args);
+  return tensorLossResult(lossTensor, result);
+}
+
+/** The cuda functional form's arguments (preferenceLossAsync on a cuda tensor). */
+export interface DevicePreferenceLossArgs extends TensorPreferenceLossArgs {
+  /** Compute `dlogits` (default true). */
+  grad?: boolean;
+  /** Write `dlogits` over `logits` (default false): no extra device memory. */
+  inPlace?: boolean;
+  /** A cuda tensor of the logits' shape and dtype to write `dlogits` into, instead of a new one. */
+  out?: Tensor;
+}
+
+export interface DevicePreferenceLossResult extends SequenceLogpsResult {
+  /** The batch loss. */
+  loss: number;
+  metrics: PreferenceMetrics;
+  /** The gradient, a cuda tensor (`logits` itself when `inPlace`, `out` when given). */
+  dlogits?: Tensor;
+}
+
+async function preferenceLossOnCudaAsync(args: DevicePreferenceLossArgs): Promise<DevicePreferenceLossResult> {
+  const parts = tensorRequestParts(args, 'preferenceLossAsync');
+  const addon = cudaAddon('preferenceLossAsync');
+  const { logits } = parts;
+  const grad = checkBoolean('grad', args.grad ?? true);
+  const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
+  if (inPlace && !grad) {
+    throw new TypeError('Expected grad: true with inPlace: true (in place writes dlogits over logits) but received grad: false');
+  }
+  const request = cudaRequest(parts, 'preferenceLossAsync');
+  let dlogits: Tensor | undefined;
+  if (args.out !== undefined) {
+    const out = args.out;
+    if (!grad || inPlace) {
+      throw new TypeError(`Expected no out tensor with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(out)}`);
+    }
+    if (!(out instanceof Tensor) || out.device !== 'cuda' || out.dtype !== logits.dtype ||
+        out.shape.length !== 3 || out.shape.some((d, i) => d !== logits.shape[i])) {
+      throw new TypeError(expected(`a cuda ${logits.dtype} tensor of shape [${logits.shape}] (like logits)`, 'out', out));
+    }
+    const target = out.deviceStorage('preferenceLossAsync (out)');
+    if (target.storage === request.logits) {
+      throw new TypeError('Expected an out tensor that does not share memory with logits (use inPlace: true to write over them)');
+    }
+    dlogits = out;
+  } else if (grad) {
+    dlogits = inPlace ? logits : new Tensor(logits.shape, logits.dtype, 'cuda');  // every element is written
+  }
+  if (dlogits) {
+    const target = dlogits.deviceStorage('preferenceLossAsync (dlogits)');
+    request.dlogits = target.storage;
+    request.dlogitsByteOffset = target.byteOffset;
+  }
+  let result: NativeLossResult;
+  try {
+    result = (await addon.cudaPreferenceLossAsync(request))!;
+    throwIfStoppedOnCuda(parts, request, result);
+  } catch (error) {
+    if (dlogits && dlogits !== logits && dlogits !== args.out) dlogits.dispose();
+    throw error;
+  }
+  const tokenCounts = result.tokenCounts!;
+  const out: DevicePreferenceLossResult = {
+    loss: result.loss!,
+    logps: result.logps!,
+    tokenCounts,
+    metrics: result.metrics!,
+    emptyRows: emptyRowsOf(tokenCounts),
+    nonFiniteRows: result.nonFiniteRows,
+  };
+  if (dlogits) out.dlogits = dlogits;
+  return out;
+}
+
+/**
+ * `preferenceLoss` off the event loop, in its functional form (the gradient comes back; no
+ * autograd): typed-array logits run on a worker thread, a cuda Tensor of logits runs on the GPU
+ * (dlogits comes back as a cuda Tensor). Typed arrays passed in are held until the promise
+ * settles; do not write to them meanwhile. A cuda tensor disposed meanwhile is freed only when
+ * the GPU is done with it.
+ *
+ * @example
+ * // on a machine with an NVIDIA GPU and the CUDA addon
+ * const logits = Tensor.from(bits, [2 * P, T, V], 'bf16', 'cuda');
+ * const r = await preferenceLossAsync({ loss: 'minordpo', logits, labels, refLogps });
+ * r.loss; r.dlogits; // a cuda Tensor of shape [2P, T, V], bf16
+ */
+export async function preferenceLossAsync(args: DevicePreferenceLossArgs): Promise<DevicePreferenceLossResult>;
+export async function preferenceLossAsync(args: PreferenceLossArgs): Promise<PreferenceLossResult>;
+export async function preferenceLossAsync(args: PreferenceLossArgs | DevicePreferenceLossArgs): Promise<PreferenceLossResult | DevicePreferenceLossResult> {
+  if (typeof args === 'object' && args !== null && (args.logits as unknown) instanceof Tensor) {
+    if ((args.logits as Tensor).device === 'cuda') return preferenceLossOnCudaAsync(args as DevicePreferenceLossArgs);
+    // A cpu tensor could be disposed while a worker thread reads it; the typed-array form is held.
+    throw new TypeError(`Expected typed-array logits or a cuda tensor for preferenceLossAsync but received ${args.logits}: ` +
+      'use preferenceLoss (synchronous) with cpu tensors');
+  }
+  const { request, inPlace } = lossRequest(args as PreferenceLossArgs);
   return toLossResult(request, await native().preferenceLossAsync(request), inPlace);
 }
 

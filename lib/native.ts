@@ -97,6 +97,41 @@ export interface NativeLossResult {
   metrics?: NativeMetrics;
 }
 
+/**
+ * What `lib/losses.ts` sends to the CUDA addon: logits (and dlogits) are CudaStorage with their
+ * byte offsets; labels, refLogps, lse and coef are host arrays (small: never N*V).
+ */
+export interface NativeCudaLossRequest {
+  dtype: 0 | 1 | 2;
+  rows: number;
+  tokens: number;
+  vocab: number;
+  logits: NativeStorage;
+  logitsByteOffset: number;
+  labels: Int32Array;
+  ignoreIndex: number;
+  /** Device memory for the gradient (may be `logits` itself: in place), or null. */
+  dlogits: NativeStorage | null;
+  dlogitsByteOffset: number;
+  /** true: stage 4 alone, from `lse` and `coef` (autograd's backward). */
+  backwardOnly: boolean;
+  lse?: Float32Array;
+  coef?: Float32Array;
+  allowNonFinite?: boolean;
+  returnLse?: boolean;
+  refLogps?: Float32Array | null;
+  lossKind?: number;
+  beta?: number;
+  labelSmoothing?: number;
+  averageLogProb?: boolean;
+  nllWeight?: number;
+  dpopLambda?: number;
+  simpoGamma?: number;
+  orpoLambda?: number;
+  discopopTau?: number;
+  bcoDelta?: number;
+}
+
 /** What `lib/ops/matmul.ts` sends: every field validated there before the call. */
 export interface NativeMatmulRequest {
   impl: 0 | 1; // 0: the scalar reference, 1: the fast path
@@ -129,6 +164,8 @@ export interface CudaDevice {
   name: string;
   computeCapability: string;
   totalMemoryBytes: number;
+  /** Free memory when asked (the current device only; -1 for the others). */
+  freeMemoryBytes?: number;
 }
 
 export interface CudaInfo {
@@ -138,6 +175,12 @@ export interface CudaInfo {
   devices: CudaDevice[];
   /** Why no device answered, when none did. */
   error: string | null;
+}
+
+/** Device memory of cuda tensors: held by live tensors, and freed but kept for reuse. */
+export interface CudaMemory {
+  tensorBytes: number;
+  cachedBytes: number;
 }
 
 /** Native memory behind a Tensor (native/napi/storage.h): copied in and out, never viewed. */
@@ -166,6 +209,14 @@ export interface NativeAddon {
   /** C[b] (+)= op(A[b]) @ op(B[b]), f32, in place in `request.c` (native/core/matmul.h). */
   matmul(request: NativeMatmulRequest): void;
   cudaInfo?(): CudaInfo;
+  /** Device memory behind a cuda Tensor (the CUDA addon only); the NativeStorage interface. */
+  CudaStorage?: new (bytes: number) => NativeStorage;
+  /** The fused loss on device memory, waited for (`undefined` for backwardOnly). */
+  cudaPreferenceLoss?(request: NativeCudaLossRequest): NativeLossResult | undefined;
+  /** The same on a worker thread: the event loop runs while the GPU works. */
+  cudaPreferenceLossAsync?(request: NativeCudaLossRequest): Promise<NativeLossResult | undefined>;
+  cudaMemory?(): CudaMemory;
+  cudaEmptyCache?(): void;
   // The GPT's ops (native/napi/nn_bindings.cpp), validated by lib/ops/nn.ts (typed arrays) and
   // lib/functional.ts (tensors' storage). impl: 0 reference, 1 fast. Backward functions accumulate (+=) into their gradients; null skips one.
   addForward(impl: 0 | 1, a: F32, b: F32, out: F32, rows: number, cols: number): void;
@@ -374,6 +425,41 @@ export function loadAddon(): LoadedAddon {
 /** The loaded addon itself, for the modules of this package. */
 export function native(): NativeAddon {
   return loadAddon().addon;
+}
+
+/**
+ * The CUDA addon, for an operation on cuda tensors; otherwise an Error naming the operation and
+ * why CUDA is not usable here (no CUDA addon, no driver, no device, or FUSEDPO_DEVICE=cpu).
+ */
+export function cudaAddon(operation: string): NativeAddon & Required<Pick<NativeAddon, 'CudaStorage' | 'cudaPreferenceLoss' | 'cudaPreferenceLossAsync'>> {
+  const loaded = loadAddon();
+  const addon = loaded.addon;
+  if (loaded.kind !== 'cuda' || !addon.CudaStorage || !addon.cudaPreferenceLoss || !addon.cudaPreferenceLossAsync) {
+    const why = loaded.kind === 'cuda' ? 'the CUDA addon is older than this package (rebuild it: npm run build:cuda)' : loaded.cudaSkipped;
+    throw new Error(`${operation}: needs a usable CUDA device, but CUDA is not usable here: ${why}`);
+  }
+  return addon as ReturnType<typeof cudaAddon>;
+}
+
+/** Whether cuda tensors can be made in this process (a CUDA addon loaded and a device answered). */
+export function cudaAvailable(): boolean {
+  const loaded = loadAddon();
+  return loaded.kind === 'cuda' && loaded.addon.CudaStorage !== undefined;
+}
+
+/**
+ * Bytes of device memory held by live cuda tensors and kept in the cache of freed blocks (reused
+ * by the next tensors of the same size; at most a quarter of the device). Zeros without CUDA.
+ */
+export function cudaMemory(): CudaMemory {
+  const loaded = loadAddon();
+  return loaded.kind === 'cuda' && loaded.addon.cudaMemory ? loaded.addon.cudaMemory() : { tensorBytes: 0, cachedBytes: 0 };
+}
+
+/** Frees the cached blocks (`cudaMemory().cachedBytes`), for other programs on the same GPU. */
+export function cudaEmptyCache(): void {
+  const loaded = loadAddon();
+  if (loaded.kind === 'cuda') loaded.addon.cudaEmptyCache?.();
 }
 
 /** Sets the CPU kernels' thread count for this process (1 or more). */

@@ -1,5 +1,10 @@
 /**
- * Tensor: a shape, a dtype, a device and native storage (native/napi/storage.h).
+ * Tensor: a shape, a dtype, a device and native storage (native/napi/storage.h on the CPU,
+ * CudaStorage of native/napi/cuda_bindings.cpp on a GPU).
+ *
+ * Devices: `cpu` tensors feed every op; `cuda` tensors live in GPU memory (the CUDA addon and a
+ * device are needed) and feed `preferenceLoss` / `preferenceLossAsync`. Move data between them
+ * with `to(device)`; an op given a tensor on a device it does not run on says so.
  *
  * Memory: a tensor's bytes live outside V8's heap, so they are freed the moment `dispose()` is
  * called, not whenever the collector runs; the bytes are reported to V8 all the same, and a
@@ -11,21 +16,22 @@
  * of native memory that could outlive `dispose()`. Storage is contiguous; `reshape` makes a view
  * that shares it (the storage is freed when its last tensor is disposed).
  */
-import { native, type NativeStorage } from './native';
+import { cudaAddon, native, type NativeStorage } from './native';
 import { checkOneOf, describe, expected } from './validate';
 
-export type TensorDType = 'f32' | 'bf16' | 'i32';
+/** `f16` is a storage type for logits (preferenceLoss); the other ops take f32 (and bf16 where they say). */
+export type TensorDType = 'f32' | 'bf16' | 'f16' | 'i32';
 export type Device = 'cpu' | 'cuda';
-export const TENSOR_DTYPES: readonly TensorDType[] = ['f32', 'bf16', 'i32'];
-const BYTES_PER_ELEMENT: Record<TensorDType, number> = { f32: 4, bf16: 2, i32: 4 };
+export const TENSOR_DTYPES: readonly TensorDType[] = ['f32', 'bf16', 'f16', 'i32'];
+export const DEVICES: readonly Device[] = ['cpu', 'cuda'];
+const BYTES_PER_ELEMENT: Record<TensorDType, number> = { f32: 4, bf16: 2, f16: 2, i32: 4 };
 
 export type TensorData = Float32Array | Uint16Array | Int32Array;
-type ArrayOf<D extends TensorDType> = D extends 'f32' ? Float32Array : D extends 'i32' ? Int32Array : Uint16Array;
 
 /** A native allocation shared by a tensor and its views: freed when the last one lets go. */
 class SharedStorage {
   private users = 0;
-  constructor(readonly handle: NativeStorage) {}
+  constructor(readonly handle: NativeStorage, readonly device: Device) {}
   retain(): void {
     this.users++;
   }
@@ -35,7 +41,7 @@ class SharedStorage {
 }
 
 function emptyArray(dtype: TensorDType, length: number): TensorData {
-  return dtype === 'f32' ? new Float32Array(length) : dtype === 'i32' ? new Int32Array(length) : new Uint16Array(length);
+  return dtype === 'f32' ? new Float32Array(length) : dtype === 'i32' ? new Int32Array(length) : new Uint16Array(length);  // bf16, f16: bits
 }
 
 function checkShape(shape: unknown, name = 'shape'): number[] {
@@ -61,7 +67,7 @@ const scopes: Set<Tensor>[] = [];
 export class Tensor {
   readonly shape: readonly number[];
   readonly dtype: TensorDType;
-  readonly device: Device = 'cpu';
+  readonly device: Device;
   /** Elements. */
   readonly size: number;
   /** Whether backward() should give this tensor a gradient (parameters, or leaves you ask for). */
@@ -74,29 +80,41 @@ export class Tensor {
   private readonly byteOffset: number;
   private alive = true;
 
-  /** @internal use Tensor.from, Tensor.zeros or an op. */
-  constructor(shape: readonly number[], dtype: TensorDType, storage?: SharedStorage, byteOffset = 0) {
+  /** @internal use Tensor.from, Tensor.zeros, to() or an op. New storage is not zeroed on cuda. */
+  constructor(shape: readonly number[], dtype: TensorDType, storage: SharedStorage | Device = 'cpu', byteOffset = 0) {
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.size = sizeOf(shape);
-    this.storage = storage ?? new SharedStorage(new (native().NativeStorage)(this.size * BYTES_PER_ELEMENT[dtype]));
+    if (!(storage instanceof SharedStorage)) {
+      const bytes = this.size * BYTES_PER_ELEMENT[dtype];
+      const handle = storage === 'cuda'
+        ? new (cudaAddon(`a cuda tensor of shape [${shape}] (${dtype})`).CudaStorage)(bytes)
+        : new (native().NativeStorage)(bytes);
+      storage = new SharedStorage(handle, storage);
+    }
+    this.storage = storage;
+    this.device = storage.device;
     this.storage.retain();
     this.byteOffset = byteOffset;
     scopes[scopes.length - 1]?.add(this);
   }
 
-  /** A tensor of zeros. */
-  static zeros(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
-    return new Tensor(checkShape(shape), checkOneOf('dtype', dtype, TENSOR_DTYPES));
+  /** A tensor of zeros, on the CPU or (`device: 'cuda'`) in GPU memory. */
+  static zeros(shape: readonly number[], dtype: TensorDType = 'f32', device: Device = 'cpu'): Tensor {
+    const tensor = new Tensor(checkShape(shape), checkOneOf('dtype', dtype, TENSOR_DTYPES), checkOneOf('device', device, DEVICES));
+    if (tensor.device === 'cuda') tensor.storage.handle.fill(0);  // host storage starts zeroed
+    return tensor;
   }
 
   /**
    * A tensor holding a copy of `data`: a typed array of the dtype's kind (Float32Array for f32,
-   * Int32Array for i32, Uint16Array of bf16 bits for bf16) or an array of numbers.
+   * Int32Array for i32, Uint16Array of bf16 or f16 bits for bf16 and f16) or an array of numbers
+   * (for bf16 and f16: their bit patterns). With `device: 'cuda'` the copy goes to GPU memory.
    */
-  static from(data: TensorData | ArrayLike<number>, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+  static from(data: TensorData | ArrayLike<number>, shape: readonly number[], dtype: TensorDType = 'f32', device: Device = 'cpu'): Tensor {
     const checkedShape = checkShape(shape);
     checkOneOf('dtype', dtype, TENSOR_DTYPES);
+    checkOneOf('device', device, DEVICES);
     const size = sizeOf(checkedShape);
     const kind = emptyArray(dtype, 0).constructor as { new (a: ArrayLike<number>): TensorData; name: string };
     let array: TensorData;
@@ -113,9 +131,17 @@ export class Tensor {
     if (array.length !== size) {
       throw new RangeError(`Expected ${size} elements for shape [${checkedShape}] but received ${describe(data)}`);
     }
-    const tensor = new Tensor(checkedShape, dtype);
+    const tensor = new Tensor(checkedShape, dtype, device);
     tensor.storage.handle.write(array, 0);
     return tensor;
+  }
+
+  /** This tensor on `device`: itself when it is there already, else a copy (through host memory). */
+  to(device: Device): Tensor {
+    checkOneOf('device', device, DEVICES);
+    this.assertAlive(`to('${device}')`);
+    if (device === this.device) return this;
+    return Tensor.from(this.toArray(), this.shape, this.dtype, device);
   }
 
   get disposed(): boolean {
@@ -129,13 +155,24 @@ export class Tensor {
     }
   }
 
-  /** @internal the native storage and the byte offset of this tensor in it, for the kernels. */
+  /** @internal the host storage and the byte offset of this tensor in it, for the CPU kernels. */
   nativeStorage(operation: string): { storage: NativeStorage; byteOffset: number; byteLength: number } {
     this.assertAlive(operation);
+    if (this.device !== 'cpu') {
+      throw new TypeError(`${operation}: runs on the CPU, but this tensor of shape [${this.shape}] (${this.dtype}) is on ${this.device}: ` +
+        `copy it with .to('cpu') (on cuda, only preferenceLoss runs so far)`);
+    }
     return { storage: this.storage.handle, byteOffset: this.byteOffset, byteLength: this.size * BYTES_PER_ELEMENT[this.dtype] };
   }
 
-  /** A copy of the data, as the dtype's typed array. */
+  /** @internal the GPU storage and the byte offset of this tensor in it, for the CUDA kernels. */
+  deviceStorage(operation: string): { storage: NativeStorage; byteOffset: number; byteLength: number } {
+    this.assertAlive(operation);
+    if (this.device !== 'cuda') throw new TypeError(`${operation}: expected a cuda tensor but this one is on ${this.device}`);
+    return { storage: this.storage.handle, byteOffset: this.byteOffset, byteLength: this.size * BYTES_PER_ELEMENT[this.dtype] };
+  }
+
+  /** A copy of the data (from either device), as the dtype's typed array. */
   toArray(): TensorData {
     this.assertAlive('toArray');
     const out = emptyArray(this.dtype, this.size);

@@ -14,6 +14,7 @@ export function describe(value: unknown): string {
   }
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (typeof value === 'string') return `'${value.length > 40 ? value.slice(0, 40) + '...' : value}' of type string`;
+  if (typeof value === 'object' && value.constructor?.name === 'Tensor') return String(value);  // Tensor(shape [..], dtype, device)
   if (typeof value === 'object') return `an object of type ${value.constructor?.name ?? 'Object'}`;
   return `${String(value)} of type ${typeof value}`;
 }

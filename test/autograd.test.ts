@@ -50,7 +50,7 @@ test('misuse: wrong tensor shapes or dtypes, disposed logits before backward', (
   const logits = Tensor.from(batch.logits, batch.shape);
   logits.requiresGrad = true;
   assert.throws(() => preferenceLoss({ logits: logits.reshape([4, 185]) as Tensor, labels: batch.labels, refLogps: new Float32Array(4) }),
-    /Expected an f32 or bf16 tensor of shape \[2P, T, V\] for logits but received 'Tensor\(shape \[4,185\], f32, cpu\)'/);
+    /Expected an f32, bf16 or f16 tensor of shape \[2P, T, V\] for logits but received Tensor\(shape \[4,185\], f32, cpu\)/);
   assert.throws(() => preferenceLoss({ logits, labels: Tensor.from(batch.labels, [20], 'i32'), refLogps: new Float32Array(4) }),
     /Expected a i32 tensor of shape \[4,5\] for labels/);
   const r = preferenceLoss({ logits, labels: batch.labels, refLogps: new Float32Array([-1, -2, -3, -4]) });

@@ -73,7 +73,7 @@ export function assertClose(
     const a = actual[i];
     const e = expected[i];
     const diff = Math.abs(a - e);
-    const ok = Number.isNaN(e) ? Number.isNaN(a) : diff <= tolerance(i);
+    const ok = Number.isNaN(e) ? Number.isNaN(a) : a === e || diff <= tolerance(i);  // a === e: equal infinities
     if (!ok) {
       count++;
       if (bad.length < 8) bad.push(`  [${i}] got ${a}, expected ${e} (diff ${diff.toExponential(3)}, tolerance ${tolerance(i).toExponential(3)})`);

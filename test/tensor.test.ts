@@ -43,7 +43,7 @@ test('misuse gives errors naming the operation, the shape and what was expected'
   assert.throws(() => Tensor.from([1, 2, 3], [2, 2]), /Expected 4 elements for shape \[2,2\] but received an array of length 3/);
   assert.throws(() => Tensor.from(new Float32Array(2), [2], 'i32'), /Expected a Int32Array \(dtype i32\) or an array of numbers for data but received Float32Array/);
   assert.throws(() => Tensor.zeros([2, -1]), /Expected an array of non-negative integers for shape/);
-  assert.throws(() => Tensor.zeros([2], 'f64' as never), /Expected one of 'f32', 'bf16', 'i32' for dtype but received 'f64'/);
+  assert.throws(() => Tensor.zeros([2], 'f64' as never), /Expected one of 'f32', 'bf16', 'f16', 'i32' for dtype but received 'f64'/);
 });
 
 test('withScope disposes what it created, except its result and what was kept', () => {

@@ -14,6 +14,7 @@
 #include "cpu/host_memory.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
+#include "napi/loss_result.h"
 #include "napi/matmul_bindings.h"
 #include "napi/nn_bindings.h"
 #include "napi/request_fields.h"
@@ -56,71 +57,7 @@ void readRequest(const Napi::Object& request, LossJob& job) {
                     ? nullptr
                     : bufferField(request, "dlogits", logitsKind, logitCount);
 
-  LossParams& p = job.params;
-  p.kind = static_cast<LossKind>(static_cast<int>(numberField(request, "lossKind")));
-  p.beta = numberField(request, "beta");
-  p.labelSmoothing = numberField(request, "labelSmoothing");
-  p.averageLogProb = boolField(request, "averageLogProb");
-  p.nllWeight = numberField(request, "nllWeight");
-  p.dpopLambda = numberField(request, "dpopLambda");
-  p.simpoGamma = numberField(request, "simpoGamma");
-  p.orpoLambda = numberField(request, "orpoLambda");
-  p.discopopTau = numberField(request, "discopopTau");
-  p.bcoDelta = numberField(request, "bcoDelta");
-}
-
-// NativeLossResult of lib/native.ts.
-Napi::Object writeResult(Napi::Env env, const LossJob& job) {
-  Napi::Object out = Napi::Object::New(env);
-  if (job.nonFiniteRow >= 0) {
-    Napi::Object where = Napi::Object::New(env);
-    where.Set("row", static_cast<double>(job.nonFiniteRow));
-    where.Set("token", static_cast<double>(job.nonFiniteTokenIndex));
-    where.Set("vocab", static_cast<double>(job.nonFiniteVocab));
-    out.Set("nonFinite", where);
-    Napi::Array rows = Napi::Array::New(env);
-    uint32_t count = 0;
-    for (size_t s = 0; s < job.nonFiniteToken.size(); ++s) {
-      if (job.nonFiniteToken[s] >= 0) rows.Set(count++, static_cast<double>(s));
-    }
-    out.Set("nonFiniteRows", rows);
-  } else {
-    out.Set("nonFinite", env.Null());
-    out.Set("nonFiniteRows", Napi::Array::New(env));
-  }
-  if (job.stoppedOnNonFinite) return out;
-
-  const size_t rows = job.logps.size();
-  Napi::Float32Array logps = Napi::Float32Array::New(env, rows);
-  Napi::Int32Array tokenCounts = Napi::Int32Array::New(env, rows);
-  for (size_t s = 0; s < rows; ++s) {
-    logps[s] = static_cast<float>(job.logps[s]);
-    tokenCounts[s] = job.tokenCounts[s];
-  }
-  out.Set("logps", logps);
-  out.Set("tokenCounts", tokenCounts);
-  if (job.returnLse) {
-    Napi::Float32Array lse = Napi::Float32Array::New(env, job.lse.size());
-    std::copy(job.lse.begin(), job.lse.end(), lse.Data());
-    out.Set("lse", lse);
-  }
-  if (!job.withLoss) return out;
-
-  Napi::Float32Array coef = Napi::Float32Array::New(env, rows);
-  for (size_t s = 0; s < rows; ++s) coef[s] = job.coef[s];
-  out.Set("coef", coef);
-  out.Set("loss", job.result.loss);
-  const PreferenceMetrics& m = job.result.metrics;
-  Napi::Object metrics = Napi::Object::New(env);
-  metrics.Set("rewardsChosen", m.rewardsChosen);
-  metrics.Set("rewardsRejected", m.rewardsRejected);
-  metrics.Set("rewardsAccuracy", m.rewardsAccuracy);
-  metrics.Set("rewardsMargin", m.rewardsMargin);
-  metrics.Set("logpsChosen", m.logpsChosen);
-  metrics.Set("logpsRejected", m.logpsRejected);
-  metrics.Set("nll", m.nll);
-  out.Set("metrics", metrics);
-  return out;
+  job.params = lossParamsFields(request);
 }
 
 Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
@@ -130,7 +67,7 @@ Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
   LossJob job;
   readRequest(info[0].As<Napi::Object>(), job);
   runLossJob(job);
-  return writeResult(info.Env(), job);
+  return writeLossResult(info.Env(), job);
 }
 
 // Stage 4 alone: dlogits from the logits, the lse of an earlier forward call (returnLse) and
@@ -175,7 +112,7 @@ class LossWorker : public Napi::AsyncWorker {
  protected:
   void Execute() override { runLossJob(job_); }
   void OnOK() override {
-    deferred_.Resolve(writeResult(Env(), job_));
+    deferred_.Resolve(writeLossResult(Env(), job_));
     request_.Reset();
   }
   void OnError(const Napi::Error& error) override {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "core/preference_loss.h"
 #include "napi/storage.h"
 
 namespace fusedpo {
@@ -72,6 +73,22 @@ inline void* bufferField(const Napi::Object& object, const char* name, napi_type
   Napi::TypedArray array = value.As<Napi::TypedArray>();
   auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
   return base + array.ByteOffset();
+}
+
+// The loss and its parameters (the LossParameterFields of lib/losses.ts).
+inline LossParams lossParamsFields(const Napi::Object& request) {
+  LossParams p;
+  p.kind = static_cast<LossKind>(static_cast<int>(numberField(request, "lossKind")));
+  p.beta = numberField(request, "beta");
+  p.labelSmoothing = numberField(request, "labelSmoothing");
+  p.averageLogProb = boolField(request, "averageLogProb");
+  p.nllWeight = numberField(request, "nllWeight");
+  p.dpopLambda = numberField(request, "dpopLambda");
+  p.simpoGamma = numberField(request, "simpoGamma");
+  p.orpoLambda = numberField(request, "orpoLambda");
+  p.discopopTau = numberField(request, "discopopTau");
+  p.bcoDelta = numberField(request, "bcoDelta");
+  return p;
 }
 
 }  // namespace fusedpo

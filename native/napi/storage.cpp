@@ -10,11 +10,6 @@
 namespace fusedpo {
 namespace {
 
-// The constructor, per environment (the main thread and each worker thread load the addon
-// into an environment of their own), kept as the environment's instance data.
-Napi::FunctionReference* storageConstructor(Napi::Env env) {
-  return env.GetInstanceData<Napi::FunctionReference>();
-}
 
 size_t checkedBytes(const Napi::Env& env, const Napi::Value& value) {
   if (!value.IsNumber()) throw Napi::TypeError::New(env, "NativeStorage: expected a byte count");
@@ -54,6 +49,15 @@ CopyRange copyRange(const Napi::CallbackInfo& info, const NativeStorage& storage
 
 }  // namespace
 
+AddonInstanceData& addonInstanceData(Napi::Env env) {
+  AddonInstanceData* data = env.GetInstanceData<AddonInstanceData>();
+  if (data == nullptr) {
+    data = new AddonInstanceData();
+    env.SetInstanceData(data);
+  }
+  return *data;
+}
+
 void NativeStorage::addTo(Napi::Env env, Napi::Object exports) {
   Napi::Function constructor = DefineClass(
       env, "NativeStorage",
@@ -63,7 +67,7 @@ void NativeStorage::addTo(Napi::Env env, Napi::Object exports) {
        InstanceMethod("fill", &NativeStorage::Fill),
        InstanceAccessor("byteLength", &NativeStorage::GetByteLength, nullptr),
        InstanceAccessor("disposed", &NativeStorage::GetDisposed, nullptr)});
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(constructor)));
+  addonInstanceData(env).nativeStorage = Napi::Persistent(constructor);
   exports.Set("NativeStorage", constructor);
 }
 
@@ -122,9 +126,8 @@ Napi::Value NativeStorage::GetDisposed(const Napi::CallbackInfo& info) {
 
 uint8_t* storageData(const Napi::Value& value, size_t byteOffset, size_t bytes, const char* name) {
   Napi::Env env = value.Env();
-  Napi::FunctionReference* constructor = storageConstructor(env);
-  if (!value.IsObject() || constructor == nullptr ||
-      !value.As<Napi::Object>().InstanceOf(constructor->Value())) {
+  Napi::FunctionReference& constructor = addonInstanceData(env).nativeStorage;
+  if (!value.IsObject() || constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor.Value())) {
     throw Napi::TypeError::New(env, std::string(name) + ": expected a NativeStorage");
   }
   NativeStorage* storage = NativeStorage::Unwrap(value.As<Napi::Object>());

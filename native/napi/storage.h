@@ -15,6 +15,15 @@
 
 namespace fusedpo {
 
+// The addon's per-environment data (the main thread and each worker thread load the addon into
+// an environment of their own): the constructors that storage arguments are checked against.
+struct AddonInstanceData {
+  Napi::FunctionReference nativeStorage;
+  Napi::FunctionReference cudaStorage;  // the CUDA addon only
+};
+// Created on first use, freed with the environment.
+AddonInstanceData& addonInstanceData(Napi::Env env);
+
 class NativeStorage : public Napi::ObjectWrap<NativeStorage> {
  public:
   static void addTo(Napi::Env env, Napi::Object exports);
