@@ -459,24 +459,34 @@ function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenc
   };
   const result = native().preferenceLoss(request);
   throwIfStopped(request, result, (index) => storedLogit(source.storage, source.byteOffset, dtype, index));
+  return autogradLoss(logits, result, (dlogits, coef) => {
+    const input = logits.nativeStorage('preferenceLoss backward');
+    const output = dlogits.nativeStorage('preferenceLoss backward');
+    native().logsoftmaxGatherBackward({
+      impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse: result.lse!, coef,
+      logits: input.storage, logitsByteOffset: input.byteOffset,
+      dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+    });
+  });
+}
+
+/**
+ * The loss as a one-element tensor; when the forward pass returned lse (the logits need a
+ * gradient), an autograd node whose backward makes a tensor like the logits (on their device)
+ * and has `writeGradient` fill it with the coefficients scaled by the upstream gradient.
+ */
+function autogradLoss(logits: Tensor, result: NativeLossResult, writeGradient: (dlogits: Tensor, coef: Float32Array) => void): TensorPreferenceLossResult {
   const lossTensor = Tensor.from([result.loss!], []);
-  const lse = result.lse;
   const coef = result.coef!;
-  if (lse) {
+  if (result.lse) {
     record(lossTensor, {
       op: 'preferenceLoss',
       inputs: [logits],
       backward: (gradOutput) => {
         const scale = gradOutput.item();
-        const dlogits = Tensor.zeros(logits.shape, logits.dtype);
-        const input = logits.nativeStorage('preferenceLoss backward');
-        const output = dlogits.nativeStorage('preferenceLoss backward');
-        native().logsoftmaxGatherBackward({
-          impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse,
-          coef: coef.map((c) => c * scale),
-          logits: input.storage, logitsByteOffset: input.byteOffset,
-          dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
-        });
+        // every element is written by the kernels; host storage starts zeroed anyway
+        const dlogits = new Tensor(logits.shape, logits.dtype, logits.device);
+        writeGradient(dlogits, coef.map((c) => c * scale));
         return [dlogits];
       },
     });
@@ -523,28 +533,15 @@ function preferenceLossOnCuda(parts: TensorRequestParts): TensorPreferenceLossRe
   const request = { ...cudaRequest(parts, 'preferenceLoss'), returnLse: needsGrad([logits]) };
   const result = addon.cudaPreferenceLoss(request)!;
   throwIfStoppedOnCuda(parts, request, result);
-  const lossTensor = Tensor.from([result.loss!], []);
-  const lse = result.lse;
-  const coef = result.coef!;
-  if (lse) {
-    record(lossTensor, {
-      op: 'preferenceLoss',
-      inputs: [logits],
-      backward: (gradOutput) => {
-        const scale = gradOutput.item();
-        const dlogits = new Tensor(logits.shape, logits.dtype, 'cuda');  // every element is written
-        const input = logits.deviceStorage('preferenceLoss backward');
-        const output = dlogits.deviceStorage('preferenceLoss backward');
-        addon.cudaPreferenceLoss({
-          ...request, logits: input.storage, logitsByteOffset: input.byteOffset,
-          dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
-          backwardOnly: true, lse, coef: coef.map((c) => c * scale),
-        });
-        return [dlogits];
-      },
+  return autogradLoss(logits, result, (dlogits, coef) => {
+    const input = logits.deviceStorage('preferenceLoss backward');
+    const output = dlogits.deviceStorage('preferenceLoss backward');
+    addon.cudaPreferenceLoss({
+      ...request, logits: input.storage, logitsByteOffset: input.byteOffset,
+      dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+      backwardOnly: true, lse: result.lse!, coef,
     });
-  }
-  return tensorLossResult(lossTensor, result);
+  });
 }
 
 /** The cuda functional form's arguments (preferenceLossAsync on a cuda tensor). */

@@ -28,8 +28,22 @@ export type NativeBuffer<T extends ArrayBufferView> = T | NativeStorage;
 type F32 = NativeBuffer<Float32Array>;
 type I32 = NativeBuffer<Int32Array>;
 
+/** The loss and its parameters (LossParams of native/core/preference_loss.h). */
+export interface NativeLossParameters {
+  lossKind?: number;
+  beta?: number;
+  labelSmoothing?: number;
+  averageLogProb?: boolean;
+  nllWeight?: number;
+  dpopLambda?: number;
+  simpoGamma?: number;
+  orpoLambda?: number;
+  discopopTau?: number;
+  bcoDelta?: number;
+}
+
 /** What `lib/losses.ts` sends: every field validated there before the call. */
-export interface NativeLossRequest {
+export interface NativeLossRequest extends NativeLossParameters {
   impl: 0 | 1; // 0: the scalar reference, 1: the fast path
   logits: NativeBuffer<Float32Array | Uint16Array>;
   logitsByteOffset?: number;
@@ -45,16 +59,6 @@ export interface NativeLossRequest {
   returnLse?: boolean;
   refLogps?: Float32Array | null;
   dlogits?: Float32Array | Uint16Array | null;
-  lossKind?: number;
-  beta?: number;
-  labelSmoothing?: number;
-  averageLogProb?: boolean;
-  nllWeight?: number;
-  dpopLambda?: number;
-  simpoGamma?: number;
-  orpoLambda?: number;
-  discopopTau?: number;
-  bcoDelta?: number;
 }
 
 /** The fields of the backward pass alone; the storage-backed ones carry `<field>ByteOffset`. */
@@ -101,7 +105,7 @@ export interface NativeLossResult {
  * What `lib/losses.ts` sends to the CUDA addon: logits (and dlogits) are CudaStorage with their
  * byte offsets; labels, refLogps, lse and coef are host arrays (small: never N*V).
  */
-export interface NativeCudaLossRequest {
+export interface NativeCudaLossRequest extends NativeLossParameters {
   dtype: 0 | 1 | 2;
   rows: number;
   tokens: number;
@@ -120,16 +124,6 @@ export interface NativeCudaLossRequest {
   allowNonFinite?: boolean;
   returnLse?: boolean;
   refLogps?: Float32Array | null;
-  lossKind?: number;
-  beta?: number;
-  labelSmoothing?: number;
-  averageLogProb?: boolean;
-  nllWeight?: number;
-  dpopLambda?: number;
-  simpoGamma?: number;
-  orpoLambda?: number;
-  discopopTau?: number;
-  bcoDelta?: number;
 }
 
 /** What `lib/ops/matmul.ts` sends: every field validated there before the call. */
