@@ -8,19 +8,8 @@
 
 #if FUSEDPO_X86_KERNELS
 
-// GCC 12 warns "__Y may be used uninitialized" inside its own intrinsics (GCC bug 105593);
-// silenced for the header's lines only (a diagnostic pragma, not a target one).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
-
 #include "matmul_kernels.h"
-#include "simd_exp.h"  // FUSEDPO_TARGET_AVX2
+#include "simd_exp.h"  // the intrinsics, FUSEDPO_TARGET_AVX2
 
 namespace fusedpo::cpu {
 namespace {

@@ -21,7 +21,18 @@
 #include "cpu_features.h"
 
 #if FUSEDPO_X86_KERNELS
+// The one include of the intrinsics for every SIMD file (they all include this header first).
+// GCC 12 warns "__Y may be used uninitialized" inside its own intrinsics (the *_undefined_*
+// idiom, GCC bug 105593); the diagnostic points into immintrin.h, so it is silenced for the
+// header's lines only. (A diagnostic pragma, not a target one.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
 #endif
 
 namespace fusedpo::cpu {

@@ -9,15 +9,6 @@
 
 #if FUSEDPO_X86_KERNELS
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC bug 105593, see logsoftmax_gather_avx512.cpp
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#else
-#include <immintrin.h>
-#endif
-
 #include <cstdint>
 
 #include "simd_exp.h"
