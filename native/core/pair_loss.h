@@ -1,7 +1,7 @@
 // The loss of one preference pair and its derivatives (LOSSES.md), and the batch loss over all
 // pairs. One header for g++ and nvcc: the CPU's stage 3 (reference.cpp) calls
-// preferenceLossOfBatch; the GPU's stage-3 kernel calls the same pairLoss and pairMargins per
-// pair but sums the pairs in a fixed tree, so the two agree up to the order of fp64 sums.
+// preferenceLossOfBatch; the GPU's stage-3 kernel calls the same addPair and batchResult but
+// sums the pairs in a fixed tree, so the two agree up to the order of fp64 sums.
 //
 // Inputs of a pair i (rows i and P+i):
 //   pw, pl   summed sequence log-probs pi[i], pi[P+i] (never averaged here)
@@ -260,6 +260,63 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
   return t;
 }
 
+// The sums over pairs that the batch loss and its metrics are made of: an array, so that the
+// GPU folds them with one tree (cuda/preference_loss.cu), indexed by the names below.
+struct PairSums {
+  enum : int { kLoss, kUw, kUl, kWins, kLogpsChosen, kLogpsRejected, kCount };
+  double values[kCount] = {0, 0, 0, 0, 0, 0};
+};
+
+// d NLL / d pw_i for every chosen row, NLL = -(sum_i pw_i) / (sum_i nw_i): -nllWeight / sum(nw);
+// 0 without the NLL term (nllWeight 0, or no chosen row has a token).
+FUSEDPO_HD inline double nllSlopeOf(const LossParams& p, double chosenTokenSum) {
+  return p.nllWeight > 0 && chosenTokenSum > 0 ? -p.nllWeight / chosenTokenSum : 0.0;
+}
+
+// Pair i of a batch of `pairs` (rows i and pairs + i): its loss and metric terms added to sums,
+// its two rows' coefficients written.
+FUSEDPO_HD inline void addPair(const LossParams& p, int64_t pairs, int64_t i, const double* logps,
+                               const int32_t* tokenCounts, const float* refLogps, double nllSlope,
+                               float* coef, PairSums& sums) {
+  const int64_t w = i, l = pairs + i;
+  const double pw = logps[w], pl = logps[l];
+  const double rw = refLogps != nullptr ? double(refLogps[w]) : 0.0;
+  const double rl = refLogps != nullptr ? double(refLogps[l]) : 0.0;
+  const double nw = tokenCounts[w], nl = tokenCounts[l];
+  const PairTerms t = pairLoss(p, pw, pl, rw, rl, nw, nl);
+  const PairMargins m = pairMargins(p, pw, pl, rw, rl, nw, nl);
+  coef[w] = float(t.dpw / double(pairs) + (nw > 0 ? nllSlope : 0.0));
+  coef[l] = float(t.dpl / double(pairs));
+  sums.values[PairSums::kLoss] += t.loss;
+  sums.values[PairSums::kUw] += m.uw;
+  sums.values[PairSums::kUl] += m.ul;
+  sums.values[PairSums::kWins] += m.uw > m.ul ? 1.0 : 0.0;
+  sums.values[PairSums::kLogpsChosen] += pw * m.kw;
+  sums.values[PairSums::kLogpsRejected] += pl * m.kl;
+}
+
+// The batch loss and metrics from the sums over all its pairs (pairs > 0) and the chosen rows'
+// totals of log-probs and tokens (for the NLL).
+FUSEDPO_HD inline LossResult batchResult(const LossParams& p, int64_t pairs, const PairSums& sums,
+                                         double chosenLogpSum, double chosenTokenSum) {
+  const double* v = sums.values;
+  const double inversePairs = 1.0 / double(pairs);
+  const double rewardScale = p.kind == LossKind::Orpo ? p.orpoLambda : p.beta;
+  LossResult result;
+  result.loss = v[PairSums::kLoss] * inversePairs;
+  result.metrics.rewardsChosen = rewardScale * v[PairSums::kUw] * inversePairs;
+  result.metrics.rewardsRejected = rewardScale * v[PairSums::kUl] * inversePairs;
+  result.metrics.rewardsAccuracy = v[PairSums::kWins] * inversePairs;
+  result.metrics.rewardsMargin = rewardScale * (v[PairSums::kUw] - v[PairSums::kUl]) * inversePairs;
+  result.metrics.logpsChosen = v[PairSums::kLogpsChosen] * inversePairs;
+  result.metrics.logpsRejected = v[PairSums::kLogpsRejected] * inversePairs;
+  if (p.nllWeight > 0 && chosenTokenSum > 0) {
+    result.metrics.nll = -chosenLogpSum / chosenTokenSum;
+    result.loss += p.nllWeight * result.metrics.nll;
+  }
+  return result;
+}
+
 // The batch: loss = mean over pairs of pairLoss + nllWeight * NLL, NLL = -(sum_i pw_i) /
 // (sum_i nw_i) over the chosen rows (summed log-probs: the token mean of the whole batch; 0 when
 // no chosen row has a token). coef[s] = dLoss/dpi[s] (0 for an empty row).
@@ -271,54 +328,23 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
 // CPOTrainer) and orpoLambda for orpo (TRL's ORPOTrainer calls its lambda beta).
 //
 // Shapes: logps [R] (fp64), tokenCounts [R], refLogps [R] or nullptr (read as 0), coef [R] out.
-// Serial, in pair order: deterministic.
+// Serial, in pair order: deterministic. The GPU runs addPair and batchResult too, with a tree.
 FUSEDPO_HD inline LossResult preferenceLossOfBatch(const LossParams& p, int64_t rows,
                                                    const double* logps, const int32_t* tokenCounts,
                                                    const float* refLogps, float* coef) {
   const int64_t pairs = rows / 2;
-  LossResult result;
-  if (pairs <= 0) return result;
-  const double rewardScale = p.kind == LossKind::Orpo ? p.orpoLambda : p.beta;
-  // NLL = -(sum_i pw_i) / (sum_i nw_i): d NLL / d pw_i = -1 / sum(nw) for every chosen row.
+  if (pairs <= 0) return LossResult{};
   double chosenLogpSum = 0, chosenTokenSum = 0;
   for (int64_t i = 0; i < pairs; ++i) {
     chosenLogpSum += logps[i];
     chosenTokenSum += tokenCounts[i];
   }
-  const bool withNll = p.nllWeight > 0 && chosenTokenSum > 0;
-  const double nllSlope = withNll ? -p.nllWeight / chosenTokenSum : 0.0;
-
-  double lossSum = 0, uwSum = 0, ulSum = 0, winSum = 0, pwSum = 0, plSum = 0;
+  const double nllSlope = nllSlopeOf(p, chosenTokenSum);
+  PairSums sums;
   for (int64_t i = 0; i < pairs; ++i) {
-    const int64_t w = i, l = pairs + i;
-    const double pw = logps[w], pl = logps[l];
-    const double rw = refLogps != nullptr ? double(refLogps[w]) : 0.0;
-    const double rl = refLogps != nullptr ? double(refLogps[l]) : 0.0;
-    const double nw = tokenCounts[w], nl = tokenCounts[l];
-    const PairTerms t = pairLoss(p, pw, pl, rw, rl, nw, nl);
-    const PairMargins m = pairMargins(p, pw, pl, rw, rl, nw, nl);
-    lossSum += t.loss;
-    coef[w] = float(t.dpw / double(pairs) + (nw > 0 ? nllSlope : 0.0));
-    coef[l] = float(t.dpl / double(pairs));
-    uwSum += m.uw;
-    ulSum += m.ul;
-    winSum += m.uw > m.ul ? 1.0 : 0.0;
-    pwSum += pw * m.kw;
-    plSum += pl * m.kl;
+    addPair(p, pairs, i, logps, tokenCounts, refLogps, nllSlope, coef, sums);
   }
-  const double inversePairs = 1.0 / double(pairs);
-  result.loss = lossSum * inversePairs;
-  result.metrics.rewardsChosen = rewardScale * uwSum * inversePairs;
-  result.metrics.rewardsRejected = rewardScale * ulSum * inversePairs;
-  result.metrics.rewardsAccuracy = winSum * inversePairs;
-  result.metrics.rewardsMargin = rewardScale * (uwSum - ulSum) * inversePairs;
-  result.metrics.logpsChosen = pwSum * inversePairs;
-  result.metrics.logpsRejected = plSum * inversePairs;
-  if (withNll) {
-    result.metrics.nll = -chosenLogpSum / chosenTokenSum;
-    result.loss += p.nllWeight * result.metrics.nll;
-  }
-  return result;
+  return batchResult(p, pairs, sums, chosenLogpSum, chosenTokenSum);
 }
 
 }  // namespace fusedpo

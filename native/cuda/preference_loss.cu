@@ -7,10 +7,9 @@
 //   coef        [R]  float    out; 0 for an empty row
 //   result      [1]  LossResult (device) out
 //
-// The formulas are pairLoss and pairMargins of ../core/pair_loss.h, the same code the CPU runs;
-// the batch is the one of preferenceLossOfBatch (same file): loss = mean over pairs of pairLoss
-// + nllWeight * NLL, NLL = -(sum_i pw_i) / (sum_i nw_i), metrics from the margins each loss
-// sees. Instead of its serial loop, one block of 256 threads takes pairs i = tid, tid + 256, ...
+// The code is the CPU's, ../core/pair_loss.h: addPair per pair (pairLoss, pairMargins, the two
+// coefficients) and batchResult for the loss and metrics, as in preferenceLossOfBatch. Instead
+// of its serial loop, one block of 256 threads takes pairs i = tid, tid + 256, ...
 // and the per-thread fp64 sums meet in a fixed shared-memory tree: deterministic, and equal to
 // the CPU's result up to the order of the fp64 additions (coef is the same expression).
 #include "common.cuh"
@@ -50,59 +49,22 @@ __global__ void __launch_bounds__(kBlockThreads)
                          const int32_t* __restrict__ tokenCounts,
                          const float* __restrict__ refLogps, float* __restrict__ coef,
                          LossResult* __restrict__ result) {
-  constexpr int kSums = 6;
-  __shared__ double shared[kSums * kBlockThreads];
+  __shared__ double shared[PairSums::kCount * kBlockThreads];
 
-  // NLL = -(sum_i pw_i) / (sum_i nw_i) over the chosen rows; d NLL / d pw_i = -1 / sum(nw).
-  double nllTotals[2] = {0.0, 0.0};  // chosen log-prob sum, chosen token sum
+  double nllTotals[2] = {0.0, 0.0};  // the chosen rows' log-prob sum and token sum
   for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
     nllTotals[0] += logps[i];
     nllTotals[1] += tokenCounts[i];
   }
   blockSums(nllTotals, shared);
-  const double chosenLogpSum = nllTotals[0], chosenTokenSum = nllTotals[1];
-  const bool withNll = params.nllWeight > 0 && chosenTokenSum > 0;
-  const double nllSlope = withNll ? -params.nllWeight / chosenTokenSum : 0.0;
+  const double nllSlope = nllSlopeOf(params, nllTotals[1]);
 
-  // lossSum, uwSum, ulSum, winSum, pwSum, plSum
-  double sums[kSums] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  PairSums sums;
   for (int64_t i = threadIdx.x; i < pairs; i += kBlockThreads) {
-    const int64_t w = i, l = pairs + i;
-    const double pw = logps[w], pl = logps[l];
-    const double rw = refLogps != nullptr ? double(refLogps[w]) : 0.0;
-    const double rl = refLogps != nullptr ? double(refLogps[l]) : 0.0;
-    const double nw = tokenCounts[w], nl = tokenCounts[l];
-    const PairTerms terms = pairLoss(params, pw, pl, rw, rl, nw, nl);
-    const PairMargins margins = pairMargins(params, pw, pl, rw, rl, nw, nl);
-    coef[w] = float(terms.dpw / double(pairs) + (nw > 0 ? nllSlope : 0.0));
-    coef[l] = float(terms.dpl / double(pairs));
-    sums[0] += terms.loss;
-    sums[1] += margins.uw;
-    sums[2] += margins.ul;
-    sums[3] += margins.uw > margins.ul ? 1.0 : 0.0;
-    sums[4] += pw * margins.kw;
-    sums[5] += pl * margins.kl;
+    addPair(params, pairs, i, logps, tokenCounts, refLogps, nllSlope, coef, sums);
   }
-  blockSums(sums, shared);
-
-  if (threadIdx.x == 0) {
-    const double inversePairs = 1.0 / double(pairs);
-    const double rewardScale = params.kind == LossKind::Orpo ? params.orpoLambda : params.beta;
-    LossResult out;
-    out.loss = sums[0] * inversePairs;
-    out.metrics.rewardsChosen = rewardScale * sums[1] * inversePairs;
-    out.metrics.rewardsRejected = rewardScale * sums[2] * inversePairs;
-    out.metrics.rewardsAccuracy = sums[3] * inversePairs;
-    out.metrics.rewardsMargin = rewardScale * (sums[1] - sums[2]) * inversePairs;
-    out.metrics.logpsChosen = sums[4] * inversePairs;
-    out.metrics.logpsRejected = sums[5] * inversePairs;
-    out.metrics.nll = 0.0;
-    if (withNll) {
-      out.metrics.nll = -chosenLogpSum / chosenTokenSum;
-      out.loss += params.nllWeight * out.metrics.nll;
-    }
-    *result = out;
-  }
+  blockSums(sums.values, shared);
+  if (threadIdx.x == 0) *result = batchResult(params, pairs, sums, nllTotals[0], nllTotals[1]);
 }
 
 }  // namespace
