@@ -61,19 +61,16 @@ __device__ __forceinline__ OnlineLse teamReduceLse(OnlineLse acc) {
   }
 }
 
-// The online log-sum-exp of this thread's share of chunk [p, p + len): lanes take consecutive
-// 16-byte vectors (coalesced), scalar loads for the unaligned head and the tail.
-template <typename T, int kTeam>
-__device__ __forceinline__ OnlineLse chunkLse(const T* p, int64_t len, int lane) {
+// Visits this lane's share of chunk [p, p + len) for a team of kTeam lanes: scalar(i) for the
+// elements of the unaligned head and of the tail, vector(first, bits) for each 16-byte vector in
+// between (`first`: the index in the chunk of its first element). Lanes take consecutive vectors
+// (coalesced), kUnroll streaming loads in flight before any is used. scalarOnly: no vectors.
+template <typename T, int kTeam, typename Scalar, typename Vector>
+__device__ __forceinline__ void forEachInChunk(const T* p, int64_t len, int lane, bool scalarOnly,
+                                               Scalar scalar, Vector vector) {
   constexpr int kVec = Packed128<T>::kSize;
-  const ChunkLayout layout = chunkLayout(p, len, false);
-  RunningLse acc;
-  NonFiniteWatch<T> watch;
-  for (int64_t i = lane; i < layout.head; i += kTeam) {
-    float x[1] = {toFloat(p[i])};
-    watch.scalar(p[i]);
-    acc.add(x, x[0]);
-  }
+  const ChunkLayout layout = chunkLayout(p, len, scalarOnly);
+  for (int64_t i = lane; i < layout.head; i += kTeam) scalar(i);
   const int4* body = reinterpret_cast<const int4*>(p + layout.head);
   for (int64_t k = lane; k < layout.vectors; k += int64_t{kTeam} * kUnroll) {
     int4 raw[kUnroll];
@@ -84,20 +81,33 @@ __device__ __forceinline__ OnlineLse chunkLse(const T* p, int64_t len, int lane)
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (k + int64_t{u} * kTeam < layout.vectors) {
-        const Packed128<T> packed(raw[u]);
+      const int64_t index = k + int64_t{u} * kTeam;
+      if (index < layout.vectors) vector(layout.head + index * kVec, raw[u]);
+    }
+  }
+  for (int64_t i = layout.tailStart + lane; i < len; i += kTeam) scalar(i);
+}
+
+// The online log-sum-exp of this thread's share of chunk [p, p + len).
+template <typename T, int kTeam>
+__device__ __forceinline__ OnlineLse chunkLse(const T* p, int64_t len, int lane) {
+  constexpr int kVec = Packed128<T>::kSize;
+  RunningLse acc;
+  NonFiniteWatch<T> watch;
+  forEachInChunk<T, kTeam>(
+      p, len, lane, false,
+      [&](int64_t i) {
+        float x[1] = {toFloat(p[i])};
+        watch.scalar(p[i]);
+        acc.add(x, x[0]);
+      },
+      [&](int64_t, int4 bits) {
+        const Packed128<T> packed(bits);
         float x[kVec];
 #pragma unroll
         for (int j = 0; j < kVec; ++j) x[j] = toFloat(packed.payload[j]);
         acc.add(x, watch.vector(packed));
-      }
-    }
-  }
-  for (int64_t i = layout.tailStart + lane; i < len; i += kTeam) {
-    float x[1] = {toFloat(p[i])};
-    watch.scalar(p[i]);
-    acc.add(x, x[0]);
-  }
+      });
   return acc.finish(watch.result());
 }
 
@@ -249,40 +259,24 @@ template <typename T, int kTeam>
 __device__ __forceinline__ void gradChunk(const T* in, T* out, int64_t len, int64_t yInChunk,
                                           float coef, float lse, int lane, bool scalarOnly) {
   constexpr int kVec = Packed128<T>::kSize;
-  const ChunkLayout layout = chunkLayout(in, len, scalarOnly);
-  auto scalarGrad = [&](int64_t i) {
-    const float p = __expf(toFloat(in[i]) - lse);
-    out[i] = fromFloat<T>(coef * ((i == yInChunk ? 1.f : 0.f) - p));
-  };
-  for (int64_t i = lane; i < layout.head; i += kTeam) scalarGrad(i);
-  const int4* bodyIn = reinterpret_cast<const int4*>(in + layout.head);
-  int4* bodyOut = reinterpret_cast<int4*>(out + layout.head);
-  const int64_t yInBody = yInChunk - layout.head;
-  for (int64_t k = lane; k < layout.vectors; k += int64_t{kTeam} * kUnroll) {
-    int4 raw[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t index = k + int64_t{u} * kTeam;
-      raw[u] = index < layout.vectors ? __ldcs(bodyIn + index) : make_int4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t index = k + int64_t{u} * kTeam;
-      if (index < layout.vectors) {
-        const int64_t offset = yInBody - index * kVec;
+  forEachInChunk<T, kTeam>(
+      in, len, lane, scalarOnly,
+      [&](int64_t i) {
+        const float p = __expf(toFloat(in[i]) - lse);
+        out[i] = fromFloat<T>(coef * ((i == yInChunk ? 1.f : 0.f) - p));
+      },
+      [&](int64_t first, int4 bits) {
+        const int64_t offset = yInChunk - first;
         const int hit = (offset >= 0 && offset < kVec) ? static_cast<int>(offset) : -1;
-        const Packed128<T> packed(raw[u]);
+        const Packed128<T> packed(bits);
         Packed128<T> grad;
 #pragma unroll
         for (int j = 0; j < kVec; ++j) {
           const float p = __expf(toFloat(packed.payload[j]) - lse);
           grad.payload[j] = fromFloat<T>(coef * ((j == hit ? 1.f : 0.f) - p));
         }
-        __stcs(bodyOut + index, grad.bits());
-      }
-    }
-  }
-  for (int64_t i = layout.tailStart + lane; i < len; i += kTeam) scalarGrad(i);
+        __stcs(reinterpret_cast<int4*>(out + first), grad.bits());
+      });
 }
 
 // One team per (token, chunk) item, the same split as the forward. logits and dlogits are not
