@@ -121,12 +121,7 @@ class CudaStorage : public Napi::ObjectWrap<CudaStorage> {
 
   explicit CudaStorage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaStorage>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "CudaStorage: expected a byte count");
-    const double bytes = info[0].As<Napi::Number>().DoubleValue();
-    if (!(bytes >= 0) || bytes > 9007199254740991.0 || bytes != static_cast<double>(static_cast<size_t>(bytes))) {
-      throw Napi::RangeError::New(env, "CudaStorage: expected a non-negative integer byte count");
-    }
-    bytes_ = static_cast<size_t>(bytes);
+    bytes_ = byteCountArgument(env, info.Length() > 0 ? info[0] : env.Undefined(), "CudaStorage");
     if (bytes_ > 0) {
       const cuda::CudaStatus status = blockCache().allocate(&data_, bytes_);
       if (!status.ok()) throw Napi::Error::New(env, std::string("cuda tensor: ") + status.message);
@@ -155,28 +150,6 @@ class CudaStorage : public Napi::ObjectWrap<CudaStorage> {
     napi_adjust_external_memory(env, -static_cast<int64_t>(bytes_), &unused);
   }
 
-  struct Range {
-    uint8_t* array;
-    size_t bytes;
-    size_t offset;
-  };
-  Range range(const Napi::CallbackInfo& info, const char* what) {
-    Napi::Env env = info.Env();
-    if (disposed_) throw Napi::Error::New(env, std::string("CudaStorage.") + what + ": the storage was disposed");
-    if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
-      throw Napi::TypeError::New(env, std::string("CudaStorage.") + what + ": expected (typedArray, byteOffset)");
-    }
-    Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-    const double offset = info[1].As<Napi::Number>().DoubleValue();
-    const size_t bytes = array.ByteLength();
-    if (!(offset >= 0) || offset > static_cast<double>(bytes_) || bytes > bytes_ - static_cast<size_t>(offset)) {
-      throw Napi::RangeError::New(env, std::string("CudaStorage.") + what + ": " + std::to_string(bytes) +
-                                           " bytes at offset " + std::to_string(offset) + " do not fit in " +
-                                           std::to_string(bytes_));
-    }
-    return {static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset(), bytes, static_cast<size_t>(offset)};
-  }
-
   // Copies wait for the stream: the data are in place (or read) when the call returns.
   void finish(Napi::Env env, const cuda::CudaStatus& copied, const char* what, size_t bytes) {
     cuda::CudaStatus status = copied;
@@ -192,13 +165,13 @@ class CudaStorage : public Napi::ObjectWrap<CudaStorage> {
     return info.Env().Undefined();
   }
   Napi::Value Write(const Napi::CallbackInfo& info) {
-    const Range r = range(info, "write");
-    finish(info.Env(), cuda::copyToDevice(data() + r.offset, r.array, r.bytes, cudaJobStream()), "write", r.bytes);
+    const CopyRange r = copyRangeArguments(info, "CudaStorage", bytes_, disposed_, "write");
+    finish(info.Env(), cuda::copyToDevice(data() + r.offset, r.array, r.arrayBytes, cudaJobStream()), "write", r.arrayBytes);
     return info.Env().Undefined();
   }
   Napi::Value Read(const Napi::CallbackInfo& info) {
-    const Range r = range(info, "read");
-    finish(info.Env(), cuda::copyToHost(r.array, data() + r.offset, r.bytes, cudaJobStream()), "read", r.bytes);
+    const CopyRange r = copyRangeArguments(info, "CudaStorage", bytes_, disposed_, "read");
+    finish(info.Env(), cuda::copyToHost(r.array, data() + r.offset, r.arrayBytes, cudaJobStream()), "read", r.arrayBytes);
     return info.Env().Undefined();
   }
   Napi::Value Fill(const Napi::CallbackInfo& info) {
@@ -221,21 +194,9 @@ class CudaStorage : public Napi::ObjectWrap<CudaStorage> {
 
 // The CudaStorage in field `name` of a request, alive and holding `bytes` at `<name>ByteOffset`.
 CudaStorage* storageField(const Napi::Object& request, const char* name, size_t bytes, size_t* byteOffset) {
-  Napi::Env env = request.Env();
-  Napi::Value value = requireField(request, name);
-  Napi::FunctionReference& constructor = addonInstanceData(env).cudaStorage;
-  if (!value.IsObject() || constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor.Value())) {
-    throw Napi::TypeError::New(env, std::string(name) + ": expected a CudaStorage (the storage of a cuda tensor)");
-  }
-  CudaStorage* storage = CudaStorage::Unwrap(value.As<Napi::Object>());
-  if (storage->disposed()) throw Napi::Error::New(env, std::string(name) + ": the tensor's storage was disposed");
   *byteOffset = static_cast<size_t>(integerField(request, (std::string(name) + "ByteOffset").c_str()));
-  if (*byteOffset > storage->byteLength() || bytes > storage->byteLength() - *byteOffset) {
-    throw Napi::RangeError::New(env, std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " +
-                                         std::to_string(*byteOffset) + " do not fit in its storage of " +
-                                         std::to_string(storage->byteLength()));
-  }
-  return storage;
+  return checkedStorage<CudaStorage>(requireField(request, name), addonInstanceData(request.Env()).cudaStorage,
+                                     *byteOffset, bytes, name, "a CudaStorage (the storage of a cuda tensor)");
 }
 
 template <typename T>
@@ -282,6 +243,12 @@ CudaLossJob readCudaRequest(const Napi::Object& request, std::vector<CudaStorage
   return job;
 }
 
+// What a finished job gives JavaScript: undefined for the backward pass alone, else the result.
+Napi::Value jobResult(Napi::Env env, const CudaLossJob& job) {
+  if (job.kind == CudaLossJob::Kind::BackwardOnly) return env.Undefined();
+  return writeLossResult(env, job);
+}
+
 Napi::Value CudaPreferenceLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "cudaPreferenceLoss: expected a request object");
@@ -292,8 +259,7 @@ Napi::Value CudaPreferenceLoss(const Napi::CallbackInfo& info) {
   } catch (const CudaJobError& e) {
     throw Napi::Error::New(env, e.what());
   }
-  if (job.kind == CudaLossJob::Kind::BackwardOnly) return env.Undefined();
-  return writeLossResult(env, job);
+  return jobResult(env, job);
 }
 
 // Runs a CudaLossJob on libuv's thread pool: the event loop stays free while the GPU works. The
@@ -321,7 +287,7 @@ class CudaLossWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     release();
-    deferred_.Resolve(job_.kind == CudaLossJob::Kind::BackwardOnly ? Env().Undefined() : writeLossResult(Env(), job_));
+    deferred_.Resolve(jobResult(Env(), job_));
   }
   void OnError(const Napi::Error& error) override {
     release();

@@ -8,46 +8,35 @@
 #include "cpu/host_memory.h"
 
 namespace fusedpo {
-namespace {
 
-
-size_t checkedBytes(const Napi::Env& env, const Napi::Value& value) {
-  if (!value.IsNumber()) throw Napi::TypeError::New(env, "NativeStorage: expected a byte count");
+size_t byteCountArgument(const Napi::Env& env, const Napi::Value& value, const char* owner) {
+  if (!value.IsNumber()) throw Napi::TypeError::New(env, std::string(owner) + ": expected a byte count");
   const double bytes = value.As<Napi::Number>().DoubleValue();
   if (!(bytes >= 0) || bytes > 9007199254740991.0 || bytes != static_cast<double>(static_cast<size_t>(bytes))) {
-    throw Napi::RangeError::New(env, "NativeStorage: expected a non-negative integer byte count");
+    throw Napi::RangeError::New(env, std::string(owner) + ": expected a non-negative integer byte count");
   }
   return static_cast<size_t>(bytes);
 }
 
-// (typed array, byte offset into the storage) of read/write, checked against the storage.
-struct CopyRange {
-  uint8_t* array;
-  size_t arrayBytes;
-  size_t offset;
-};
-
-CopyRange copyRange(const Napi::CallbackInfo& info, const NativeStorage& storage, const char* what) {
+CopyRange copyRangeArguments(const Napi::CallbackInfo& info, const char* owner, size_t storageBytes, bool disposed,
+                             const char* what) {
   Napi::Env env = info.Env();
-  if (storage.disposed()) {
-    throw Napi::Error::New(env, std::string("NativeStorage.") + what + ": the storage was disposed");
-  }
+  const std::string method = std::string(owner) + "." + what;
+  if (disposed) throw Napi::Error::New(env, method + ": the storage was disposed");
   if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
-    throw Napi::TypeError::New(env, std::string("NativeStorage.") + what + ": expected (typedArray, byteOffset)");
+    throw Napi::TypeError::New(env, method + ": expected (typedArray, byteOffset)");
   }
   Napi::TypedArray array = info[0].As<Napi::TypedArray>();
-  const size_t offset = checkedBytes(env, info[1]);
+  const size_t offset = byteCountArgument(env, info[1], owner);
   const size_t bytes = array.ByteLength();
-  if (offset > storage.byteLength() || bytes > storage.byteLength() - offset) {
-    throw Napi::RangeError::New(env, std::string("NativeStorage.") + what + ": " + std::to_string(bytes) +
-                                         " bytes at offset " + std::to_string(offset) +
-                                         " do not fit in " + std::to_string(storage.byteLength()));
+  if (offset > storageBytes || bytes > storageBytes - offset) {
+    throw Napi::RangeError::New(env, method + ": " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                                         " do not fit in " + std::to_string(storageBytes));
   }
   auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
   return {base, bytes, offset};
 }
 
-}  // namespace
 
 AddonInstanceData& addonInstanceData(Napi::Env env) {
   AddonInstanceData* data = env.GetInstanceData<AddonInstanceData>();
@@ -73,7 +62,7 @@ void NativeStorage::addTo(Napi::Env env, Napi::Object exports) {
 
 NativeStorage::NativeStorage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeStorage>(info) {
   Napi::Env env = info.Env();
-  bytes_ = checkedBytes(env, info.Length() > 0 ? info[0] : env.Undefined());
+  bytes_ = byteCountArgument(env, info.Length() > 0 ? info[0] : env.Undefined(), "NativeStorage");
   data_ = static_cast<uint8_t*>(allocateHostMemory(bytes_));
   if (data_ == nullptr) {
     throw Napi::RangeError::New(env, "NativeStorage: could not allocate " + std::to_string(bytes_) + " bytes");
@@ -97,13 +86,13 @@ Napi::Value NativeStorage::Dispose(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NativeStorage::Write(const Napi::CallbackInfo& info) {
-  const CopyRange r = copyRange(info, *this, "write");
+  const CopyRange r = copyRangeArguments(info, "NativeStorage", bytes_, disposed(), "write");
   std::memcpy(data_ + r.offset, r.array, r.arrayBytes);
   return info.Env().Undefined();
 }
 
 Napi::Value NativeStorage::Read(const Napi::CallbackInfo& info) {
-  const CopyRange r = copyRange(info, *this, "read");
+  const CopyRange r = copyRangeArguments(info, "NativeStorage", bytes_, disposed(), "read");
   std::memcpy(r.array, data_ + r.offset, r.arrayBytes);
   return info.Env().Undefined();
 }
@@ -125,20 +114,8 @@ Napi::Value NativeStorage::GetDisposed(const Napi::CallbackInfo& info) {
 }
 
 uint8_t* storageData(const Napi::Value& value, size_t byteOffset, size_t bytes, const char* name) {
-  Napi::Env env = value.Env();
-  Napi::FunctionReference& constructor = addonInstanceData(env).nativeStorage;
-  if (!value.IsObject() || constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor.Value())) {
-    throw Napi::TypeError::New(env, std::string(name) + ": expected a NativeStorage");
-  }
-  NativeStorage* storage = NativeStorage::Unwrap(value.As<Napi::Object>());
-  if (storage->disposed()) {
-    throw Napi::Error::New(env, std::string(name) + ": the tensor's storage was disposed");
-  }
-  if (byteOffset > storage->byteLength() || bytes > storage->byteLength() - byteOffset) {
-    throw Napi::RangeError::New(env, std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " +
-                                         std::to_string(byteOffset) + " do not fit in its storage of " +
-                                         std::to_string(storage->byteLength()));
-  }
+  NativeStorage* storage = checkedStorage<NativeStorage>(value, addonInstanceData(value.Env()).nativeStorage, byteOffset,
+                                                         bytes, name, "a NativeStorage");
   return storage->data() + byteOffset;
 }
 

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace fusedpo {
 
@@ -46,6 +47,41 @@ class NativeStorage : public Napi::ObjectWrap<NativeStorage> {
   uint8_t* data_ = nullptr;
   size_t bytes_ = 0;
 };
+
+// ---- Argument checks shared by NativeStorage and the CUDA addon's CudaStorage ----------------
+
+// A byte count (or offset) argument of `owner` ("NativeStorage"): a non-negative integer that a
+// double holds exactly; else a TypeError or RangeError naming the owner.
+size_t byteCountArgument(const Napi::Env& env, const Napi::Value& value, const char* owner);
+
+// The (typedArray, byteOffset) arguments of `owner.what` (write, read) on a storage of
+// storageBytes: the array's bytes and where they go in the storage, checked.
+struct CopyRange {
+  uint8_t* array;
+  size_t arrayBytes;
+  size_t offset;
+};
+CopyRange copyRangeArguments(const Napi::CallbackInfo& info, const char* owner, size_t storageBytes, bool disposed,
+                             const char* what);
+
+// The storage object in `value` (an instance of `constructor`, described as `expected` when it is
+// not), alive and holding `bytes` at `byteOffset`; else an error naming the argument `name`.
+template <typename Storage>
+Storage* checkedStorage(const Napi::Value& value, const Napi::FunctionReference& constructor, size_t byteOffset,
+                        size_t bytes, const char* name, const char* expected) {
+  Napi::Env env = value.Env();
+  if (!value.IsObject() || constructor.IsEmpty() || !value.As<Napi::Object>().InstanceOf(constructor.Value())) {
+    throw Napi::TypeError::New(env, std::string(name) + ": expected " + expected);
+  }
+  Storage* storage = Storage::Unwrap(value.As<Napi::Object>());
+  if (storage->disposed()) throw Napi::Error::New(env, std::string(name) + ": the tensor's storage was disposed");
+  if (byteOffset > storage->byteLength() || bytes > storage->byteLength() - byteOffset) {
+    throw Napi::RangeError::New(env, std::string(name) + ": " + std::to_string(bytes) + " bytes at offset " +
+                                         std::to_string(byteOffset) + " do not fit in its storage of " +
+                                         std::to_string(storage->byteLength()));
+  }
+  return storage;
+}
 
 // The bytes [byteOffset, byteOffset + bytes) of a NativeStorage passed as `value`, or a
 // TypeError naming `name` when it is not a storage, is disposed, or is too small.
