@@ -279,20 +279,29 @@ function checkRefLogps(value: unknown, loss: LossName, rows: number): Float32Arr
   return refLogps;
 }
 
-function lossRequest(args: PreferenceLossArgs): { request: TypedLossRequest; inPlace: boolean } {
-  const request = baseRequest(args, true);
-  const { loss, fields } = lossParameters(args);
+/**
+ * `grad` and `inPlace`, checked together and against `out` (an array or a tensor, by form): in
+ * place needs the gradient, and an out buffer makes sense only for a gradient not in place.
+ */
+function gradientOptions(args: { grad?: boolean; inPlace?: boolean; out?: unknown }, outKind: 'array' | 'tensor'): { grad: boolean; inPlace: boolean } {
   const grad = checkBoolean('grad', args.grad ?? true);
   const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
   if (inPlace && !grad) {
     throw new TypeError('Expected grad: true with inPlace: true (in place writes dlogits over logits) but received grad: false');
   }
+  if (args.out !== undefined && (!grad || inPlace)) {
+    throw new TypeError(`Expected no out ${outKind} with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(args.out)}`);
+  }
+  return { grad, inPlace };
+}
+
+function lossRequest(args: PreferenceLossArgs): { request: TypedLossRequest; inPlace: boolean } {
+  const request = baseRequest(args, true);
+  const { loss, fields } = lossParameters(args);
+  const { grad, inPlace } = gradientOptions(args, 'array');
   const refLogps = checkRefLogps(args.refLogps, loss, request.rows);
   let dlogits: Logits | null = null;
   if (args.out !== undefined) {
-    if (!grad || inPlace) {
-      throw new TypeError(`Expected no out array with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(args.out)}`);
-    }
     const kind = request.dtype === 0 ? Float32Array : Uint16Array;
     dlogits = checkTypedArray('out', args.out, kind, request.logits.length, ' (the kind and length of logits)');
     if (dlogits.buffer === request.logits.buffer) {
@@ -324,6 +333,12 @@ function throwIfStopped(request: Pick<NativeLossRequest, 'allowNonFinite' | 'tok
   throw new NonFiniteLogitError(row, token, vocab, valueAt(index));
 }
 
+/** The per-row fields every result has, from the native result of a run that did not stop. */
+function sequenceFields(result: NativeLossResult): SequenceLogpsResult {
+  const tokenCounts = result.tokenCounts!;
+  return { logps: result.logps!, tokenCounts, emptyRows: emptyRowsOf(tokenCounts), nonFiniteRows: result.nonFiniteRows };
+}
+
 function emptyRowsOf(tokenCounts: Int32Array): number[] {
   const rows: number[] = [];
   tokenCounts.forEach((n, s) => {
@@ -334,15 +349,7 @@ function emptyRowsOf(tokenCounts: Int32Array): number[] {
 
 function toLossResult(request: TypedLossRequest, result: NativeLossResult, inPlace: boolean): PreferenceLossResult {
   throwIfStopped(request, result, (i) => logitValue(request.logits, request.dtype, i));
-  const tokenCounts = result.tokenCounts!;
-  const out: PreferenceLossResult = {
-    loss: result.loss!,
-    logps: result.logps!,
-    tokenCounts,
-    metrics: result.metrics!,
-    emptyRows: emptyRowsOf(tokenCounts),
-    nonFiniteRows: result.nonFiniteRows,
-  };
+  const out: PreferenceLossResult = { loss: result.loss!, metrics: result.metrics!, ...sequenceFields(result) };
   if (request.dlogits) out.dlogits = inPlace ? request.logits : request.dlogits;
   return out;
 }
@@ -495,15 +502,7 @@ function autogradLoss(logits: Tensor, result: NativeLossResult, writeGradient: (
 }
 
 function tensorLossResult(loss: Tensor, result: NativeLossResult): TensorPreferenceLossResult {
-  const tokenCounts = result.tokenCounts!;
-  return {
-    loss,
-    logps: result.logps!,
-    tokenCounts,
-    metrics: result.metrics!,
-    emptyRows: emptyRowsOf(tokenCounts),
-    nonFiniteRows: result.nonFiniteRows,
-  };
+  return { loss, metrics: result.metrics!, ...sequenceFields(result) };
 }
 
 /** The native request of the cuda path, without its gradient buffer. */
@@ -566,18 +565,11 @@ async function preferenceLossOnCudaAsync(args: DevicePreferenceLossArgs): Promis
   const parts = tensorRequestParts(args, 'preferenceLossAsync');
   const addon = cudaAddon('preferenceLossAsync');
   const { logits } = parts;
-  const grad = checkBoolean('grad', args.grad ?? true);
-  const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
-  if (inPlace && !grad) {
-    throw new TypeError('Expected grad: true with inPlace: true (in place writes dlogits over logits) but received grad: false');
-  }
+  const { grad, inPlace } = gradientOptions(args, 'tensor');
   const request = cudaRequest(parts, 'preferenceLossAsync');
   let dlogits: Tensor | undefined;
   if (args.out !== undefined) {
     const out = args.out;
-    if (!grad || inPlace) {
-      throw new TypeError(`Expected no out tensor with ${inPlace ? 'inPlace: true' : 'grad: false'} but received ${describe(out)}`);
-    }
     if (!(out instanceof Tensor) || out.device !== 'cuda' || out.dtype !== logits.dtype ||
         out.shape.length !== 3 || out.shape.some((d, i) => d !== logits.shape[i])) {
       throw new TypeError(expected(`a cuda ${logits.dtype} tensor of shape [${logits.shape}] (like logits)`, 'out', out));
@@ -603,15 +595,7 @@ async function preferenceLossOnCudaAsync(args: DevicePreferenceLossArgs): Promis
     if (dlogits && dlogits !== logits && dlogits !== args.out) dlogits.dispose();
     throw error;
   }
-  const tokenCounts = result.tokenCounts!;
-  const out: DevicePreferenceLossResult = {
-    loss: result.loss!,
-    logps: result.logps!,
-    tokenCounts,
-    metrics: result.metrics!,
-    emptyRows: emptyRowsOf(tokenCounts),
-    nonFiniteRows: result.nonFiniteRows,
-  };
+  const out: DevicePreferenceLossResult = { loss: result.loss!, metrics: result.metrics!, ...sequenceFields(result) };
   if (dlogits) out.dlogits = dlogits;
   return out;
 }
@@ -648,10 +632,10 @@ export function sequenceLogps(args: SequenceLogpsArgs): SequenceLogpsResult {
   const averageLogProb = checkBoolean('averageLogProb', args.averageLogProb ?? false);
   const result = native().preferenceLoss(request);
   throwIfStopped(request, result, (i) => logitValue(request.logits, request.dtype, i));
-  const logps = result.logps!;
-  const tokenCounts = result.tokenCounts!;
+  const out = sequenceFields(result);
   if (averageLogProb) {
+    const { logps, tokenCounts } = out;
     for (let s = 0; s < logps.length; s++) logps[s] = tokenCounts[s] > 0 ? logps[s] / tokenCounts[s] : 0;
   }
-  return { logps, tokenCounts, emptyRows: emptyRowsOf(tokenCounts), nonFiniteRows: result.nonFiniteRows };
+  return out;
 }

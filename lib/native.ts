@@ -428,17 +428,22 @@ export function native(): NativeAddon {
 export function cudaAddon(operation: string): NativeAddon & Required<Pick<NativeAddon, 'CudaStorage' | 'cudaPreferenceLoss' | 'cudaPreferenceLossAsync'>> {
   const loaded = loadAddon();
   const addon = loaded.addon;
-  if (loaded.kind !== 'cuda' || !addon.CudaStorage || !addon.cudaPreferenceLoss || !addon.cudaPreferenceLossAsync) {
+  if (!cudaUsable(loaded)) {
     const why = loaded.kind === 'cuda' ? 'the CUDA addon is older than this package (rebuild it: npm run build:cuda)' : loaded.cudaSkipped;
     throw new Error(`${operation}: needs a usable CUDA device, but CUDA is not usable here: ${why}`);
   }
   return addon as ReturnType<typeof cudaAddon>;
 }
 
+/** A CUDA addon loaded, a device answered, and the addon has the cuda tensor functions. */
+function cudaUsable(loaded: LoadedAddon): boolean {
+  const { addon } = loaded;
+  return loaded.kind === 'cuda' && !!addon.CudaStorage && !!addon.cudaPreferenceLoss && !!addon.cudaPreferenceLossAsync;
+}
+
 /** Whether cuda tensors can be made in this process (a CUDA addon loaded and a device answered). */
 export function cudaAvailable(): boolean {
-  const loaded = loadAddon();
-  return loaded.kind === 'cuda' && loaded.addon.CudaStorage !== undefined;
+  return cudaUsable(loadAddon());
 }
 
 /**

@@ -28,6 +28,13 @@ const BYTES_PER_ELEMENT: Record<TensorDType, number> = { f32: 4, bf16: 2, f16: 2
 
 export type TensorData = Float32Array | Uint16Array | Int32Array;
 
+/** Where a tensor's bytes are, for the kernels: its storage (either device) and offset in it. */
+export interface StorageView {
+  storage: NativeStorage;
+  byteOffset: number;
+  byteLength: number;
+}
+
 /** A native allocation shared by a tensor and its views: freed when the last one lets go. */
 class SharedStorage {
   private users = 0;
@@ -156,19 +163,23 @@ export class Tensor {
   }
 
   /** @internal the host storage and the byte offset of this tensor in it, for the CPU kernels. */
-  nativeStorage(operation: string): { storage: NativeStorage; byteOffset: number; byteLength: number } {
+  nativeStorage(operation: string): StorageView {
     this.assertAlive(operation);
     if (this.device !== 'cpu') {
       throw new TypeError(`${operation}: runs on the CPU, but this tensor of shape [${this.shape}] (${this.dtype}) is on ${this.device}: ` +
         `copy it with .to('cpu') (on cuda, only preferenceLoss runs so far)`);
     }
-    return { storage: this.storage.handle, byteOffset: this.byteOffset, byteLength: this.size * BYTES_PER_ELEMENT[this.dtype] };
+    return this.storageView();
   }
 
   /** @internal the GPU storage and the byte offset of this tensor in it, for the CUDA kernels. */
-  deviceStorage(operation: string): { storage: NativeStorage; byteOffset: number; byteLength: number } {
+  deviceStorage(operation: string): StorageView {
     this.assertAlive(operation);
     if (this.device !== 'cuda') throw new TypeError(`${operation}: expected a cuda tensor but this one is on ${this.device}`);
+    return this.storageView();
+  }
+
+  private storageView(): StorageView {
     return { storage: this.storage.handle, byteOffset: this.byteOffset, byteLength: this.size * BYTES_PER_ELEMENT[this.dtype] };
   }
 
