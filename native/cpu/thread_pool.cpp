@@ -1,9 +1,14 @@
 // The thread pool behind parallelFor (see thread_pool.h). One job at a time: the caller
 // publishes (task, context, count, chunks) under the mutex and bumps the generation; each
 // worker k runs chunk k + 1, and the caller runs chunk 0 and then waits for the others.
+//
+// A chunk that throws (std::bad_alloc from a kernel's scratch, say) never escapes its thread,
+// which would end the process: the first exception of a job is kept, the other chunks finish,
+// and run() rethrows it on the calling thread, where the bindings turn it into an Error.
 #include "thread_pool.h"
 
 #include <condition_variable>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -41,7 +46,7 @@ class ThreadPool {
   void run(int64_t count, RangeTask task, void* context) {
     if (count <= 0) return;
     if (insideChunk) {
-      task(context, 0, count);
+      task(context, 0, count);  // an exception goes up to the chunk that called in
       return;
     }
     std::lock_guard<std::mutex> job(jobMutex_);
@@ -49,6 +54,7 @@ class ThreadPool {
     const int64_t chunks = count < threads ? count : threads;
     if (chunks == 1) {
       runChunk(task, context, 0, count);
+      rethrowFailure();
       return;
     }
     {
@@ -62,15 +68,34 @@ class ThreadPool {
     }
     wake_.notify_all();
     runChunk(task, context, 0, count / chunks);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      done_.wait(lock, [this] { return pending_ == 0; });
+    }
+    rethrowFailure();
   }
 
  private:
-  static void runChunk(RangeTask task, void* context, int64_t begin, int64_t end) {
+  // Runs one chunk; an exception is kept (the first of the job), never let out of the thread.
+  void runChunk(RangeTask task, void* context, int64_t begin, int64_t end) {
     insideChunk = true;
-    task(context, begin, end);
+    try {
+      task(context, begin, end);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failureMutex_);
+      if (!failure_) failure_ = std::current_exception();
+    }
     insideChunk = false;
+  }
+
+  // Called with jobMutex_ held, once every chunk of the job is done.
+  void rethrowFailure() {
+    std::exception_ptr failure;
+    {
+      std::lock_guard<std::mutex> lock(failureMutex_);
+      std::swap(failure, failure_);
+    }
+    if (failure) std::rethrow_exception(failure);
   }
 
   void workerLoop(int index, uint64_t seen) {
@@ -105,6 +130,8 @@ class ThreadPool {
   }
 
   std::mutex jobMutex_;  // held for a whole job or resize
+  std::mutex failureMutex_;
+  std::exception_ptr failure_;  // the first exception of the running job
   std::mutex mutex_;     // guards the fields below
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
