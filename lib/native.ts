@@ -58,7 +58,9 @@ export interface NativeLossRequest extends NativeLossParameters {
   /** Return the per-token lse (for logsoftmaxGatherBackward later). */
   returnLse?: boolean;
   refLogps?: Float32Array | null;
-  dlogits?: Float32Array | Uint16Array | null;
+  /** A typed array (or, for a cpu tensor's gradient, its storage) to write dlogits into. */
+  dlogits?: NativeBuffer<Float32Array | Uint16Array> | null;
+  dlogitsByteOffset?: number;
 }
 
 /** The fields of the backward pass alone; the storage-backed ones carry `<field>ByteOffset`. */
@@ -99,6 +101,8 @@ export interface NativeLossResult {
   coef?: Float32Array;
   loss?: number;
   metrics?: NativeMetrics;
+  /** The first row whose gradient does not fit the dtype of dlogits (-1: none); nothing was written. */
+  unrepresentableRow?: number;
 }
 
 /**
@@ -211,8 +215,9 @@ export interface NativeAddon {
   cudaPreferenceLossAsync?(request: NativeCudaLossRequest): Promise<NativeLossResult | undefined>;
   cudaMemory?(): CudaMemory;
   cudaEmptyCache?(): void;
-  // The GPT's ops (native/napi/nn_bindings.cpp), validated by lib/ops/nn.ts (typed arrays) and
-  // lib/functional.ts (tensors' storage). impl: 0 reference, 1 fast. Backward functions accumulate (+=) into their gradients; null skips one.
+  // The GPT's ops (native/napi/nn_bindings.cpp), each called by its file in lib/ops after its
+  // checks (typed arrays, or tensors' storage at offset 0); the binding checks every extent again.
+  // impl: 0 reference, 1 fast. Backward functions accumulate (+=) into their gradients; null skips one.
   addForward(impl: 0 | 1, a: F32, b: F32, out: F32, rows: number, cols: number): void;
   addBackward(impl: 0 | 1, dout: F32, da: F32 | null, db: F32 | null, rows: number, cols: number): void;
   mulForward(impl: 0 | 1, a: F32, b: F32, out: F32, rows: number, cols: number): void;
@@ -223,18 +228,19 @@ export interface NativeAddon {
   sumBackward(impl: 0 | 1, dout: F32, da: F32, rows: number, cols: number): void;
   meanForward(impl: 0 | 1, a: F32, out: F32, rows: number, cols: number): void;
   meanBackward(impl: 0 | 1, dout: F32, da: F32, rows: number, cols: number): void;
-  embeddingForward(impl: 0 | 1, idx: I32, table: F32, out: F32, count: number, channels: number): void;
-  embeddingBackward(impl: 0 | 1, idx: I32, dout: F32, dtable: F32, count: number, channels: number): void;
-  layernormForward(impl: 0 | 1, inp: F32, weight: F32, bias: F32, out: F32, mean: F32, rstd: F32, rows: number, channels: number): void;
-  layernormBackward(impl: 0 | 1, dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32, dinp: F32, dweight: F32, dbias: F32, rows: number, channels: number): void;
+  embeddingForward(impl: 0 | 1, idx: I32, table: F32, out: F32, count: number, channels: number, vocab: number): void;
+  embeddingBackward(impl: 0 | 1, idx: I32, dout: F32, dtable: F32, count: number, channels: number, vocab: number): void;
+  layerNormForward(impl: 0 | 1, inp: F32, weight: F32, bias: F32, out: F32, mean: F32, rstd: F32, rows: number, channels: number): void;
+  layerNormBackward(impl: 0 | 1, dout: F32, inp: F32, weight: F32, mean: F32, rstd: F32, dinp: F32, dweight: F32, dbias: F32, rows: number, channels: number): void;
   geluForward(impl: 0 | 1, inp: F32, out: F32, count: number): void;
   geluBackward(impl: 0 | 1, inp: F32, dout: F32, dinp: F32, count: number): void;
   softmaxForward(impl: 0 | 1, inp: F32, out: F32, rows: number, cols: number): void;
   softmaxBackward(impl: 0 | 1, out: F32, dout: F32, dinp: F32, rows: number, cols: number): void;
-  attentionForward(impl: 0 | 1, qkv: F32, att: F32, out: F32, batch: number, tokens: number, channels: number, heads: number): void;
-  attentionBackward(impl: 0 | 1, qkv: F32, att: F32, dout: F32, dqkv: F32, batch: number, tokens: number, channels: number, heads: number): void;
+  causalSelfAttentionForward(impl: 0 | 1, qkv: F32, att: F32, out: F32, batch: number, tokens: number, channels: number, heads: number): void;
+  causalSelfAttentionBackward(impl: 0 | 1, qkv: F32, att: F32, dout: F32, dqkv: F32, batch: number, tokens: number, channels: number, heads: number): void;
   adamwUpdate(impl: 0 | 1, param: F32, grad: F32, m: F32, v: F32, count: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
-  globalGradNorm(impl: 0 | 1, grads: F32[]): number;
+  /** grads[k] holds counts[k] floats. */
+  globalGradNorm(impl: 0 | 1, grads: F32[], counts: number[]): number;
 }
 
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
@@ -296,10 +302,11 @@ export function deviceChoice(): DeviceChoice {
 export function threadSetting(): number {
   const value = process.env.FUSEDPO_THREADS;
   if (value === undefined || value === '') return os.availableParallelism();
-  const threads = Number(value);
+  // Decimal digits only: Number() would take '0x10' as 16, '1e1' as 10 and ' 4 ' as 4.
+  const threads = /^[0-9]{1,4}$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
     throw new NativeLoadError(
-      `Expected FUSEDPO_THREADS to be an integer between 1 and 1024 but received '${value}'.`,
+      `Expected FUSEDPO_THREADS to be an integer between 1 and 1024 (decimal digits) but received '${value}'.`,
     );
   }
   return threads;

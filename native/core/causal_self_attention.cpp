@@ -1,13 +1,13 @@
-// The plain reference of attention.h (formulas and shapes there): one query row at a time,
+// The plain reference of causal_self_attention.h (formulas and shapes there): one query row at a time,
 // std::exp, softmax sums in fp64.
-#include "attention.h"
+#include "causal_self_attention.h"
 
 #include <cmath>
 #include <vector>
 
 namespace fusedpo {
 
-void referenceAttentionForward(const float* qkv, float* att, float* out, AttentionShape shape) {
+void referenceCausalSelfAttentionForward(const float* qkv, float* att, float* out, CausalSelfAttentionShape shape) {
   const int64_t B = shape.batch, T = shape.tokens, C = shape.channels, NH = shape.heads;
   const int64_t hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(float(hs));
@@ -43,8 +43,8 @@ void referenceAttentionForward(const float* qkv, float* att, float* out, Attenti
   }
 }
 
-void referenceAttentionBackward(const float* qkv, const float* att, const float* dout, float* dqkv,
-                                AttentionShape shape) {
+void referenceCausalSelfAttentionBackward(const float* qkv, const float* att, const float* dout, float* dqkv,
+                                CausalSelfAttentionShape shape) {
   const int64_t B = shape.batch, T = shape.tokens, C = shape.channels, NH = shape.heads;
   const int64_t hs = C / NH, C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(float(hs));

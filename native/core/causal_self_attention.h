@@ -23,20 +23,20 @@
 
 namespace fusedpo {
 
-struct AttentionShape {
+struct CausalSelfAttentionShape {
   int64_t batch;     // B
   int64_t tokens;    // T
   int64_t channels;  // C
   int64_t heads;     // NH, dividing C (lib/ops validates it)
 };
 
-void attentionForward(Impl impl, const float* qkv, float* att, float* out, AttentionShape shape);
-void attentionBackward(Impl impl, const float* qkv, const float* att, const float* dout,
-                       float* dqkv, AttentionShape shape);
+void causalSelfAttentionForward(Impl impl, const float* qkv, float* att, float* out, CausalSelfAttentionShape shape);
+void causalSelfAttentionBackward(Impl impl, const float* qkv, const float* att, const float* dout,
+                       float* dqkv, CausalSelfAttentionShape shape);
 
-// The plain reference, attention.cpp.
-void referenceAttentionForward(const float* qkv, float* att, float* out, AttentionShape shape);
-void referenceAttentionBackward(const float* qkv, const float* att, const float* dout, float* dqkv,
-                                AttentionShape shape);
+// The plain reference, causal_self_attention.cpp.
+void referenceCausalSelfAttentionForward(const float* qkv, float* att, float* out, CausalSelfAttentionShape shape);
+void referenceCausalSelfAttentionBackward(const float* qkv, const float* att, const float* dout, float* dqkv,
+                                CausalSelfAttentionShape shape);
 
 }  // namespace fusedpo

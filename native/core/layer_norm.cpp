@@ -1,12 +1,12 @@
-// The plain reference of layernorm.h (formulas and shapes there). Row statistics accumulate in
+// The plain reference of layer_norm.h (formulas and shapes there). Row statistics accumulate in
 // fp32 like llm.c's; the fast path's lane sums are checked against these within tolerance.
-#include "layernorm.h"
+#include "layer_norm.h"
 
 #include <cmath>
 
 namespace fusedpo {
 
-void referenceLayernormForward(const float* inp, const float* weight, const float* bias,
+void referenceLayerNormForward(const float* inp, const float* weight, const float* bias,
                                float* out, float* mean, float* rstd, int64_t rows,
                                int64_t channels) {
   const int64_t C = channels;
@@ -17,7 +17,7 @@ void referenceLayernormForward(const float* inp, const float* weight, const floa
     const float m = sum / float(C);
     float squares = 0.0f;
     for (int64_t c = 0; c < C; ++c) squares += (x[c] - m) * (x[c] - m);
-    const float s = 1.0f / std::sqrt(squares / float(C) + kLayernormEps);
+    const float s = 1.0f / std::sqrt(squares / float(C) + kLayerNormEps);
     float* y = out + r * C;
     for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - m) * s * weight[c] + bias[c];
     mean[r] = m;
@@ -26,7 +26,7 @@ void referenceLayernormForward(const float* inp, const float* weight, const floa
 }
 
 // dinp of rows [begin, end): the reference's loops, also the fast path's on CPUs without AVX-512.
-void referenceLayernormDinpRows(const float* dout, const float* inp, const float* weight,
+void referenceLayerNormDinpRows(const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, float* dinp, int64_t begin,
                                 int64_t end, int64_t channels) {
   const int64_t C = channels;
@@ -53,10 +53,10 @@ void referenceLayernormDinpRows(const float* dout, const float* inp, const float
   }
 }
 
-void referenceLayernormBackward(const float* dout, const float* inp, const float* weight,
+void referenceLayerNormBackward(const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, float* dinp, float* dweight,
                                 float* dbias, int64_t rows, int64_t channels) {
-  referenceLayernormDinpRows(dout, inp, weight, mean, rstd, dinp, 0, rows, channels);
+  referenceLayerNormDinpRows(dout, inp, weight, mean, rstd, dinp, 0, rows, channels);
   // dweight and dbias: sums over rows in row order, column by column.
   const int64_t C = channels;
   for (int64_t r = 0; r < rows; ++r) {

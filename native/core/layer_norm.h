@@ -18,23 +18,23 @@
 
 namespace fusedpo {
 
-constexpr float kLayernormEps = 1e-5f;
+constexpr float kLayerNormEps = 1e-5f;
 
-void layernormForward(Impl impl, const float* inp, const float* weight, const float* bias,
+void layerNormForward(Impl impl, const float* inp, const float* weight, const float* bias,
                       float* out, float* mean, float* rstd, int64_t rows, int64_t channels);
-void layernormBackward(Impl impl, const float* dout, const float* inp, const float* weight,
+void layerNormBackward(Impl impl, const float* dout, const float* inp, const float* weight,
                        const float* mean, const float* rstd, float* dinp, float* dweight,
                        float* dbias, int64_t rows, int64_t channels);
 
-// The plain reference, layernorm.cpp.
-void referenceLayernormForward(const float* inp, const float* weight, const float* bias,
+// The plain reference, layer_norm.cpp.
+void referenceLayerNormForward(const float* inp, const float* weight, const float* bias,
                                float* out, float* mean, float* rstd, int64_t rows,
                                int64_t channels);
-void referenceLayernormBackward(const float* dout, const float* inp, const float* weight,
+void referenceLayerNormBackward(const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, float* dinp, float* dweight,
                                 float* dbias, int64_t rows, int64_t channels);
-// The dinp part of referenceLayernormBackward, for rows [begin, end).
-void referenceLayernormDinpRows(const float* dout, const float* inp, const float* weight,
+// The dinp part of referenceLayerNormBackward, for rows [begin, end).
+void referenceLayerNormDinpRows(const float* dout, const float* inp, const float* weight,
                                 const float* mean, const float* rstd, float* dinp, int64_t begin,
                                 int64_t end, int64_t channels);
 

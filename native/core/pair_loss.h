@@ -347,4 +347,23 @@ FUSEDPO_HD inline LossResult preferenceLossOfBatch(const LossParams& p, int64_t 
   return batchResult(p, pairs, sums, chosenLogpSum, chosenTokenSum);
 }
 
+// The largest magnitude a gradient coefficient may have for dlogits stored in `dtype`: since
+// |onehot - softmax| <= 1, every dlogit is then finite in its dtype (f16 stops at 65504).
+FUSEDPO_HD inline double largestStorableGradient(DType dtype) {
+  return dtype == DType::F16 ? 65504.0 : 3.4028234663852886e38;
+}
+
+// From finite inputs, every loss is finite and so is every coefficient, unless the sequence
+// log-ratios are too large for the loss (sppo_hard, ipo: squares; a reference of -3e38). Returns
+// the first row whose coefficient cannot be represented (row 0 when only the loss itself is not
+// finite), or -1. The callers report it as an error rather than write infinities.
+FUSEDPO_HD inline int64_t firstUnrepresentableCoefficient(const float* coef, int64_t rows, DType dtype, double loss) {
+  const double largest = largestStorableGradient(dtype);
+  for (int64_t s = 0; s < rows; ++s) {
+    const double c = coef[s];
+    if (!(fabs(c) <= largest)) return s;
+  }
+  return fabs(loss) <= 1.7976931348623157e308 ? -1 : 0;  // false for NaN and infinities
+}
+
 }  // namespace fusedpo

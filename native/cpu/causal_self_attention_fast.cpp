@@ -1,4 +1,4 @@
-// Impl dispatch of attention.h. One task per (batch, head), split over the thread pool: a head
+// Impl dispatch of causal_self_attention.h. One task per (batch, head), split over the thread pool: a head
 // reads and writes only its own columns of qkv, dqkv and out and its own [T, T] block of att, so
 // nothing is shared between threads and the bits do not depend on the split.
 //
@@ -18,7 +18,7 @@
 #include <cstddef>
 #include <vector>
 
-#include "../core/attention.h"
+#include "../core/causal_self_attention.h"
 #include "cpu_features.h"
 #include "thread_pool.h"
 #include "vector_ops_avx512.h"
@@ -92,7 +92,7 @@ FUSEDPO_INLINE_AVX512 void addWeightedRows(int64_t n, const float* w, const floa
 }
 
 // Copies the hs columns at column offset `column` of every token of batch b into [hs, T].
-void transposeHead(const float* qkv, int64_t b, int64_t column, const AttentionShape& shape, float* out) {
+void transposeHead(const float* qkv, int64_t b, int64_t column, const CausalSelfAttentionShape& shape, float* out) {
   const int64_t T = shape.tokens, C3 = 3 * shape.channels, hs = shape.channels / shape.heads;
   for (int64_t t = 0; t < T; ++t) {
     const float* row = qkv + (b * T + t) * C3 + column;
@@ -100,8 +100,8 @@ void transposeHead(const float* qkv, int64_t b, int64_t column, const AttentionS
   }
 }
 
-FUSEDPO_TARGET_AVX512 void attentionForwardHeadAvx512(const float* qkv, float* att, float* out,
-                                                      const AttentionShape& shape, int64_t b, int64_t h,
+FUSEDPO_TARGET_AVX512 void causalSelfAttentionForwardHeadAvx512(const float* qkv, float* att, float* out,
+                                                      const CausalSelfAttentionShape& shape, int64_t b, int64_t h,
                                                       float* kt) {
   const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
   const int64_t hs = C / NH, C3 = 3 * C;
@@ -123,8 +123,8 @@ FUSEDPO_TARGET_AVX512 void attentionForwardHeadAvx512(const float* qkv, float* a
   }
 }
 
-FUSEDPO_TARGET_AVX512 void attentionBackwardHeadAvx512(const float* qkv, const float* att, const float* dout,
-                                                       float* dqkv, const AttentionShape& shape, int64_t b,
+FUSEDPO_TARGET_AVX512 void causalSelfAttentionBackwardHeadAvx512(const float* qkv, const float* att, const float* dout,
+                                                       float* dqkv, const CausalSelfAttentionShape& shape, int64_t b,
                                                        int64_t h, float* scratch) {
   const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
   const int64_t hs = C / NH, C3 = 3 * C;
@@ -168,50 +168,50 @@ FUSEDPO_TARGET_AVX512 void attentionBackwardHeadAvx512(const float* qkv, const f
 #endif
 
 // The reference on the batches [b0, b1).
-AttentionShape batches(AttentionShape shape, int64_t b0, int64_t b1) {
+CausalSelfAttentionShape batches(CausalSelfAttentionShape shape, int64_t b0, int64_t b1) {
   shape.batch = b1 - b0;
   return shape;
 }
 
 }  // namespace
 
-void attentionForward(Impl impl, const float* qkv, float* att, float* out, AttentionShape shape) {
-  if (impl == Impl::Reference) return referenceAttentionForward(qkv, att, out, shape);
+void causalSelfAttentionForward(Impl impl, const float* qkv, float* att, float* out, CausalSelfAttentionShape shape) {
+  if (impl == Impl::Reference) return referenceCausalSelfAttentionForward(qkv, att, out, shape);
   const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
 #if FUSEDPO_X86_KERNELS
   if (cpu::avx512Active()) {
     auto heads = [&](int64_t begin, int64_t end) {
       std::vector<float> kt(std::size_t(C / NH * T));
       for (int64_t task = begin; task < end; ++task) {
-        attentionForwardHeadAvx512(qkv, att, out, shape, task / NH, task % NH, kt.data());
+        causalSelfAttentionForwardHeadAvx512(qkv, att, out, shape, task / NH, task % NH, kt.data());
       }
     };
     return cpu::parallelFor(shape.batch * NH, heads);
   }
 #endif
   auto rows = [&](int64_t b0, int64_t b1) {
-    referenceAttentionForward(qkv + b0 * T * 3 * C, att + b0 * NH * T * T, out + b0 * T * C, batches(shape, b0, b1));
+    referenceCausalSelfAttentionForward(qkv + b0 * T * 3 * C, att + b0 * NH * T * T, out + b0 * T * C, batches(shape, b0, b1));
   };
   cpu::parallelFor(shape.batch, rows);
 }
 
-void attentionBackward(Impl impl, const float* qkv, const float* att, const float* dout, float* dqkv,
-                       AttentionShape shape) {
-  if (impl == Impl::Reference) return referenceAttentionBackward(qkv, att, dout, dqkv, shape);
+void causalSelfAttentionBackward(Impl impl, const float* qkv, const float* att, const float* dout, float* dqkv,
+                       CausalSelfAttentionShape shape) {
+  if (impl == Impl::Reference) return referenceCausalSelfAttentionBackward(qkv, att, dout, dqkv, shape);
   const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
 #if FUSEDPO_X86_KERNELS
   if (cpu::avx512Active()) {
     auto heads = [&](int64_t begin, int64_t end) {
       std::vector<float> scratch(std::size_t(3 * (C / NH) * T + T));
       for (int64_t task = begin; task < end; ++task) {
-        attentionBackwardHeadAvx512(qkv, att, dout, dqkv, shape, task / NH, task % NH, scratch.data());
+        causalSelfAttentionBackwardHeadAvx512(qkv, att, dout, dqkv, shape, task / NH, task % NH, scratch.data());
       }
     };
     return cpu::parallelFor(shape.batch * NH, heads);
   }
 #endif
   auto rows = [&](int64_t b0, int64_t b1) {
-    referenceAttentionBackward(qkv + b0 * T * 3 * C, att + b0 * NH * T * T, dout + b0 * T * C,
+    referenceCausalSelfAttentionBackward(qkv + b0 * T * 3 * C, att + b0 * NH * T * T, dout + b0 * T * C,
                                dqkv + b0 * T * 3 * C, batches(shape, b0, b1));
   };
   cpu::parallelFor(shape.batch, rows);

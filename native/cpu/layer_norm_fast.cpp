@@ -1,4 +1,4 @@
-// Impl dispatch of layernorm.h.
+// Impl dispatch of layer_norm.h.
 // Forward: rows split over the thread pool; AVX-512 forms the row's mean and variance (two
 // passes, fp32 lane sums) and its output in 16 lanes; other CPUs run the reference's loops.
 // Backward, two phases:
@@ -9,7 +9,7 @@
 //      the model's sizes: 1024 x 256 floats).
 #include <cmath>
 
-#include "../core/layernorm.h"
+#include "../core/layer_norm.h"
 #include "cpu_features.h"
 #include "nn_parallel.h"
 #include "vector_ops_avx512.h"
@@ -18,7 +18,7 @@ namespace fusedpo {
 namespace {
 
 #if FUSEDPO_X86_KERNELS
-FUSEDPO_TARGET_AVX512 void layernormRowsAvx512(const float* inp, const float* weight, const float* bias,
+FUSEDPO_TARGET_AVX512 void layerNormRowsAvx512(const float* inp, const float* weight, const float* bias,
                                                float* out, float* mean, float* rstd, int64_t begin,
                                                int64_t end, int64_t C) {
   for (int64_t r = begin; r < end; ++r) {
@@ -32,7 +32,7 @@ FUSEDPO_TARGET_AVX512 void layernormRowsAvx512(const float* inp, const float* we
       const __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), mv);
       squares = _mm512_fmadd_ps(d, d, squares);
     }
-    const float s = 1.0f / std::sqrt(_mm512_reduce_add_ps(squares) / float(C) + kLayernormEps);
+    const float s = 1.0f / std::sqrt(_mm512_reduce_add_ps(squares) / float(C) + kLayerNormEps);
     const __m512 sv = _mm512_set1_ps(s);
     for (int64_t c = 0; c < C; c += 16) {
       const __mmask16 k = cpu::tailMask(C - c);
@@ -45,7 +45,7 @@ FUSEDPO_TARGET_AVX512 void layernormRowsAvx512(const float* inp, const float* we
   }
 }
 
-FUSEDPO_TARGET_AVX512 void layernormDinpRowsAvx512(const float* dout, const float* inp, const float* weight,
+FUSEDPO_TARGET_AVX512 void layerNormDinpRowsAvx512(const float* dout, const float* inp, const float* weight,
                                                    const float* mean, const float* rstd, float* dinp,
                                                    int64_t begin, int64_t end, int64_t C) {
   for (int64_t r = begin; r < end; ++r) {
@@ -76,7 +76,7 @@ FUSEDPO_TARGET_AVX512 void layernormDinpRowsAvx512(const float* dout, const floa
 
 
 // Phase 2: columns [c0, c1), rows in order, the reference's arithmetic.
-void layernormParamGradColumns(const float* dout, const float* inp, const float* mean, const float* rstd,
+void layerNormParamGradColumns(const float* dout, const float* inp, const float* mean, const float* rstd,
                                float* dweight, float* dbias, int64_t rows, int64_t C, int64_t c0, int64_t c1) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* x = inp + r * C;
@@ -92,40 +92,40 @@ void layernormParamGradColumns(const float* dout, const float* inp, const float*
 
 }  // namespace
 
-void layernormForward(Impl impl, const float* inp, const float* weight, const float* bias,
+void layerNormForward(Impl impl, const float* inp, const float* weight, const float* bias,
                       float* out, float* mean, float* rstd, int64_t rows, int64_t channels) {
   if (impl == Impl::Reference) {
-    return referenceLayernormForward(inp, weight, bias, out, mean, rstd, rows, channels);
+    return referenceLayerNormForward(inp, weight, bias, out, mean, rstd, rows, channels);
   }
   const int64_t C = channels;
   const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
-    if (avx512) return layernormRowsAvx512(inp, weight, bias, out, mean, rstd, begin, end, C);
+    if (avx512) return layerNormRowsAvx512(inp, weight, bias, out, mean, rstd, begin, end, C);
 #endif
-    referenceLayernormForward(inp + begin * C, weight, bias, out + begin * C, mean + begin, rstd + begin,
+    referenceLayerNormForward(inp + begin * C, weight, bias, out + begin * C, mean + begin, rstd + begin,
                               end - begin, C);
   };
   cpu::parallelForWork(rows, C, body);
 }
 
-void layernormBackward(Impl impl, const float* dout, const float* inp, const float* weight,
+void layerNormBackward(Impl impl, const float* dout, const float* inp, const float* weight,
                        const float* mean, const float* rstd, float* dinp, float* dweight,
                        float* dbias, int64_t rows, int64_t channels) {
   if (impl == Impl::Reference) {
-    return referenceLayernormBackward(dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels);
+    return referenceLayerNormBackward(dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels);
   }
   const int64_t C = channels;
   const bool avx512 = cpu::avx512Active();
   auto dinpRows = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
-    if (avx512) return layernormDinpRowsAvx512(dout, inp, weight, mean, rstd, dinp, begin, end, C);
+    if (avx512) return layerNormDinpRowsAvx512(dout, inp, weight, mean, rstd, dinp, begin, end, C);
 #endif
-    referenceLayernormDinpRows(dout, inp, weight, mean, rstd, dinp, begin, end, C);
+    referenceLayerNormDinpRows(dout, inp, weight, mean, rstd, dinp, begin, end, C);
   };
   cpu::parallelForWork(rows, C, dinpRows);
   auto columns = [&](int64_t c0, int64_t c1) {
-    layernormParamGradColumns(dout, inp, mean, rstd, dweight, dbias, rows, C, c0, c1);
+    layerNormParamGradColumns(dout, inp, mean, rstd, dweight, dbias, rows, C, c0, c1);
   };
   cpu::parallelForWork(C, rows, columns);
 }

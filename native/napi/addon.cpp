@@ -2,16 +2,22 @@
 // objects that lib/losses.ts builds (after validating every argument there), runs the kernels
 // of native/core and native/cpu, and packs their results. No arithmetic here.
 //
-// Errors: lib/ validates before calling, so a TypeError from here means lib/ and the addon
-// disagree (a version mismatch); it names the field. Data-dependent failures (a non-finite
-// logit) come back as fields of the result, and lib/errors.ts turns them into errors.
+// Errors: lib/ validates before calling; the bindings check again what the kernels will touch
+// (request_fields.h, buffers.h), so that no caller can make a kernel read or write past its
+// buffers, and an error from here names the field. Data-dependent failures (a non-finite logit,
+// a gradient too large for its dtype) come back as fields of the result, and lib/ turns them into
+// errors. An allocation that fails is a RangeError naming the operation and the bytes, never an
+// abort.
 #include <napi.h>
 
 #include <algorithm>
+#include <new>
+#include <stdexcept>
 #include <string>
 
 #include "core/preference_loss.h"
 #include "cpu/host_memory.h"
+#include "napi/buffers.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
 #include "napi/loss_result.h"
@@ -25,39 +31,60 @@ namespace {
 
 const char* kAddonVersion = "0.1.0";
 
-// Fills job's inputs from the request object built by lib/losses.ts (NativeLossRequest).
-void readRequest(const Napi::Object& request, LossJob& job) {
-  job.impl = numberField(request, "impl") == 0 ? Impl::Reference : Impl::Fast;
-  const int dtype = static_cast<int>(numberField(request, "dtype"));
-  job.dtype = static_cast<DType>(dtype);
-  job.shape.rows = static_cast<int64_t>(numberField(request, "rows"));
-  job.shape.tokens = static_cast<int64_t>(numberField(request, "tokens"));
-  job.shape.vocab = static_cast<int64_t>(numberField(request, "vocab"));
-  const size_t tokenCount = static_cast<size_t>(job.shape.rows * job.shape.tokens);
-  const size_t logitCount = tokenCount * static_cast<size_t>(job.shape.vocab);
-  const napi_typedarray_type logitsKind =
-      job.dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
-  job.logits = bufferField(request, "logits", logitsKind, logitCount);
-  job.labels = static_cast<const int32_t*>(
-      bufferField(request, "labels", napi_int32_array, tokenCount));
-  job.ignoreIndex = static_cast<int32_t>(numberField(request, "ignoreIndex"));
+// The buffers a job borrows (as JavaScript values: typed arrays or NativeStorage objects), so
+// that a job off the event loop can keep them alive, pin the storages and check, when it ends,
+// that no typed array lost its memory meanwhile.
+struct BorrowedBuffers {
+  Napi::Value logits;
+  Napi::Value dlogits;  // empty when there is no gradient buffer, or in place
+};
+
+// The byte offset of a storage field: the field `name` when present, else 0.
+size_t byteOffsetField(const Napi::Object& request, const char* name) {
+  return request.Get(name).IsUndefined() ? 0 : static_cast<size_t>(integerField(request, name));
+}
+
+// Fills job's inputs from the request object built by lib/losses.ts (NativeLossRequest), each
+// field read once; copies the labels (checked against the vocabulary) and refLogps.
+void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& borrowed) {
+  job.impl = implField(request);
+  job.dtype = dtypeField(request);
+  job.shape = logitsShapeFields(request);
+  const size_t logitCount = static_cast<size_t>(job.shape.rows * job.shape.tokens * job.shape.vocab);
+  const Element kind = logitsElement(job.dtype);
+  borrowed.logits = requireField(request, "logits");
+  job.logits = bufferArgument(borrowed.logits, kind, logitCount, byteOffsetField(request, "logitsByteOffset"),
+                              "native request", "logits");
+  job.ignoreIndex = ignoreIndexField(request);
+  job.labels = labelsField(request, job.shape, job.ignoreIndex);
   job.allowNonFinite = boolField(request, "allowNonFinite");
-  Napi::Value returnLse = request.Get("returnLse");
-  job.returnLse = returnLse.IsBoolean() && returnLse.As<Napi::Boolean>().Value();
+  job.returnLse = optionalBoolField(request, "returnLse");
   job.withLoss = boolField(request, "withLoss");
   if (!job.withLoss) return;
 
-  Napi::Value ref = request.Get("refLogps");
-  job.refLogps = ref.IsNull() || ref.IsUndefined()
-                     ? nullptr
-                     : static_cast<const float*>(bufferField(
-                           request, "refLogps", napi_float32_array, job.shape.rows));
+  if (!isAbsent(request.Get("refLogps"))) {
+    job.refLogps = finiteFloatsField(request, "refLogps", static_cast<size_t>(job.shape.rows));
+  }
   Napi::Value dlogits = request.Get("dlogits");
-  job.dlogits = dlogits.IsNull() || dlogits.IsUndefined()
-                    ? nullptr
-                    : bufferField(request, "dlogits", logitsKind, logitCount);
-
+  if (!isAbsent(dlogits)) {
+    job.dlogits = bufferArgument(dlogits, kind, logitCount, byteOffsetField(request, "dlogitsByteOffset"),
+                                 "native request", "dlogits");
+    if (job.dlogits != job.logits) borrowed.dlogits = dlogits;
+    OverlapCheck overlaps;
+    const size_t bytes = logitCount * elementBytes(kind);
+    overlaps.input("logits", job.logits, bytes);
+    overlaps.output("dlogits", job.dlogits, bytes, job.logits);
+    overlaps.check(request.Env(), "preferenceLoss");
+  }
   job.params = lossParamsFields(request);
+  if (job.params.kind != LossKind::Simpo && job.params.kind != LossKind::Orpo && job.refLogps.empty()) {
+    throw Napi::TypeError::New(request.Env(), "native request: this loss needs refLogps");
+  }
+}
+
+// "[R, T, V]" for messages.
+std::string shapeText(LogitsShape shape) {
+  return "[" + std::to_string(shape.rows) + ", " + std::to_string(shape.tokens) + ", " + std::to_string(shape.vocab) + "]";
 }
 
 Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
@@ -65,8 +92,13 @@ Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(info.Env(), "preferenceLoss: expected a request object");
   }
   LossJob job;
-  readRequest(info[0].As<Napi::Object>(), job);
-  runLossJob(job);
+  BorrowedBuffers borrowed;
+  readRequest(info[0].As<Napi::Object>(), job, borrowed);
+  try {
+    runLossJob(job);
+  } catch (const std::bad_alloc&) {
+    throw outOfMemory(info.Env(), "preferenceLoss", lossJobScratchBytes(job), "scratch for logits of shape " + shapeText(job.shape));
+  }
   return writeLossResult(info.Env(), job);
 }
 
@@ -77,53 +109,129 @@ Napi::Value LogsoftmaxGatherBackward(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(info.Env(), "logsoftmaxGatherBackward: expected a request object");
   }
   Napi::Object request = info[0].As<Napi::Object>();
-  const Impl impl = numberField(request, "impl") == 0 ? Impl::Reference : Impl::Fast;
-  const DType dtype = static_cast<DType>(static_cast<int>(numberField(request, "dtype")));
-  const LogitsShape shape{static_cast<int64_t>(numberField(request, "rows")),
-                          static_cast<int64_t>(numberField(request, "tokens")),
-                          static_cast<int64_t>(numberField(request, "vocab"))};
+  const Impl impl = implField(request);
+  const DType dtype = dtypeField(request);
+  const LogitsShape shape = logitsShapeFields(request);
   const size_t tokenCount = static_cast<size_t>(shape.rows * shape.tokens);
   const size_t logitCount = tokenCount * static_cast<size_t>(shape.vocab);
-  const napi_typedarray_type logitsKind = dtype == DType::F32 ? napi_float32_array : napi_uint16_array;
-  logsoftmaxGatherBackward(
-      impl, bufferField(request, "logits", logitsKind, logitCount), dtype, shape,
-      static_cast<const int32_t*>(bufferField(request, "labels", napi_int32_array, tokenCount)),
-      static_cast<int32_t>(numberField(request, "ignoreIndex")),
-      static_cast<const float*>(bufferField(request, "lse", napi_float32_array, tokenCount)),
-      static_cast<const float*>(bufferField(request, "coef", napi_float32_array, shape.rows)),
-      bufferField(request, "dlogits", logitsKind, logitCount));
+  const Element kind = logitsElement(dtype);
+  const int32_t ignoreIndex = ignoreIndexField(request);
+  const std::vector<int32_t> labels = labelsField(request, shape, ignoreIndex);
+  const void* logits = bufferField(request, "logits", kind, logitCount);
+  void* dlogits = bufferField(request, "dlogits", kind, logitCount);
+  const auto* lse = static_cast<const float*>(bufferField(request, "lse", Element::F32, tokenCount));
+  const auto* coef = static_cast<const float*>(bufferField(request, "coef", Element::F32, static_cast<size_t>(shape.rows)));
+  OverlapCheck overlaps;
+  const size_t bytes = logitCount * elementBytes(kind);
+  overlaps.input("logits", logits, bytes);
+  overlaps.input("lse", lse, tokenCount * 4);
+  overlaps.input("coef", coef, static_cast<size_t>(shape.rows) * 4);
+  overlaps.output("dlogits", dlogits, bytes, logits);
+  overlaps.check(info.Env(), "logsoftmaxGatherBackward");
+  try {
+    logsoftmaxGatherBackward(impl, logits, dtype, shape, labels.data(), ignoreIndex, lse, coef, dlogits);
+  } catch (const std::bad_alloc&) {
+    throw outOfMemory(info.Env(), "logsoftmaxGatherBackward", 0, "scratch");
+  }
   return info.Env().Undefined();
 }
 
-// Runs a LossJob on libuv's thread pool. The request object, and through it every typed array
-// the kernels read or write, stays referenced until the promise settles, so the garbage
-// collector cannot free them mid-run.
+// The storage behind a borrowed value, when it is one (nullptr for a typed array).
+NativeStorage* storageOf(const Napi::Value& value) {
+  if (value.IsEmpty() || value.IsTypedArray() || !value.IsObject()) return nullptr;
+  return NativeStorage::Unwrap(value.As<Napi::Object>());  // bufferArgument checked the class
+}
+
+// Runs a LossJob on libuv's thread pool. Labels and refLogps are the job's own copies; the
+// logits and dlogits it borrows stay referenced until the promise settles (the collector cannot
+// free them), a tensor's storage is pinned (dispose() defers the free), and a typed array whose
+// memory was taken from it meanwhile (its ArrayBuffer detached: lib/ marks the buffers
+// untransferable, so only a native caller could) rejects the promise instead of resolving it.
+// In an environment that is shutting down (a worker terminated), the settle is skipped:
+// nothing is thrown across the boundary.
 class LossWorker : public Napi::AsyncWorker {
  public:
   LossWorker(Napi::Env env, Napi::Object request)
-      : Napi::AsyncWorker(env, "fusedpo.preferenceLoss"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        request_(Napi::Persistent(request)) {
-    readRequest(request, job_);
+      : Napi::AsyncWorker(env, "fusedpo.preferenceLoss"), deferred_(Napi::Promise::Deferred::New(env)) {
+    BorrowedBuffers borrowed;
+    readRequest(request, job_, borrowed);
+    for (const Napi::Value& value : {borrowed.logits, borrowed.dlogits}) {
+      if (value.IsEmpty() || !value.IsObject()) continue;
+      Borrowed b{Napi::Persistent(value.As<Napi::Object>()), storageOf(value), 0};
+      TypedArrayView view;
+      if (readTypedArray(value, &view)) b.length = view.length;
+      if (b.storage != nullptr) b.storage->pin();
+      borrowed_.push_back(std::move(b));
+    }
   }
 
   Napi::Promise promise() const { return deferred_.Promise(); }
 
  protected:
-  void Execute() override { runLossJob(job_); }
-  void OnOK() override {
-    deferred_.Resolve(writeLossResult(Env(), job_));
-    request_.Reset();
+  void Execute() override {
+    try {
+      runLossJob(job_);
+    } catch (const std::bad_alloc&) {
+      outOfMemory_ = true;
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
   }
+
+  void OnOK() override {
+    const std::string lost = lostBuffer();
+    release();
+    if (!lost.empty()) {
+      deferred_.Reject(Napi::Error::New(Env(), "preferenceLossAsync: the memory of " + lost +
+                                                   " was taken (its ArrayBuffer detached) while the job ran; "
+                                                   "the result is discarded").Value());
+      return;
+    }
+    deferred_.Resolve(writeLossResult(Env(), job_));
+  }
+
   void OnError(const Napi::Error& error) override {
+    release();
+    if (outOfMemory_) {
+      deferred_.Reject(outOfMemory(Env(), "preferenceLossAsync", lossJobScratchBytes(job_),
+                                   "scratch for logits of shape " + shapeText(job_.shape)).Value());
+      return;
+    }
     deferred_.Reject(error.Value());
-    request_.Reset();
   }
 
  private:
+  struct Borrowed {
+    Napi::ObjectReference reference;
+    NativeStorage* storage;  // pinned, or nullptr for a typed array
+    size_t length;           // a typed array's element count when the job started
+  };
+
+  // The name of a typed array that no longer holds its elements, or "".
+  std::string lostBuffer() {
+    for (size_t k = 0; k < borrowed_.size(); ++k) {
+      if (borrowed_[k].storage != nullptr) continue;
+      TypedArrayView view;
+      if (!readTypedArray(borrowed_[k].reference.Value(), &view) || view.length != borrowed_[k].length) {
+        return k == 0 ? "logits" : "out";
+      }
+    }
+    return "";
+  }
+
+  void release() {
+    for (Borrowed& b : borrowed_) {
+      if (b.storage != nullptr) b.storage->unpin(Env());
+      b.reference.Reset();
+    }
+    borrowed_.clear();
+  }
+
   Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference request_;
   LossJob job_;
+  std::vector<Borrowed> borrowed_;
+  bool outOfMemory_ = false;
 };
 
 Napi::Value PreferenceLossAsync(const Napi::CallbackInfo& info) {
@@ -141,13 +249,24 @@ Napi::Value PreferenceLossAsync(const Napi::CallbackInfo& info) {
 // (cpu/host_memory.h): its first write costs a fraction of 4 KiB page faults.
 Napi::Value AllocateBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < 1) {
-    throw Napi::TypeError::New(env, "allocateBuffer: expected a positive byte count");
+  const double requested = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(requested >= 1 && requested <= 9007199254740991.0) || requested != static_cast<double>(static_cast<size_t>(requested))) {
+    throw Napi::TypeError::New(env, "allocateBuffer: expected a positive integer byte count");
   }
-  const size_t bytes = static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue());
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(env, bytes);
-  adviseHugePages(buffer.Data(), bytes);
-  return buffer;
+  const size_t bytes = static_cast<size_t>(requested);
+  napi_value buffer;
+  void* data = nullptr;
+  if (napi_create_arraybuffer(env, bytes, &data, &buffer) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+    throw outOfMemory(env, "allocateBuffer", requested, "an ArrayBuffer for dlogits");
+  }
+  adviseHugePages(data, bytes);
+  return Napi::Value(env, buffer);
 }
 
 // The external bytes this environment has reported to V8 (NativeStorage), as V8 counts them.
@@ -157,10 +276,11 @@ Napi::Value ExternalMemory(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetThreadCount(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    throw Napi::TypeError::New(info.Env(), "setThreadCount: expected a number");
+  const double threads = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (!(threads >= 1 && threads <= 1024) || threads != static_cast<double>(static_cast<int>(threads))) {
+    throw Napi::RangeError::New(info.Env(), "setThreadCount: expected an integer between 1 and 1024");
   }
-  setThreadCount(info[0].As<Napi::Number>().Int32Value());
+  setThreadCount(static_cast<int>(threads));
   return info.Env().Undefined();
 }
 

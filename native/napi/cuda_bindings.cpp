@@ -9,11 +9,13 @@
 
 #include <map>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
 #ifdef FUSEDPO_WITH_CUDA
 #include "cuda/preference_loss_cuda.h"
+#include "napi/buffers.h"
 #include "napi/cuda_loss_job.h"
 #include "napi/loss_result.h"
 #include "napi/request_fields.h"
@@ -176,7 +178,11 @@ class CudaStorage : public Napi::ObjectWrap<CudaStorage> {
   }
   Napi::Value Fill(const Napi::CallbackInfo& info) {
     if (disposed_) throw Napi::Error::New(info.Env(), "CudaStorage.fill: the storage was disposed");
-    const int value = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+    const double byte = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    if (!(byte >= 0 && byte <= 255) || byte != static_cast<double>(static_cast<int>(byte))) {
+      throw Napi::RangeError::New(info.Env(), "CudaStorage.fill: expected a byte value in [0, 255]");
+    }
+    const int value = static_cast<int>(byte);
     finish(info.Env(), cuda::deviceMemset(data_, value, bytes_, cudaJobStream()), "fill", bytes_);
     return info.Env().Undefined();
   }
@@ -199,47 +205,54 @@ CudaStorage* storageField(const Napi::Object& request, const char* name, size_t 
                                      *byteOffset, bytes, name, "a CudaStorage (the storage of a cuda tensor)");
 }
 
-template <typename T>
-std::vector<T> hostArrayField(const Napi::Object& request, const char* name, napi_typedarray_type kind,
-                              size_t length) {
-  const T* data = static_cast<const T*>(bufferField(request, name, kind, length));
-  return std::vector<T>(data, data + length);
+// A copy of a host field of `length` floats (lse, coef of a backward pass).
+std::vector<float> hostFloatsField(const Napi::Object& request, const char* name, size_t length) {
+  const auto* data = static_cast<const float*>(bufferField(request, name, Element::F32, length));
+  return std::vector<float>(data, data + length);
 }
 
-// A CudaLossJob from the request lib/losses.ts builds (NativeCudaLossRequest), and the storages
-// it uses (logits, and dlogits unless null or in place), for pinning.
+// A CudaLossJob from the request lib/losses.ts builds (NativeCudaLossRequest), each field read
+// once, labels and refLogps copied and checked; and the storages it uses (logits, and dlogits
+// unless null or in place), for pinning.
 CudaLossJob readCudaRequest(const Napi::Object& request, std::vector<CudaStorage*>& storages) {
   CudaLossJob job;
-  job.dtype = static_cast<DType>(static_cast<int>(numberField(request, "dtype")));
-  job.shape = LogitsShape{integerField(request, "rows"), integerField(request, "tokens"), integerField(request, "vocab")};
+  job.dtype = dtypeField(request);
+  job.shape = logitsShapeFields(request);
   const size_t tokens = static_cast<size_t>(job.shape.rows * job.shape.tokens);
   const size_t logitBytes = tokens * static_cast<size_t>(job.shape.vocab) * (job.dtype == DType::F32 ? 4 : 2);
   size_t offset = 0;
   CudaStorage* logits = storageField(request, "logits", logitBytes, &offset);
   job.logits = logits->data() + offset;
   storages.push_back(logits);
-  job.labels = hostArrayField<int32_t>(request, "labels", napi_int32_array, tokens);
-  job.ignoreIndex = static_cast<int32_t>(numberField(request, "ignoreIndex"));
+  job.ignoreIndex = ignoreIndexField(request);
+  job.labels = labelsField(request, job.shape, job.ignoreIndex);
   Napi::Value dlogits = request.Get("dlogits");
-  if (!dlogits.IsNull() && !dlogits.IsUndefined()) {
-    CudaStorage* out = storageField(request, "dlogits", logitBytes, &offset);
-    job.dlogits = out->data() + offset;
+  if (!isAbsent(dlogits)) {
+    size_t outOffset = 0;
+    CudaStorage* out = storageField(request, "dlogits", logitBytes, &outOffset);
+    job.dlogits = out->data() + outOffset;
+    OverlapCheck overlaps;
+    overlaps.input("logits", job.logits, logitBytes);
+    overlaps.output("dlogits", job.dlogits, logitBytes, job.logits);
+    overlaps.check(request.Env(), "cudaPreferenceLoss");
     if (out != logits) storages.push_back(out);
   }
   if (boolField(request, "backwardOnly")) {
     job.kind = CudaLossJob::Kind::BackwardOnly;
-    job.lseIn = hostArrayField<float>(request, "lse", napi_float32_array, tokens);
-    job.coefIn = hostArrayField<float>(request, "coef", napi_float32_array, static_cast<size_t>(job.shape.rows));
+    job.lseIn = hostFloatsField(request, "lse", tokens);
+    job.coefIn = hostFloatsField(request, "coef", static_cast<size_t>(job.shape.rows));
     if (job.dlogits == nullptr) throw Napi::TypeError::New(request.Env(), "native request: backwardOnly needs dlogits");
     return job;
   }
   job.allowNonFinite = boolField(request, "allowNonFinite");
   job.returnLse = boolField(request, "returnLse");
-  Napi::Value ref = request.Get("refLogps");
-  if (!ref.IsNull() && !ref.IsUndefined()) {
-    job.refLogps = hostArrayField<float>(request, "refLogps", napi_float32_array, static_cast<size_t>(job.shape.rows));
+  if (!isAbsent(request.Get("refLogps"))) {
+    job.refLogps = finiteFloatsField(request, "refLogps", static_cast<size_t>(job.shape.rows));
   }
   job.params = lossParamsFields(request);
+  if (job.params.kind != LossKind::Simpo && job.params.kind != LossKind::Orpo && job.refLogps.empty()) {
+    throw Napi::TypeError::New(request.Env(), "native request: this loss needs refLogps");
+  }
   return job;
 }
 
@@ -258,6 +271,8 @@ Napi::Value CudaPreferenceLoss(const Napi::CallbackInfo& info) {
     runCudaLossJob(job);
   } catch (const CudaJobError& e) {
     throw Napi::Error::New(env, e.what());
+  } catch (const std::bad_alloc&) {
+    throw outOfMemory(env, "cudaPreferenceLoss", 0, "host scratch for " + describeJob(job));
   }
   return jobResult(env, job);
 }
@@ -283,6 +298,8 @@ class CudaLossWorker : public Napi::AsyncWorker {
       runCudaLossJob(job_);
     } catch (const CudaJobError& e) {
       SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      SetError("cudaPreferenceLossAsync: out of memory: host scratch for " + describeJob(job_));
     }
   }
   void OnOK() override {

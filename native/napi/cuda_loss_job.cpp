@@ -2,6 +2,8 @@
 #ifdef FUSEDPO_WITH_CUDA
 #include "napi/cuda_loss_job.h"
 
+#include "core/pair_loss.h"
+
 #include <mutex>
 
 #include "cuda/preference_loss_cuda.h"
@@ -162,6 +164,12 @@ void runCudaLossJob(CudaLossJob& job) {
         what + ", loss");
   job.coef.assign(rows, 0.f);
   check(cuda::copyToHost(job.coef.data(), coef, rows * sizeof(float), stream), what + ", loss");
+  if (job.nonFiniteRow < 0) {
+    // A gradient too large for the dtype is reported (loss_job.h), never written as infinities.
+    check(cuda::streamSynchronize(stream), what + ", loss");
+    job.unrepresentableRow = firstUnrepresentableCoefficient(job.coef.data(), rows, job.dtype, job.result.loss);
+    if (job.unrepresentableRow >= 0) return;
+  }
   if (job.dlogits != nullptr) {
     check(cuda::preferenceLossBackward(job.logits, job.dtype, job.shape, labels, job.ignoreIndex,
                                        lse, coef, job.dlogits, stream),

@@ -56,6 +56,7 @@ struct CudaLossJob {
   LossResult result;
   int64_t nonFiniteRow = -1, nonFiniteTokenIndex = -1, nonFiniteVocab = -1;
   bool stoppedOnNonFinite = false;
+  int64_t unrepresentableRow = -1;  // as in loss_job.h
 };
 
 // Runs the job's stages in order on the GPU and waits for them. Throws CudaJobError.

@@ -1,6 +1,8 @@
 // Runs one LossJob through the four stages of core/preference_loss.h. See loss_job.h.
 #include "napi/loss_job.h"
 
+#include "core/pair_loss.h"
+
 namespace fusedpo {
 
 void runLossJob(LossJob& job) {
@@ -9,7 +11,8 @@ void runLossJob(LossJob& job) {
   job.lse.assign(tokens, 0.0f);
   job.lp.assign(tokens, 0.0f);
   job.nonFiniteToken.assign(rows, -1);
-  logsoftmaxGatherForward(job.impl, job.logits, job.dtype, job.shape, job.labels, job.ignoreIndex,
+  const int32_t* labels = job.labels.data();
+  logsoftmaxGatherForward(job.impl, job.logits, job.dtype, job.shape, labels, job.ignoreIndex,
                           job.lse.data(), job.lp.data(), job.nonFiniteToken.data());
 
   for (int64_t s = 0; s < rows; ++s) {
@@ -27,17 +30,28 @@ void runLossJob(LossJob& job) {
 
   job.logps.assign(rows, 0.0);
   job.tokenCounts.assign(rows, 0);
-  sequenceSums(job.logits, job.dtype, job.shape, job.labels, job.ignoreIndex, job.lse.data(),
+  sequenceSums(job.logits, job.dtype, job.shape, labels, job.ignoreIndex, job.lse.data(),
                job.logps.data(), job.tokenCounts.data());
   if (!job.withLoss) return;
 
   job.coef.assign(rows, 0.0f);
   job.result = preferenceLossFromLogps(job.params, rows, job.logps.data(), job.tokenCounts.data(),
-                                       job.refLogps, job.coef.data());
+                                       job.refLogps.empty() ? nullptr : job.refLogps.data(), job.coef.data());
+  if (job.nonFiniteRow < 0) {
+    job.unrepresentableRow = firstUnrepresentableCoefficient(job.coef.data(), rows, job.dtype, job.result.loss);
+    if (job.unrepresentableRow >= 0) return;
+  }
   if (job.dlogits != nullptr) {
-    logsoftmaxGatherBackward(job.impl, job.logits, job.dtype, job.shape, job.labels,
+    logsoftmaxGatherBackward(job.impl, job.logits, job.dtype, job.shape, labels,
                              job.ignoreIndex, job.lse.data(), job.coef.data(), job.dlogits);
   }
+}
+
+double lossJobScratchBytes(const LossJob& job) {
+  const double rows = static_cast<double>(job.shape.rows);
+  const double tokens = rows * static_cast<double>(job.shape.tokens);
+  // lse, lp (float each), then per row: nonFiniteToken (int64), logps (double), counts, coef
+  return tokens * 8 + rows * (8 + 8 + 4 + 4);
 }
 
 }  // namespace fusedpo

@@ -51,6 +51,7 @@ Napi::Object writeLossResult(Napi::Env env, const Job& job) {
   Napi::Float32Array coef = Napi::Float32Array::New(env, rows);
   for (size_t s = 0; s < rows; ++s) coef[s] = job.coef[s];
   out.Set("coef", coef);
+  out.Set("unrepresentableRow", static_cast<double>(job.unrepresentableRow));
   out.Set("loss", job.result.loss);
   const PreferenceMetrics& m = job.result.metrics;
   Napi::Object metrics = Napi::Object::New(env);

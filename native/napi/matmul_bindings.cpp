@@ -4,45 +4,68 @@
 // No arithmetic here beyond those extents.
 #include "napi/matmul_bindings.h"
 
+#include <new>
 #include <string>
 
 #include "core/matmul.h"
+#include "napi/buffers.h"
 #include "napi/request_fields.h"
 #include "napi/storage.h"
 
 namespace fusedpo {
 namespace {
 
-// Elements a batch of `batch` matrices of `size` elements, `stride` apart, spans.
+// Elements a batch of `batch` matrices of `size` elements, `stride` apart, spans (each factor is
+// below 2^53 and checked: the sum of two such products stays exact in a double-sized int64).
 int64_t span(int64_t batch, int64_t stride, int64_t size) {
-  return batch == 0 ? 0 : (batch - 1) * stride + size;
+  if (batch == 0) return 0;
+  const double extent = static_cast<double>(batch - 1) * static_cast<double>(stride) + static_cast<double>(size);
+  if (extent > 9007199254740992.0) return -1;  // refused by the caller's checkedProduct
+  return (batch - 1) * stride + size;
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) {
     throw Napi::TypeError::New(info.Env(), "matmul: expected a request object");
   }
+  Napi::Env env = info.Env();
   const Napi::Object request = info[0].As<Napi::Object>();
+  constexpr int64_t kMaxDim = 2147483647;
   MatmulShape shape;
-  shape.batch = integerField(request, "batch");
-  shape.M = integerField(request, "m");
-  shape.N = integerField(request, "n");
-  shape.K = integerField(request, "k");
+  shape.batch = integerField(request, "batch", 0, kMaxDim);
+  shape.M = integerField(request, "m", 0, kMaxDim);
+  shape.N = integerField(request, "n", 0, kMaxDim);
+  shape.K = integerField(request, "k", 0, kMaxDim);
   shape.transA = boolField(request, "transA");
   shape.transB = boolField(request, "transB");
   shape.strideA = integerField(request, "strideA");
   shape.strideB = integerField(request, "strideB");
   shape.strideC = integerField(request, "strideC");
-  const Impl impl = integerField(request, "impl") == 0 ? Impl::Reference : Impl::Fast;
+  const Impl impl = implField(request);
   const bool accumulate = boolField(request, "accumulate");
-  const auto* a = static_cast<const float*>(
-      bufferField(request, "a", napi_float32_array, span(shape.batch, shape.strideA, shape.M * shape.K)));
-  const auto* b = static_cast<const float*>(
-      bufferField(request, "b", napi_float32_array, span(shape.batch, shape.strideB, shape.K * shape.N)));
-  auto* c = static_cast<float*>(
-      bufferField(request, "c", napi_float32_array, span(shape.batch, shape.strideC, shape.M * shape.N)));
-  matmul(impl, a, b, c, shape, accumulate);
-  return info.Env().Undefined();
+  // The output matrices of a batch must not overlap each other.
+  const int64_t sizeC = checkedProduct(env, "matmul", {shape.M, shape.N});
+  if (shape.batch > 1 && shape.strideC < sizeC) {
+    throw Napi::RangeError::New(env, "matmul: expected strideC >= m*n when batch > 1 (the output matrices must not overlap)");
+  }
+  const int64_t lengthA = span(shape.batch, shape.strideA, checkedProduct(env, "matmul", {shape.M, shape.K}));
+  const int64_t lengthB = span(shape.batch, shape.strideB, checkedProduct(env, "matmul", {shape.K, shape.N}));
+  const int64_t lengthC = span(shape.batch, shape.strideC, sizeC);
+  for (int64_t length : {lengthA, lengthB, lengthC}) checkedProduct(env, "matmul", {length, 4});
+  const auto* a = static_cast<const float*>(bufferField(request, "a", Element::F32, static_cast<size_t>(lengthA)));
+  const auto* b = static_cast<const float*>(bufferField(request, "b", Element::F32, static_cast<size_t>(lengthB)));
+  auto* c = static_cast<float*>(bufferField(request, "c", Element::F32, static_cast<size_t>(lengthC)));
+  OverlapCheck overlaps;
+  overlaps.input("a", a, static_cast<size_t>(lengthA) * 4);
+  overlaps.input("b", b, static_cast<size_t>(lengthB) * 4);
+  overlaps.output("c", c, static_cast<size_t>(lengthC) * 4);
+  overlaps.check(env, "matmul");
+  try {
+    matmul(impl, a, b, c, shape, accumulate);
+  } catch (const std::bad_alloc&) {
+    throw outOfMemory(env, "matmul", 0, "packed panels");
+  }
+  return env.Undefined();
 }
 
 }  // namespace

@@ -1,224 +1,349 @@
-// Node-API bindings of the GPT's ops: positional arguments (impl first, then typed arrays, then
-// sizes and scalars), unpacked and passed straight to the kernels. No arithmetic here.
+// Node-API bindings of the GPT's ops: positional arguments (impl first, then buffers, then sizes
+// and scalars), unpacked and passed straight to the kernels. No arithmetic here beyond extents.
 //
-// lib/ops/nn.ts validates every argument first (kinds, lengths, ranges, indices, aliasing); this
-// file checks only that each array is a typed array of the expected kind, so that a version
-// mismatch between lib/ and the addon is a TypeError rather than a crash. It does not check
-// lengths: these functions are internal and reached only through lib/ops.
+// lib/ops validates every argument first (kinds, lengths, ranges, indices, aliasing) and gives
+// the clearer message. This file checks again what the kernel will touch, so that no caller can
+// make a kernel read or write outside its buffers: every size is an integer in range and their
+// products do not overflow, every buffer (a typed array, or a tensor's NativeStorage) holds the
+// elements the sizes imply, indices are copied and checked against the table they index, and an
+// output shares no memory with another buffer of the call unless the kernel allows in place.
 #include "napi/nn_bindings.h"
 
+#include <cmath>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "core/adamw.h"
-#include "core/attention.h"
+#include "core/causal_self_attention.h"
 #include "core/elementwise.h"
 #include "core/embedding.h"
 #include "core/gelu.h"
-#include "core/layernorm.h"
+#include "core/layer_norm.h"
 #include "core/softmax.h"
-#include "napi/storage.h"
+#include "napi/buffers.h"
 
 namespace fusedpo {
 namespace {
 
-// Reads the arguments of one call, naming the function in its errors.
-class Args {
+constexpr int64_t kMaxDim = 2147483647;
+
+// Reads the arguments of one call, each once, naming the function in its errors.
+class PositionalArgs {
  public:
-  Args(const Napi::CallbackInfo& info, const char* name, size_t count) : info_(info), name_(name) {
+  PositionalArgs(const Napi::CallbackInfo& info, const char* op, size_t count) : info_(info), op_(op) {
     if (info.Length() != count) fail("expected " + std::to_string(count) + " arguments");
   }
 
-  Impl impl(size_t i) const { return number(i) == 0 ? Impl::Reference : Impl::Fast; }
+  Impl impl(size_t i) const { return integer(i, "impl", 0, 1) == 0 ? Impl::Reference : Impl::Fast; }
 
-  double number(size_t i) const {
-    if (!info_[i].IsNumber()) fail("argument " + std::to_string(i) + " is not a number");
-    return info_[i].As<Napi::Number>().DoubleValue();
-  }
+  // A size: an integer in [min, 2^31 - 1].
+  int64_t size(size_t i, const char* name, int64_t min = 1) const { return integer(i, name, min, kMaxDim); }
 
-  int64_t size(size_t i) const { return static_cast<int64_t>(number(i)); }
-
-  float* floats(size_t i) const { return static_cast<float*>(data(i, napi_float32_array)); }
-  // nullptr for null or undefined.
-  float* optionalFloats(size_t i) const {
-    return info_[i].IsNull() || info_[i].IsUndefined() ? nullptr : floats(i);
-  }
-  const int32_t* ints(size_t i) const { return static_cast<const int32_t*>(data(i, napi_int32_array)); }
-
-  // Every Float32Array of a JavaScript array, and their lengths.
-  void floatList(size_t i, std::vector<const float*>& arrays, std::vector<int64_t>& counts) const {
-    if (!info_[i].IsArray()) fail("argument " + std::to_string(i) + " is not an array");
-    Napi::Array list = info_[i].As<Napi::Array>();
-    for (uint32_t k = 0; k < list.Length(); ++k) {
-      Napi::Value value = list.Get(k);
-      if (value.IsObject() && !value.IsTypedArray()) {  // a tensor's NativeStorage: 4-byte floats
-        arrays.push_back(reinterpret_cast<const float*>(storageData(value, 0, 0, name_)));
-        counts.push_back(static_cast<int64_t>(NativeStorage::Unwrap(value.As<Napi::Object>())->byteLength() / 4));
-        continue;
-      }
-      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-        fail("element " + std::to_string(k) + " of argument " + std::to_string(i) + " is not a Float32Array");
-      }
-      Napi::TypedArray array = value.As<Napi::TypedArray>();
-      arrays.push_back(reinterpret_cast<const float*>(static_cast<uint8_t*>(array.ArrayBuffer().Data()) +
-                                                      array.ByteOffset()));
-      counts.push_back(static_cast<int64_t>(array.ElementLength()));
+  int64_t integer(size_t i, const char* name, int64_t min, int64_t max) const {
+    const double value = number(i, name);
+    if (!(value >= static_cast<double>(min) && value <= static_cast<double>(max)) ||
+        value != static_cast<double>(static_cast<int64_t>(value))) {
+      range(std::string("expected an integer in [") + std::to_string(min) + ", " + std::to_string(max) + "] for " +
+            name + " but received " + describeValue(info_[i]));
     }
+    return static_cast<int64_t>(value);
+  }
+
+  // A finite number.
+  double number(size_t i, const char* name) const {
+    if (!info_[i].IsNumber()) fail(std::string("expected a number for ") + name + " but received " + describeValue(info_[i]));
+    const double value = info_[i].As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(value)) range(std::string("expected a finite number for ") + name);
+    return value;
+  }
+
+  const float* input(size_t i, const char* name, int64_t count) {
+    auto* data = reinterpret_cast<const float*>(buffer(i, Element::F32, count, name));
+    overlaps_.input(name, data, static_cast<size_t>(count) * 4);
+    return data;
+  }
+
+  // An output; `inPlaceOf`: an input it may be exactly (in place).
+  float* output(size_t i, const char* name, int64_t count, const float* inPlaceOf = nullptr) {
+    auto* data = reinterpret_cast<float*>(buffer(i, Element::F32, count, name));
+    overlaps_.output(name, data, static_cast<size_t>(count) * 4, inPlaceOf);
+    return data;
+  }
+
+  // An output that may be absent (null or undefined: that operand needs no gradient).
+  float* optionalOutput(size_t i, const char* name, int64_t count) {
+    if (info_[i].IsNull() || info_[i].IsUndefined()) return nullptr;
+    return output(i, name, count);
+  }
+
+  // A copy of `count` indices, each in [0, bound).
+  std::vector<int32_t> indices(size_t i, const char* name, int64_t count, int64_t bound) const {
+    return indicesArgument(info_[i], static_cast<size_t>(count), bound, false, 0, op_, name);
+  }
+
+  int64_t product(std::initializer_list<int64_t> factors) const { return checkedProduct(info_.Env(), op_, factors); }
+
+  // Called once every buffer is read.
+  void checkOverlaps() const { overlaps_.check(info_.Env(), op_); }
+
+  const Napi::CallbackInfo& info() const { return info_; }
+  const char* op() const { return op_; }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Napi::TypeError::New(info_.Env(), std::string(op_) + ": " + what);
+  }
+  [[noreturn]] void range(const std::string& what) const {
+    throw Napi::RangeError::New(info_.Env(), std::string(op_) + ": " + what);
   }
 
  private:
-  void* data(size_t i, napi_typedarray_type kind) const {
-    // A tensor's NativeStorage (lib/tensor.ts), whose size lib/ checked against the shapes.
-    if (info_[i].IsObject() && !info_[i].IsTypedArray()) return storageData(info_[i], 0, 0, name_);
-    if (!info_[i].IsTypedArray() || info_[i].As<Napi::TypedArray>().TypedArrayType() != kind) {
-      fail("argument " + std::to_string(i) + " is not a " +
-           (kind == napi_float32_array ? "Float32Array" : "Int32Array"));
-    }
-    Napi::TypedArray array = info_[i].As<Napi::TypedArray>();
-    return static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-  }
-
-  [[noreturn]] void fail(const std::string& what) const {
-    throw Napi::TypeError::New(info_.Env(), std::string(name_) + " (native): " + what);
+  uint8_t* buffer(size_t i, Element kind, int64_t count, const char* name) const {
+    return bufferArgument(info_[i], kind, static_cast<size_t>(count), 0, op_, name);
   }
 
   const Napi::CallbackInfo& info_;
-  const char* name_;
+  const char* op_;
+  OverlapCheck overlaps_;
 };
+
+// Runs a kernel; a failed allocation of its scratch is a RangeError naming the op, not an abort.
+template <typename Kernel>
+Napi::Value run(const PositionalArgs& a, Kernel kernel) {
+  a.checkOverlaps();
+  try {
+    kernel();
+  } catch (const std::bad_alloc&) {
+    throw outOfMemory(a.info().Env(), a.op(), 0, "kernel scratch");
+  }
+  return a.info().Env().Undefined();
+}
 
 // ---- elementwise -----------------------------------------------------------------------------
 
 Napi::Value AddForward(const Napi::CallbackInfo& info) {
-  Args a(info, "addForward", 6);  // impl, a, b, out, rows, cols
-  addForward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.size(4), a.size(5));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "addForward", 6);  // impl, a, b, out, rows, cols
+  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols"), n = a.product({rows, cols});
+  const float* x = a.input(1, "a", n);
+  const float* b = a.input(2, "b", cols);
+  float* out = a.output(3, "out", n, x);
+  return run(a, [&] { addForward(a.impl(0), x, b, out, rows, cols); });
 }
 
 Napi::Value AddBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "addBackward", 6);  // impl, dout, da | null, db | null, rows, cols
-  addBackward(a.impl(0), a.floats(1), a.optionalFloats(2), a.optionalFloats(3), a.size(4), a.size(5));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "addBackward", 6);  // impl, dout, da | null, db | null, rows, cols
+  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols"), n = a.product({rows, cols});
+  const float* dout = a.input(1, "dout", n);
+  float* da = a.optionalOutput(2, "da", n);
+  float* db = a.optionalOutput(3, "db", cols);
+  return run(a, [&] { addBackward(a.impl(0), dout, da, db, rows, cols); });
 }
 
 Napi::Value MulForward(const Napi::CallbackInfo& info) {
-  Args a(info, "mulForward", 6);  // impl, a, b, out, rows, cols
-  mulForward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.size(4), a.size(5));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "mulForward", 6);  // impl, a, b, out, rows, cols
+  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols"), n = a.product({rows, cols});
+  const float* x = a.input(1, "a", n);
+  const float* b = a.input(2, "b", cols);
+  float* out = a.output(3, "out", n, x);
+  return run(a, [&] { mulForward(a.impl(0), x, b, out, rows, cols); });
 }
 
 Napi::Value MulBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "mulBackward", 8);  // impl, a, b, dout, da | null, db | null, rows, cols
-  mulBackward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.optionalFloats(4), a.optionalFloats(5),
-              a.size(6), a.size(7));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "mulBackward", 8);  // impl, a, b, dout, da | null, db | null, rows, cols
+  const int64_t rows = a.size(6, "rows"), cols = a.size(7, "cols"), n = a.product({rows, cols});
+  const float* x = a.input(1, "a", n);
+  const float* b = a.input(2, "b", cols);
+  const float* dout = a.input(3, "dout", n);
+  float* da = a.optionalOutput(4, "da", n);
+  float* db = a.optionalOutput(5, "db", cols);
+  return run(a, [&] { mulBackward(a.impl(0), x, b, dout, da, db, rows, cols); });
 }
 
 Napi::Value ScaleForward(const Napi::CallbackInfo& info) {
-  Args a(info, "scaleForward", 5);  // impl, a, s, out, count
-  scaleForward(a.impl(0), a.floats(1), static_cast<float>(a.number(2)), a.floats(3), a.size(4));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "scaleForward", 5);  // impl, a, s, out, count
+  const int64_t count = a.size(4, "count");
+  const float* x = a.input(1, "a", count);
+  const float s = static_cast<float>(a.number(2, "s"));
+  float* out = a.output(3, "out", count, x);
+  return run(a, [&] { scaleForward(a.impl(0), x, s, out, count); });
 }
 
 Napi::Value ScaleBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "scaleBackward", 5);  // impl, dout, s, da, count
-  scaleBackward(a.impl(0), a.floats(1), static_cast<float>(a.number(2)), a.floats(3), a.size(4));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "scaleBackward", 5);  // impl, dout, s, da, count
+  const int64_t count = a.size(4, "count");
+  const float* dout = a.input(1, "dout", count);
+  const float s = static_cast<float>(a.number(2, "s"));
+  float* da = a.output(3, "da", count);
+  return run(a, [&] { scaleBackward(a.impl(0), dout, s, da, count); });
 }
 
-// sum / mean, forward (a, out) and backward (dout, da): impl, x, y, rows, cols
-template <void (*Kernel)(Impl, const float*, float*, int64_t, int64_t)>
+// sum / mean over the last dim: forward (a [rows, cols] -> out [rows]) and backward
+// (dout [rows] -> da [rows, cols]): impl, x, y, rows, cols
+template <void (*Kernel)(Impl, const float*, float*, int64_t, int64_t), bool kForward>
 Napi::Value ReduceLastDim(const Napi::CallbackInfo& info) {
-  Args a(info, "sum/mean", 5);
-  Kernel(a.impl(0), a.floats(1), a.floats(2), a.size(3), a.size(4));
-  return info.Env().Undefined();
+  PositionalArgs a(info, kForward ? "sum/mean forward" : "sum/mean backward", 5);
+  const int64_t rows = a.size(3, "rows"), cols = a.size(4, "cols"), n = a.product({rows, cols});
+  const float* x = a.input(1, kForward ? "a" : "dout", kForward ? n : rows);
+  float* y = a.output(2, kForward ? "out" : "da", kForward ? rows : n);
+  return run(a, [&] { Kernel(a.impl(0), x, y, rows, cols); });
 }
 
-// ---- embedding, layernorm, gelu, softmax, attention ------------------------------------------
+// ---- embedding, layerNorm, gelu, softmax, causalSelfAttention --------------------------------
 
 Napi::Value EmbeddingForward(const Napi::CallbackInfo& info) {
-  Args a(info, "embeddingForward", 6);  // impl, idx, table, out, count, channels
-  embeddingForward(a.impl(0), a.ints(1), a.floats(2), a.floats(3), a.size(4), a.size(5));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "embeddingForward", 7);  // impl, idx, table, out, count, channels, vocab
+  const int64_t count = a.size(4, "count"), channels = a.size(5, "channels"), vocab = a.size(6, "vocab");
+  const std::vector<int32_t> idx = a.indices(1, "idx", count, vocab);
+  const float* table = a.input(2, "table", a.product({vocab, channels}));
+  float* out = a.output(3, "out", a.product({count, channels}));
+  return run(a, [&] { embeddingForward(a.impl(0), idx.data(), table, out, count, channels); });
 }
 
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "embeddingBackward", 6);  // impl, idx, dout, dtable, count, channels
-  embeddingBackward(a.impl(0), a.ints(1), a.floats(2), a.floats(3), a.size(4), a.size(5));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "embeddingBackward", 7);  // impl, idx, dout, dtable, count, channels, vocab
+  const int64_t count = a.size(4, "count"), channels = a.size(5, "channels"), vocab = a.size(6, "vocab");
+  const std::vector<int32_t> idx = a.indices(1, "idx", count, vocab);
+  const float* dout = a.input(2, "dout", a.product({count, channels}));
+  float* dtable = a.output(3, "dtable", a.product({vocab, channels}));
+  return run(a, [&] { embeddingBackward(a.impl(0), idx.data(), dout, dtable, count, channels); });
 }
 
-Napi::Value LayernormForward(const Napi::CallbackInfo& info) {
-  Args a(info, "layernormForward", 9);  // impl, inp, weight, bias, out, mean, rstd, rows, channels
-  layernormForward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.floats(4), a.floats(5), a.floats(6),
-                   a.size(7), a.size(8));
-  return info.Env().Undefined();
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "layerNormForward", 9);  // impl, inp, weight, bias, out, mean, rstd, rows, channels
+  const int64_t rows = a.size(7, "rows"), channels = a.size(8, "channels"), n = a.product({rows, channels});
+  const float* inp = a.input(1, "inp", n);
+  const float* weight = a.input(2, "weight", channels);
+  const float* bias = a.input(3, "bias", channels);
+  float* out = a.output(4, "out", n);
+  float* mean = a.output(5, "mean", rows);
+  float* rstd = a.output(6, "rstd", rows);
+  return run(a, [&] { layerNormForward(a.impl(0), inp, weight, bias, out, mean, rstd, rows, channels); });
 }
 
-Napi::Value LayernormBackward(const Napi::CallbackInfo& info) {
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   // impl, dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels
-  Args a(info, "layernormBackward", 11);
-  layernormBackward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.floats(4), a.floats(5), a.floats(6),
-                    a.floats(7), a.floats(8), a.size(9), a.size(10));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "layerNormBackward", 11);
+  const int64_t rows = a.size(9, "rows"), channels = a.size(10, "channels"), n = a.product({rows, channels});
+  const float* dout = a.input(1, "dout", n);
+  const float* inp = a.input(2, "inp", n);
+  const float* weight = a.input(3, "weight", channels);
+  const float* mean = a.input(4, "mean", rows);
+  const float* rstd = a.input(5, "rstd", rows);
+  float* dinp = a.output(6, "dinp", n);
+  float* dweight = a.output(7, "dweight", channels);
+  float* dbias = a.output(8, "dbias", channels);
+  return run(a, [&] {
+    layerNormBackward(a.impl(0), dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels);
+  });
 }
 
 Napi::Value GeluForward(const Napi::CallbackInfo& info) {
-  Args a(info, "geluForward", 4);  // impl, inp, out, count
-  geluForward(a.impl(0), a.floats(1), a.floats(2), a.size(3));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "geluForward", 4);  // impl, inp, out, count
+  const int64_t count = a.size(3, "count");
+  const float* inp = a.input(1, "inp", count);
+  float* out = a.output(2, "out", count);
+  return run(a, [&] { geluForward(a.impl(0), inp, out, count); });
 }
 
 Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "geluBackward", 5);  // impl, inp, dout, dinp, count
-  geluBackward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.size(4));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "geluBackward", 5);  // impl, inp, dout, dinp, count
+  const int64_t count = a.size(4, "count");
+  const float* inp = a.input(1, "inp", count);
+  const float* dout = a.input(2, "dout", count);
+  float* dinp = a.output(3, "dinp", count);
+  return run(a, [&] { geluBackward(a.impl(0), inp, dout, dinp, count); });
 }
 
 Napi::Value SoftmaxForward(const Napi::CallbackInfo& info) {
-  Args a(info, "softmaxForward", 5);  // impl, inp, out, rows, cols
-  softmaxForward(a.impl(0), a.floats(1), a.floats(2), a.size(3), a.size(4));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "softmaxForward", 5);  // impl, inp, out, rows, cols
+  const int64_t rows = a.size(3, "rows"), cols = a.size(4, "cols"), n = a.product({rows, cols});
+  const float* inp = a.input(1, "inp", n);
+  float* out = a.output(2, "out", n);
+  return run(a, [&] { softmaxForward(a.impl(0), inp, out, rows, cols); });
 }
 
 Napi::Value SoftmaxBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "softmaxBackward", 6);  // impl, out, dout, dinp, rows, cols
-  softmaxBackward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.size(4), a.size(5));
-  return info.Env().Undefined();
+  PositionalArgs a(info, "softmaxBackward", 6);  // impl, out, dout, dinp, rows, cols
+  const int64_t rows = a.size(4, "rows"), cols = a.size(5, "cols"), n = a.product({rows, cols});
+  const float* out = a.input(1, "out", n);
+  const float* dout = a.input(2, "dout", n);
+  float* dinp = a.output(3, "dinp", n);
+  return run(a, [&] { softmaxBackward(a.impl(0), out, dout, dinp, rows, cols); });
 }
 
-Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionForward", 8);  // impl, qkv, att, out, B, T, C, NH
-  attentionForward(a.impl(0), a.floats(1), a.floats(2), a.floats(3),
-                   AttentionShape{a.size(4), a.size(5), a.size(6), a.size(7)});
-  return info.Env().Undefined();
+// The shape of causal self-attention: B, T, C, NH from four positions, NH dividing C.
+CausalSelfAttentionShape attentionShape(const PositionalArgs& a, size_t first) {
+  const CausalSelfAttentionShape shape{a.size(first, "batch"), a.size(first + 1, "tokens"),
+                                       a.size(first + 2, "channels"), a.size(first + 3, "heads")};
+  if (shape.channels % shape.heads != 0) a.range("expected heads dividing channels");
+  a.product({shape.batch, shape.heads, shape.tokens, shape.tokens});
+  a.product({shape.batch, shape.tokens, 3, shape.channels});
+  return shape;
 }
 
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionBackward", 9);  // impl, qkv, att, dout, dqkv, B, T, C, NH
-  attentionBackward(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.floats(4),
-                    AttentionShape{a.size(5), a.size(6), a.size(7), a.size(8)});
-  return info.Env().Undefined();
+Napi::Value CausalSelfAttentionForward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "causalSelfAttentionForward", 8);  // impl, qkv, att, out, B, T, C, NH
+  const CausalSelfAttentionShape s = attentionShape(a, 4);
+  const float* qkv = a.input(1, "qkv", s.batch * s.tokens * 3 * s.channels);
+  float* att = a.output(2, "att", s.batch * s.heads * s.tokens * s.tokens);
+  float* out = a.output(3, "out", s.batch * s.tokens * s.channels);
+  return run(a, [&] { causalSelfAttentionForward(a.impl(0), qkv, att, out, s); });
+}
+
+Napi::Value CausalSelfAttentionBackward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "causalSelfAttentionBackward", 9);  // impl, qkv, att, dout, dqkv, B, T, C, NH
+  const CausalSelfAttentionShape s = attentionShape(a, 5);
+  const float* qkv = a.input(1, "qkv", s.batch * s.tokens * 3 * s.channels);
+  const float* att = a.input(2, "att", s.batch * s.heads * s.tokens * s.tokens);
+  const float* dout = a.input(3, "dout", s.batch * s.tokens * s.channels);
+  float* dqkv = a.output(4, "dqkv", s.batch * s.tokens * 3 * s.channels);
+  return run(a, [&] { causalSelfAttentionBackward(a.impl(0), qkv, att, dout, dqkv, s); });
 }
 
 // ---- optimizer -------------------------------------------------------------------------------
 
 Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
   // impl, param, grad, m, v, count, lr, beta1, beta2, eps, weightDecay, step
-  Args a(info, "adamwUpdate", 12);
-  const AdamWParams params{static_cast<float>(a.number(6)), static_cast<float>(a.number(7)),
-                           static_cast<float>(a.number(8)), static_cast<float>(a.number(9)),
-                           static_cast<float>(a.number(10)), a.size(11)};
-  adamwUpdate(a.impl(0), a.floats(1), a.floats(2), a.floats(3), a.floats(4), a.size(5), params);
-  return info.Env().Undefined();
+  PositionalArgs a(info, "adamwUpdate", 12);
+  const int64_t count = a.size(5, "count");
+  float* param = a.output(1, "param", count);
+  const float* grad = a.input(2, "grad", count);
+  float* m = a.output(3, "m", count);
+  float* v = a.output(4, "v", count);
+  const AdamWParams params{static_cast<float>(a.number(6, "lr")), static_cast<float>(a.number(7, "beta1")),
+                           static_cast<float>(a.number(8, "beta2")), static_cast<float>(a.number(9, "eps")),
+                           static_cast<float>(a.number(10, "weightDecay")),
+                           a.integer(11, "step", 1, 9007199254740991)};
+  return run(a, [&] { adamwUpdate(a.impl(0), param, grad, m, v, count, params); });
 }
 
 Napi::Value GlobalGradNorm(const Napi::CallbackInfo& info) {
-  Args a(info, "globalGradNorm", 2);  // impl, grads (an array of Float32Arrays)
+  PositionalArgs a(info, "globalGradNorm", 3);  // impl, grads (buffers), counts (numbers)
+  if (!info[1].IsArray() || !info[2].IsArray()) a.fail("expected an array of gradients and an array of their counts");
+  Napi::Array list = info[1].As<Napi::Array>();
+  Napi::Array countList = info[2].As<Napi::Array>();
+  const uint32_t tensors = list.Length();
+  if (countList.Length() != tensors) a.fail("expected as many counts as gradients");
   std::vector<const float*> grads;
   std::vector<int64_t> counts;
-  a.floatList(1, grads, counts);
-  const double norm = globalGradNorm(a.impl(0), grads.data(), counts.data(), static_cast<int64_t>(grads.size()));
+  for (uint32_t k = 0; k < tensors; ++k) {
+    Napi::Value countValue = countList.Get(k);
+    const double count = countValue.IsNumber() ? countValue.As<Napi::Number>().DoubleValue() : -1;
+    if (!(count >= 1 && count <= 9007199254740991.0) || count != static_cast<double>(static_cast<int64_t>(count))) {
+      a.range("expected a positive integer count for gradient " + std::to_string(k));
+    }
+    const std::string name = "grads[" + std::to_string(k) + "]";
+    grads.push_back(reinterpret_cast<const float*>(
+        bufferArgument(list.Get(k), Element::F32, static_cast<size_t>(count), 0, a.op(), name)));
+    counts.push_back(static_cast<int64_t>(count));
+  }
+  double norm = 0;
+  try {
+    norm = globalGradNorm(a.impl(0), grads.data(), counts.data(), static_cast<int64_t>(grads.size()));
+  } catch (const std::bad_alloc&) {
+    throw outOfMemory(info.Env(), "globalGradNorm", 0, "partial sums");
+  }
   return Napi::Number::New(info.Env(), norm);
 }
 
@@ -234,20 +359,20 @@ void addNnBindings(Napi::Env env, Napi::Object exports) {
   add("mulBackward", MulBackward);
   add("scaleForward", ScaleForward);
   add("scaleBackward", ScaleBackward);
-  add("sumForward", ReduceLastDim<sumForward>);
-  add("sumBackward", ReduceLastDim<sumBackward>);
-  add("meanForward", ReduceLastDim<meanForward>);
-  add("meanBackward", ReduceLastDim<meanBackward>);
+  add("sumForward", ReduceLastDim<sumForward, true>);
+  add("sumBackward", ReduceLastDim<sumBackward, false>);
+  add("meanForward", ReduceLastDim<meanForward, true>);
+  add("meanBackward", ReduceLastDim<meanBackward, false>);
   add("embeddingForward", EmbeddingForward);
   add("embeddingBackward", EmbeddingBackward);
-  add("layernormForward", LayernormForward);
-  add("layernormBackward", LayernormBackward);
+  add("layerNormForward", LayerNormForward);
+  add("layerNormBackward", LayerNormBackward);
   add("geluForward", GeluForward);
   add("geluBackward", GeluBackward);
   add("softmaxForward", SoftmaxForward);
   add("softmaxBackward", SoftmaxBackward);
-  add("attentionForward", AttentionForward);
-  add("attentionBackward", AttentionBackward);
+  add("causalSelfAttentionForward", CausalSelfAttentionForward);
+  add("causalSelfAttentionBackward", CausalSelfAttentionBackward);
   add("adamwUpdate", AdamwUpdate);
   add("globalGradNorm", GlobalGradNorm);
 }

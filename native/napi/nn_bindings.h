@@ -1,5 +1,5 @@
-// The Node-API bindings of the GPT's ops (native/core/{elementwise,embedding,layernorm,gelu,
-// softmax,attention,adamw}.h), added to the addon's exports by Init in addon.cpp.
+// The Node-API bindings of the GPT's ops (native/core/{elementwise,embedding,layer_norm,gelu,
+// softmax,causal_self_attention,adamw}.h), added to the addon's exports by Init in addon.cpp.
 #pragma once
 
 #include <napi.h>

@@ -1,16 +1,20 @@
 // Fields of the request objects that lib/ builds and validates before any native call, and the
-// buffers they name (typed arrays or tensors' storage). A field
-// that is missing or of the wrong type here means lib/ and the addon disagree (a version
-// mismatch): it becomes a TypeError naming the field, never a crash.
+// buffers they name (typed arrays or tensors' storage). Each field is read once (one Get), and
+// checked here again: a field that is missing, of the wrong type or out of range, or a buffer
+// that does not hold what the shape says, becomes a TypeError or RangeError naming the
+// operation and the field, never a crash. lib/ gives the clearer message first; one from here
+// means a caller reached the addon past lib/'s checks.
 #pragma once
 
 #include <napi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/preference_loss.h"
-#include "napi/storage.h"
+#include "napi/buffers.h"
 
 namespace fusedpo {
 
@@ -22,20 +26,27 @@ inline Napi::Value requireField(const Napi::Object& object, const char* name) {
   return value;
 }
 
+// A finite number.
 inline double numberField(const Napi::Object& object, const char* name) {
   Napi::Value value = requireField(object, name);
   if (!value.IsNumber()) {
     throw Napi::TypeError::New(object.Env(), std::string("native request: expected a number for ") + name);
   }
-  return value.As<Napi::Number>().DoubleValue();
+  const double number = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(number)) {
+    throw Napi::RangeError::New(object.Env(), std::string("native request: expected a finite number for ") + name);
+  }
+  return number;
 }
 
-// A non-negative integer that a double holds exactly.
-inline int64_t integerField(const Napi::Object& object, const char* name) {
+// An integer in [min, max] that a double holds exactly.
+inline int64_t integerField(const Napi::Object& object, const char* name, int64_t min = 0,
+                            int64_t max = 9007199254740991) {
   const double number = numberField(object, name);
-  if (!(number >= 0 && number <= 9007199254740991.0) || number != static_cast<double>(static_cast<int64_t>(number))) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("native request: expected a non-negative integer for ") + name);
+  if (!(number >= static_cast<double>(min) && number <= static_cast<double>(max)) ||
+      number != static_cast<double>(static_cast<int64_t>(number))) {
+    throw Napi::RangeError::New(object.Env(), std::string("native request: expected an integer in [") +
+                                                  std::to_string(min) + ", " + std::to_string(max) + "] for " + name);
   }
   return static_cast<int64_t>(number);
 }
@@ -48,37 +59,77 @@ inline bool boolField(const Napi::Object& object, const char* name) {
   return value.As<Napi::Boolean>().Value();
 }
 
-inline size_t elementBytes(napi_typedarray_type kind) {
-  return kind == napi_uint16_array ? 2 : 4;  // the kinds used here: f32, i32, u16
+// A boolean field that may be absent (false).
+inline bool optionalBoolField(const Napi::Object& object, const char* name) {
+  Napi::Value value = object.Get(name);
+  if (value.IsUndefined()) return false;
+  if (!value.IsBoolean()) {
+    throw Napi::TypeError::New(object.Env(), std::string("native request: expected a boolean for ") + name);
+  }
+  return value.As<Napi::Boolean>().Value();
 }
 
-// The data of a field holding `length` elements of `kind`: a typed array of that kind, or a
-// tensor's NativeStorage (storage.h) with the byte offset in the field `<name>ByteOffset`. A
-// detached typed array has length 0 and fails the count check; lib/ reports it first, clearer.
-inline void* bufferField(const Napi::Object& object, const char* name, napi_typedarray_type kind,
-                  size_t length) {
+// Whether a field is absent (undefined or null).
+inline bool isAbsent(const Napi::Value& value) { return value.IsNull() || value.IsUndefined(); }
+
+// The data of a field holding `length` elements of `kind`: a typed array of that kind and length,
+// or a tensor's NativeStorage (storage.h) holding them from the byte offset in the field
+// `<name>ByteOffset` (0 when absent).
+inline void* bufferField(const Napi::Object& object, const char* name, Element kind, size_t length) {
   Napi::Value value = requireField(object, name);
+  size_t byteOffset = 0;
   if (!value.IsTypedArray()) {
-    Napi::Value offset = object.Get(std::string(name) + "ByteOffset");
-    const size_t byteOffset =
-        offset.IsNumber() ? static_cast<size_t>(offset.As<Napi::Number>().DoubleValue()) : 0;
-    return storageData(value, byteOffset, length * elementBytes(kind), name);
+    const std::string offsetName = std::string(name) + "ByteOffset";
+    if (!object.Get(offsetName).IsUndefined()) byteOffset = static_cast<size_t>(integerField(object, offsetName.c_str()));
   }
-  if (value.As<Napi::TypedArray>().TypedArrayType() != kind ||
-      value.As<Napi::TypedArray>().ElementLength() != length) {
-    throw Napi::TypeError::New(object.Env(),
-                               std::string("native request: wrong typed array for ") + name +
-                                   " (expected " + std::to_string(length) + " elements)");
+  return bufferArgument(value, kind, length, byteOffset, "native request", name);
+}
+
+// A copy of a field of `length` floats (a typed array or a storage), each finite.
+inline std::vector<float> finiteFloatsField(const Napi::Object& object, const char* name, size_t length) {
+  const auto* data = static_cast<const float*>(bufferField(object, name, Element::F32, length));
+  std::vector<float> copy(data, data + length);
+  for (size_t i = 0; i < length; ++i) {
+    if (!std::isfinite(copy[i])) {
+      throw Napi::RangeError::New(object.Env(), std::string("native request: expected finite ") + name +
+                                                    " but received a non-finite value at row " + std::to_string(i));
+    }
   }
-  Napi::TypedArray array = value.As<Napi::TypedArray>();
-  auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data());
-  return base + array.ByteOffset();
+  return copy;
+}
+
+// The three sizes of a logits request, each positive, V below 2^31, their product checked.
+inline LogitsShape logitsShapeFields(const Napi::Object& request) {
+  LogitsShape shape{integerField(request, "rows", 1), integerField(request, "tokens", 1),
+                    integerField(request, "vocab", 1, 2147483647)};
+  checkedProduct(request.Env(), "native request", {shape.rows, shape.tokens, shape.vocab});
+  return shape;
+}
+
+inline DType dtypeField(const Napi::Object& request) {
+  return static_cast<DType>(integerField(request, "dtype", 0, 2));
+}
+
+inline Element logitsElement(DType dtype) { return dtype == DType::F32 ? Element::F32 : Element::U16; }
+
+inline Impl implField(const Napi::Object& request) {
+  return integerField(request, "impl", 0, 1) == 0 ? Impl::Reference : Impl::Fast;
+}
+
+// The labels of a request, copied and checked: each in [0, vocab) or ignoreIndex.
+inline std::vector<int32_t> labelsField(const Napi::Object& request, LogitsShape shape, int32_t ignoreIndex) {
+  return indicesArgument(requireField(request, "labels"), static_cast<size_t>(shape.rows * shape.tokens), shape.vocab,
+                         true, ignoreIndex, "native request", "labels");
+}
+
+inline int32_t ignoreIndexField(const Napi::Object& request) {
+  return static_cast<int32_t>(integerField(request, "ignoreIndex", -2147483648LL, 2147483647));
 }
 
 // The loss and its parameters (the LossParameterFields of lib/losses.ts).
 inline LossParams lossParamsFields(const Napi::Object& request) {
   LossParams p;
-  p.kind = static_cast<LossKind>(static_cast<int>(numberField(request, "lossKind")));
+  p.kind = static_cast<LossKind>(integerField(request, "lossKind", 0, static_cast<int64_t>(LossKind::Orpo)));
   p.beta = numberField(request, "beta");
   p.labelSmoothing = numberField(request, "labelSmoothing");
   p.averageLogProb = boolField(request, "averageLogProb");
@@ -88,6 +139,9 @@ inline LossParams lossParamsFields(const Napi::Object& request) {
   p.orpoLambda = numberField(request, "orpoLambda");
   p.discopopTau = numberField(request, "discopopTau");
   p.bcoDelta = numberField(request, "bcoDelta");
+  if (!(p.beta > 0) || !(p.discopopTau > 0)) {
+    throw Napi::RangeError::New(request.Env(), "native request: expected beta > 0 and discopopTau > 0");
+  }
   return p;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cpu/host_memory.h"
+#include "napi/buffers.h"
 
 namespace fusedpo {
 
@@ -23,18 +24,17 @@ CopyRange copyRangeArguments(const Napi::CallbackInfo& info, const char* owner, 
   Napi::Env env = info.Env();
   const std::string method = std::string(owner) + "." + what;
   if (disposed) throw Napi::Error::New(env, method + ": the storage was disposed");
-  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsNumber()) {
+  TypedArrayView array;
+  if (info.Length() < 2 || !readTypedArray(info[0], &array) || !info[1].IsNumber()) {
     throw Napi::TypeError::New(env, method + ": expected (typedArray, byteOffset)");
   }
-  Napi::TypedArray array = info[0].As<Napi::TypedArray>();
   const size_t offset = byteCountArgument(env, info[1], owner);
-  const size_t bytes = array.ByteLength();
+  const size_t bytes = array.byteLength;
   if (offset > storageBytes || bytes > storageBytes - offset) {
     throw Napi::RangeError::New(env, method + ": " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
                                          " do not fit in " + std::to_string(storageBytes));
   }
-  auto* base = static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset();
-  return {base, bytes, offset};
+  return {array.data, bytes, offset};
 }
 
 
@@ -64,16 +64,15 @@ NativeStorage::NativeStorage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   Napi::Env env = info.Env();
   bytes_ = byteCountArgument(env, info.Length() > 0 ? info[0] : env.Undefined(), "NativeStorage");
   data_ = static_cast<uint8_t*>(allocateHostMemory(bytes_));
-  if (data_ == nullptr) {
-    throw Napi::RangeError::New(env, "NativeStorage: could not allocate " + std::to_string(bytes_) + " bytes");
-  }
+  if (data_ == nullptr) throw outOfMemory(env, "NativeStorage", static_cast<double>(bytes_), "host memory for a tensor");
   Napi::MemoryManagement::AdjustExternalMemory(env, static_cast<int64_t>(bytes_));
 }
 
 NativeStorage::~NativeStorage() { release(Env()); }
 
 void NativeStorage::release(napi_env env) {
-  if (data_ == nullptr) return;
+  disposed_ = true;
+  if (pins_ > 0 || data_ == nullptr) return;
   freeHostMemory(data_, bytes_);
   data_ = nullptr;
   int64_t unused = 0;
@@ -100,7 +99,11 @@ Napi::Value NativeStorage::Read(const Napi::CallbackInfo& info) {
 // fill(byteValue): every byte set (0 zeroes any dtype).
 Napi::Value NativeStorage::Fill(const Napi::CallbackInfo& info) {
   if (disposed()) throw Napi::Error::New(info.Env(), "NativeStorage.fill: the storage was disposed");
-  const int value = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  const double byte = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(byte >= 0 && byte <= 255) || byte != static_cast<double>(static_cast<int>(byte))) {
+    throw Napi::RangeError::New(info.Env(), "NativeStorage.fill: expected a byte value in [0, 255]");
+  }
+  const int value = static_cast<int>(byte);
   std::memset(data_, value, bytes_);
   return info.Env().Undefined();
 }

@@ -6,6 +6,10 @@
 // JavaScript never gets a view of the memory (a view would outlive dispose()): data moves in and
 // out by copy (write/read), and kernels receive the storage object itself, which the bindings
 // unwrap with storageData() after checking that it is alive and large enough.
+//
+// A job running off the event loop pins the storages it uses (pin/unpin, on the JavaScript
+// thread): dispose() while pinned marks the storage disposed at once (no new use is accepted)
+// and frees the memory when the last pin goes.
 #pragma once
 
 #include <napi.h>
@@ -33,7 +37,11 @@ class NativeStorage : public Napi::ObjectWrap<NativeStorage> {
 
   uint8_t* data() const { return data_; }
   size_t byteLength() const { return bytes_; }
-  bool disposed() const { return data_ == nullptr; }
+  bool disposed() const { return disposed_; }
+  void pin() { ++pins_; }
+  void unpin(napi_env env) {
+    if (--pins_ == 0 && disposed_) release(env);
+  }
 
  private:
   Napi::Value Dispose(const Napi::CallbackInfo& info);
@@ -46,6 +54,8 @@ class NativeStorage : public Napi::ObjectWrap<NativeStorage> {
 
   uint8_t* data_ = nullptr;
   size_t bytes_ = 0;
+  int pins_ = 0;
+  bool disposed_ = false;
 };
 
 // ---- Argument checks shared by NativeStorage and the CUDA addon's CudaStorage ----------------
