@@ -93,13 +93,15 @@ Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
   }
   LossJob job;
   BorrowedBuffers borrowed;
-  readRequest(info[0].As<Napi::Object>(), job, borrowed);
+  const Napi::Object request = info[0].As<Napi::Object>();
+  readRequest(request, job, borrowed);
+  const LossOutputs outputs = lossOutputFields(request, job.shape, job.withLoss, job.returnLse);
   try {
     runLossJob(job);
   } catch (const std::bad_alloc&) {
     throw outOfMemory(info.Env(), "preferenceLoss", lossJobScratchBytes(job), "scratch for logits of shape " + shapeText(job.shape));
   }
-  return writeLossResult(info.Env(), job);
+  return writeLossResult(info.Env(), job, outputs);
 }
 
 // Stage 4 alone: dlogits from the logits, the lse of an earlier forward call (returnLse) and
@@ -152,9 +154,12 @@ NativeStorage* storageOf(const Napi::Value& value) {
 class LossWorker : public Napi::AsyncWorker {
  public:
   LossWorker(Napi::Env env, Napi::Object request)
-      : Napi::AsyncWorker(env, "fusedpo.preferenceLoss"), deferred_(Napi::Promise::Deferred::New(env)) {
+      : Napi::AsyncWorker(env, "fusedpo.preferenceLoss"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        request_(Napi::Persistent(request)) {  // and through it the result arrays lib/ passed
     BorrowedBuffers borrowed;
     readRequest(request, job_, borrowed);
+    outputs_ = lossOutputFields(request, job_.shape, job_.withLoss, job_.returnLse);
     for (const Napi::Value& value : {borrowed.logits, borrowed.dlogits}) {
       if (value.IsEmpty() || !value.IsObject()) continue;
       Borrowed b{Napi::Persistent(value.As<Napi::Object>()), storageOf(value), 0};
@@ -188,7 +193,7 @@ class LossWorker : public Napi::AsyncWorker {
                                                    "the result is discarded").Value());
       return;
     }
-    deferred_.Resolve(writeLossResult(Env(), job_));
+    deferred_.Resolve(writeLossResult(Env(), job_, outputs_));
   }
 
   void OnError(const Napi::Error& error) override {
@@ -226,10 +231,13 @@ class LossWorker : public Napi::AsyncWorker {
       b.reference.Reset();
     }
     borrowed_.clear();
+    request_.Reset();
   }
 
   Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference request_;
   LossJob job_;
+  LossOutputs outputs_;
   std::vector<Borrowed> borrowed_;
   bool outOfMemory_ = false;
 };
@@ -244,29 +252,19 @@ Napi::Value PreferenceLossAsync(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// A zero-filled ArrayBuffer of `bytes` from V8's own allocator (so the collector frees it as
-// promptly as any other), whose pages, not yet touched, are advised onto huge pages
-// (cpu/host_memory.h): its first write costs a fraction of 4 KiB page faults.
-Napi::Value AllocateBuffer(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const double requested = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
-  if (!(requested >= 1 && requested <= 9007199254740991.0) || requested != static_cast<double>(static_cast<size_t>(requested))) {
-    throw Napi::TypeError::New(env, "allocateBuffer: expected a positive integer byte count");
-  }
-  const size_t bytes = static_cast<size_t>(requested);
-  napi_value buffer;
-  void* data = nullptr;
-  if (napi_create_arraybuffer(env, bytes, &data, &buffer) != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value ignored;
-      napi_get_and_clear_last_exception(env, &ignored);
+// Advises the pages of a fresh ArrayBuffer (made by `new ArrayBuffer` in lib/, which throws a
+// RangeError when memory is short, where napi_create_arraybuffer would end the process), not yet
+// touched, onto huge pages (cpu/host_memory.h): its first write costs a fraction of 4 KiB page
+// faults. Anything else is ignored: it is only advice.
+Napi::Value AdviseHugePages(const Napi::CallbackInfo& info) {
+  if (info.Length() > 0 && info[0].IsArrayBuffer()) {
+    void* data = nullptr;
+    size_t bytes = 0;
+    if (napi_get_arraybuffer_info(info.Env(), info[0], &data, &bytes) == napi_ok && data != nullptr) {
+      adviseHugePages(data, bytes);
     }
-    throw outOfMemory(env, "allocateBuffer", requested, "an ArrayBuffer for dlogits");
   }
-  adviseHugePages(data, bytes);
-  return Napi::Value(env, buffer);
+  return info.Env().Undefined();
 }
 
 // The external bytes this environment has reported to V8 (NativeStorage), as V8 counts them.
@@ -298,7 +296,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New(env, Info, "info"));
-  exports.Set("allocateBuffer", Napi::Function::New(env, AllocateBuffer, "allocateBuffer"));
+  exports.Set("adviseHugePages", Napi::Function::New(env, AdviseHugePages, "adviseHugePages"));
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory, "externalMemory"));
   exports.Set("setThreadCount", Napi::Function::New(env, SetThreadCount, "setThreadCount"));
   exports.Set("preferenceLoss", Napi::Function::New(env, PreferenceLoss, "preferenceLoss"));

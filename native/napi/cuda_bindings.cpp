@@ -256,17 +256,25 @@ CudaLossJob readCudaRequest(const Napi::Object& request, std::vector<CudaStorage
   return job;
 }
 
+// Where a job's results go: lib/'s arrays (none for the backward pass alone).
+LossOutputs cudaOutputFields(const Napi::Object& request, const CudaLossJob& job) {
+  if (job.kind == CudaLossJob::Kind::BackwardOnly) return LossOutputs{};
+  return lossOutputFields(request, job.shape, true, job.returnLse);
+}
+
 // What a finished job gives JavaScript: undefined for the backward pass alone, else the result.
-Napi::Value jobResult(Napi::Env env, const CudaLossJob& job) {
+Napi::Value jobResult(Napi::Env env, const CudaLossJob& job, const LossOutputs& outputs) {
   if (job.kind == CudaLossJob::Kind::BackwardOnly) return env.Undefined();
-  return writeLossResult(env, job);
+  return writeLossResult(env, job, outputs);
 }
 
 Napi::Value CudaPreferenceLoss(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "cudaPreferenceLoss: expected a request object");
   std::vector<CudaStorage*> storages;
-  CudaLossJob job = readCudaRequest(info[0].As<Napi::Object>(), storages);
+  const Napi::Object request = info[0].As<Napi::Object>();
+  CudaLossJob job = readCudaRequest(request, storages);
+  const LossOutputs outputs = cudaOutputFields(request, job);
   try {
     runCudaLossJob(job);
   } catch (const CudaJobError& e) {
@@ -274,7 +282,7 @@ Napi::Value CudaPreferenceLoss(const Napi::CallbackInfo& info) {
   } catch (const std::bad_alloc&) {
     throw outOfMemory(env, "cudaPreferenceLoss", 0, "host scratch for " + describeJob(job));
   }
-  return jobResult(env, job);
+  return jobResult(env, job, outputs);
 }
 
 // Runs a CudaLossJob on libuv's thread pool: the event loop stays free while the GPU works. The
@@ -285,6 +293,8 @@ class CudaLossWorker : public Napi::AsyncWorker {
   CudaLossWorker(Napi::Env env, Napi::Object request)
       : Napi::AsyncWorker(env, "fusedpo.cudaPreferenceLoss"), deferred_(Napi::Promise::Deferred::New(env)) {
     job_ = readCudaRequest(request, storages_);
+    outputs_ = cudaOutputFields(request, job_);
+    request_ = Napi::Persistent(request);  // and through it the result arrays
     for (CudaStorage* storage : storages_) {
       storage->pin();
       references_.push_back(Napi::Persistent(storage->Value()));
@@ -304,7 +314,7 @@ class CudaLossWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     release();
-    deferred_.Resolve(jobResult(Env(), job_));
+    deferred_.Resolve(jobResult(Env(), job_, outputs_));
   }
   void OnError(const Napi::Error& error) override {
     release();
@@ -315,9 +325,12 @@ class CudaLossWorker : public Napi::AsyncWorker {
   void release() {
     for (CudaStorage* storage : storages_) storage->unpin(Env());
     for (Napi::ObjectReference& reference : references_) reference.Reset();
+    request_.Reset();
   }
   Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference request_;
   CudaLossJob job_;
+  LossOutputs outputs_;
   std::vector<CudaStorage*> storages_;
   std::vector<Napi::ObjectReference> references_;
 };

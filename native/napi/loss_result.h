@@ -1,5 +1,10 @@
-// The result object of one loss call (NativeLossResult of lib/native.ts), from a finished job:
-// a LossJob (CPU, loss_job.h) or a CudaLossJob (GPU, cuda_loss_job.h), which share field names.
+// The result of one loss call (NativeLossResult of lib/native.ts), from a finished job: a LossJob
+// (CPU, loss_job.h) or a CudaLossJob (GPU, cuda_loss_job.h), which share field names.
+//
+// The per-row and per-token arrays of the result (logps, tokenCounts, coef, lse) are allocated by
+// lib/ and passed in the request as `<name>Out`; the addon only fills them. An ArrayBuffer that
+// cannot be had is then a RangeError in JavaScript: napi_create_arraybuffer would end the
+// process instead (V8 treats its failure as fatal).
 #pragma once
 
 #include <napi.h>
@@ -7,52 +12,63 @@
 #include <algorithm>
 
 #include "core/preference_loss.h"
+#include "napi/buffers.h"
+#include "napi/request_fields.h"
 
 namespace fusedpo {
 
-// NativeLossResult of lib/native.ts.
+// Where a job's per-row and per-token results go: lib/'s arrays, checked against the shape.
+struct LossOutputs {
+  float* logps = nullptr;         // [R]
+  int32_t* tokenCounts = nullptr;  // [R]
+  float* coef = nullptr;          // [R], when the request has a loss
+  float* lse = nullptr;           // [R*T], when it asks for lse
+};
+
+inline LossOutputs lossOutputFields(const Napi::Object& request, LogitsShape shape, bool withLoss, bool returnLse) {
+  const size_t rows = static_cast<size_t>(shape.rows);
+  LossOutputs out;
+  out.logps = static_cast<float*>(bufferField(request, "logpsOut", Element::F32, rows));
+  out.tokenCounts = static_cast<int32_t*>(bufferField(request, "tokenCountsOut", Element::I32, rows));
+  if (withLoss) out.coef = static_cast<float*>(bufferField(request, "coefOut", Element::F32, rows));
+  if (returnLse) {
+    out.lse = static_cast<float*>(bufferField(request, "lseOut", Element::F32, rows * static_cast<size_t>(shape.tokens)));
+  }
+  return out;
+}
+
+// NativeLossResult of lib/native.ts; fills `out` (the arrays lib/ passed) as it goes.
 template <typename Job>
-Napi::Object writeLossResult(Napi::Env env, const Job& job) {
-  Napi::Object out = Napi::Object::New(env);
+Napi::Object writeLossResult(Napi::Env env, const Job& job, const LossOutputs& out) {
+  Napi::Object result = Napi::Object::New(env);
   if (job.nonFiniteRow >= 0) {
     Napi::Object where = Napi::Object::New(env);
     where.Set("row", static_cast<double>(job.nonFiniteRow));
     where.Set("token", static_cast<double>(job.nonFiniteTokenIndex));
     where.Set("vocab", static_cast<double>(job.nonFiniteVocab));
-    out.Set("nonFinite", where);
+    result.Set("nonFinite", where);
     Napi::Array rows = Napi::Array::New(env);
     uint32_t count = 0;
     for (size_t s = 0; s < job.nonFiniteToken.size(); ++s) {
       if (job.nonFiniteToken[s] >= 0) rows.Set(count++, static_cast<double>(s));
     }
-    out.Set("nonFiniteRows", rows);
+    result.Set("nonFiniteRows", rows);
   } else {
-    out.Set("nonFinite", env.Null());
-    out.Set("nonFiniteRows", Napi::Array::New(env));
+    result.Set("nonFinite", env.Null());
+    result.Set("nonFiniteRows", Napi::Array::New(env));
   }
-  if (job.stoppedOnNonFinite) return out;
+  if (job.stoppedOnNonFinite) return result;
 
-  const size_t rows = job.logps.size();
-  Napi::Float32Array logps = Napi::Float32Array::New(env, rows);
-  Napi::Int32Array tokenCounts = Napi::Int32Array::New(env, rows);
-  for (size_t s = 0; s < rows; ++s) {
-    logps[s] = static_cast<float>(job.logps[s]);
-    tokenCounts[s] = job.tokenCounts[s];
+  for (size_t s = 0; s < job.logps.size(); ++s) {
+    out.logps[s] = static_cast<float>(job.logps[s]);
+    out.tokenCounts[s] = job.tokenCounts[s];
   }
-  out.Set("logps", logps);
-  out.Set("tokenCounts", tokenCounts);
-  if (job.returnLse) {
-    Napi::Float32Array lse = Napi::Float32Array::New(env, job.lse.size());
-    std::copy(job.lse.begin(), job.lse.end(), lse.Data());
-    out.Set("lse", lse);
-  }
-  if (!job.withLoss) return out;
+  if (job.returnLse && out.lse != nullptr) std::copy(job.lse.begin(), job.lse.end(), out.lse);
+  if (!job.withLoss) return result;
 
-  Napi::Float32Array coef = Napi::Float32Array::New(env, rows);
-  for (size_t s = 0; s < rows; ++s) coef[s] = job.coef[s];
-  out.Set("coef", coef);
-  out.Set("unrepresentableRow", static_cast<double>(job.unrepresentableRow));
-  out.Set("loss", job.result.loss);
+  if (out.coef != nullptr) std::copy(job.coef.begin(), job.coef.end(), out.coef);
+  result.Set("unrepresentableRow", static_cast<double>(job.unrepresentableRow));
+  result.Set("loss", job.result.loss);
   const PreferenceMetrics& m = job.result.metrics;
   Napi::Object metrics = Napi::Object::New(env);
   metrics.Set("rewardsChosen", m.rewardsChosen);
@@ -62,8 +78,8 @@ Napi::Object writeLossResult(Napi::Env env, const Job& job) {
   metrics.Set("logpsChosen", m.logpsChosen);
   metrics.Set("logpsRejected", m.logpsRejected);
   metrics.Set("nll", m.nll);
-  out.Set("metrics", metrics);
-  return out;
+  result.Set("metrics", metrics);
+  return result;
 }
 
 }  // namespace fusedpo
