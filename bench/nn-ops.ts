@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { loadAddon, setThreads } from '../lib/native';
-import * as nn from '../lib/ops/nn';
+import * as nn from '../lib/ops';
 import { randomFloats } from '../test/nn-fp64';
 
 const root = path.resolve(__dirname, '..');
@@ -52,7 +52,7 @@ const x = randomFloats(ROWS * C, 1, 2), bias = randomFloats(C, 2), dx = randomFl
 const out = new Float32Array(ROWS * C), da = new Float32Array(ROWS * C), db = new Float32Array(C);
 const wide = randomFloats(ROWS * 4 * C, 4, 3), dwide = randomFloats(ROWS * 4 * C, 5), wideOut = new Float32Array(ROWS * 4 * C), dWideIn = new Float32Array(ROWS * 4 * C);
 const weight = randomFloats(C, 6), dweight = new Float32Array(C), dbias = new Float32Array(C);
-const ln = nn.layernormForward({ inp: x, weight, bias, rows: ROWS, channels: C });
+const ln = nn.layerNormForward({ inp: x, weight, bias, rows: ROWS, channels: C });
 const idx = Int32Array.from({ length: ROWS }, (_, i) => (i * 7919) % V);
 const table = randomFloats(V * C, 7), dtable = new Float32Array(V * C);
 const scores = randomFloats(B * NH * T * T, 8, 4), dscores = randomFloats(B * NH * T * T, 9), probs = new Float32Array(B * NH * T * T), dprobs = new Float32Array(B * NH * T * T);
@@ -94,8 +94,8 @@ const cases: Case[] = [
   {
     name: 'layernorm', shape: `[${ROWS}, ${C}]`,
     forwardBytes: 2 * ROWS * C * F, backwardBytes: 3 * ROWS * C * F,
-    forward: (implementation) => nn.layernormForward({ inp: x, weight, bias, rows: ROWS, channels: C, out, mean: ln.mean, rstd: ln.rstd, implementation }),
-    backward: (implementation) => nn.layernormBackward({ dout: dx, inp: x, weight, mean: ln.mean, rstd: ln.rstd, dinp: da, dweight, dbias, rows: ROWS, channels: C, implementation }),
+    forward: (implementation) => nn.layerNormForward({ inp: x, weight, bias, rows: ROWS, channels: C, out, mean: ln.mean, rstd: ln.rstd, implementation }),
+    backward: (implementation) => nn.layerNormBackward({ dout: dx, inp: x, weight, mean: ln.mean, rstd: ln.rstd, dinp: da, dweight, dbias, rows: ROWS, channels: C, implementation }),
   },
   {
     name: 'gelu', shape: `[${ROWS}, ${4 * C}]`,
@@ -112,8 +112,8 @@ const cases: Case[] = [
   {
     name: 'attention', shape: `B ${B} T ${T} C ${C} NH ${NH}`,
     forwardBytes: 0, backwardBytes: 0,
-    forward: (implementation) => nn.attentionForward({ qkv, batch: B, tokens: T, channels: C, heads: NH, out, att, implementation }),
-    backward: (implementation) => nn.attentionBackward({ qkv, att, dout: dx, dqkv, batch: B, tokens: T, channels: C, heads: NH, implementation }),
+    forward: (implementation) => nn.causalSelfAttentionForward({ qkv, batch: B, tokens: T, channels: C, heads: NH, out, att, implementation }),
+    backward: (implementation) => nn.causalSelfAttentionBackward({ qkv, att, dout: dx, dqkv, batch: B, tokens: T, channels: C, heads: NH, implementation }),
   },
   {
     name: 'adamw / grad norm', shape: `${PARAMS} params`,

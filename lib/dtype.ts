@@ -1,12 +1,43 @@
 /**
  * Conversions between Float32Array and the 16-bit storage of bf16 and f16 logits (their bit
  * patterns in a Uint16Array), rounding to nearest even, as the kernels do.
+ *
+ * The f32 side takes a Float32Array, or any array of numbers (a plain array, a Float64Array:
+ * each value is rounded to f32 first, as a Float32Array would store it); the 16-bit side takes a
+ * Uint16Array or an array of integers in [0, 65535]. Anything else is a TypeError.
  */
+import { describe, typedArrayFacts } from './validate';
+
+/** The values as f32 bits (a copy, or a view of a Float32Array). */
+function f32Bits(name: string, values: unknown): Uint32Array {
+  const facts = typedArrayFacts(values);
+  if (facts?.kind === 'Float32Array') {
+    const array = values as Float32Array;
+    return new Uint32Array(array.buffer, array.byteOffset, facts.length);
+  }
+  if (!(facts && facts.kind !== 'BigInt64Array' && facts.kind !== 'BigUint64Array') && !Array.isArray(values)) {
+    throw new TypeError(`${name}: expected a Float32Array or an array of numbers but received ${describe(values)}`);
+  }
+  const list = Array.from(values as ArrayLike<unknown>);
+  const bad = list.findIndex((x) => typeof x !== 'number');
+  if (bad >= 0) throw new TypeError(`${name}: expected numbers but received ${describe(list[bad])} at position ${bad}`);
+  return new Uint32Array(Float32Array.from(list as number[]).buffer);
+}
+
+/** The 16-bit patterns, as a Uint16Array (a view, or a checked copy of an array of integers). */
+function sixteenBits(name: string, bits: unknown): Uint16Array {
+  const facts = typedArrayFacts(bits);
+  if (facts?.kind === 'Uint16Array') return bits as Uint16Array;
+  if (!Array.isArray(bits)) throw new TypeError(`${name}: expected a Uint16Array of 16-bit patterns but received ${describe(bits)}`);
+  const bad = bits.findIndex((x) => !(Number.isInteger(x) && x >= 0 && x <= 0xffff));
+  if (bad >= 0) throw new RangeError(`${name}: expected 16-bit patterns (integers in [0, 65535]) but received ${describe(bits[bad])} at position ${bad}`);
+  return Uint16Array.from(bits as number[]);
+}
 
 /** f32 -> bf16 bits, round to nearest even; NaN stays NaN. */
-export function toBf16(values: Float32Array): Uint16Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const out = new Uint16Array(values.length);
+export function toBf16(values: Float32Array | ArrayLike<number>): Uint16Array {
+  const bits = f32Bits('toBf16', values);
+  const out = new Uint16Array(bits.length);
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i];
     const isNaN = (b & 0x7fffffff) > 0x7f800000;
@@ -16,16 +47,17 @@ export function toBf16(values: Float32Array): Uint16Array {
 }
 
 /** bf16 bits -> f32 (exact). */
-export function fromBf16(bits: Uint16Array): Float32Array {
+export function fromBf16(bitsValue: Uint16Array | ArrayLike<number>): Float32Array {
+  const bits = sixteenBits('fromBf16', bitsValue);
   const wide = new Uint32Array(bits.length);
   for (let i = 0; i < bits.length; i++) wide[i] = bits[i] << 16;
   return new Float32Array(wide.buffer);
 }
 
 /** f32 -> f16 bits, round to nearest even, overflow to infinity, subnormals kept. */
-export function toF16(values: Float32Array): Uint16Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  const out = new Uint16Array(values.length);
+export function toF16(values: Float32Array | ArrayLike<number>): Uint16Array {
+  const bits = f32Bits('toF16', values);
+  const out = new Uint16Array(bits.length);
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i];
     const sign = (b >>> 16) & 0x8000;
@@ -62,7 +94,8 @@ export function toF16(values: Float32Array): Uint16Array {
 }
 
 /** f16 bits -> f32 (exact). */
-export function fromF16(bits: Uint16Array): Float32Array {
+export function fromF16(bitsValue: Uint16Array | ArrayLike<number>): Float32Array {
+  const bits = sixteenBits('fromF16', bitsValue);
   const out = new Float32Array(bits.length);
   for (let i = 0; i < bits.length; i++) {
     const h = bits[i];

@@ -21,7 +21,7 @@ export {
   type DevicePreferenceLossArgs,
   type DevicePreferenceLossResult,
 } from './losses';
-export { Tensor, keep, withScope, type Device, type TensorDType } from './tensor';
+export { Tensor, hostEmptyCache, hostMemory, keep, withScope, type Device, type HostMemory, type TensorDType } from './tensor';
 export { noGrad, isGradEnabled } from './autograd';
 export * as F from './functional';
 export { NativeLoadError, NonFiniteLogitError } from './errors';

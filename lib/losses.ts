@@ -17,10 +17,14 @@
  *   `apo_down`, `discopop`, `sigmoid_norm`, `dpop`, `simpo`, `orpo`: see README.md.
  * - `dlogits[s,t,v] = c[s] * m[s,t] * ([v == y] - softmax(z[s,t,:])[v])` with `c[s] = dLoss/dpi[s]`.
  */
+import { markAsUntransferable } from 'node:worker_threads';
+
 import { NonFiniteLogitError } from './errors';
 import { needsGrad, record } from './autograd';
-import { cudaAddon, native, type NativeCudaLossRequest, type NativeLossRequest, type NativeLossResult, type NativeStorage } from './native';
-import { Tensor } from './tensor';
+import {
+  cudaAddon, lossOutputs, native, withLossOutputs, type NativeCudaLossRequest, type NativeLossRequest, type NativeLossResult, type NativeStorage,
+} from './native';
+import { Tensor, cudaStorage, hostStorage, isTensor } from './tensor';
 import {
   checkBoolean,
   checkInteger,
@@ -29,6 +33,10 @@ import {
   checkTypedArray,
   describe,
   expected,
+  isResizable,
+  readArgs,
+  readArray,
+  typedArrayFacts,
 } from './validate';
 
 /** Every loss, in the order of `LossKind` in native/core/preference_loss.h. */
@@ -154,15 +162,17 @@ interface CheckedShape {
   vocab: number;
 }
 
-function checkShape(shape: unknown, needPairs: boolean): CheckedShape {
+function checkShape(shapeValue: unknown, needPairs: boolean): CheckedShape {
+  const shape = readArray(shapeValue);  // each dim read once
   const isTriple =
-    Array.isArray(shape) &&
+    shape !== null &&
     shape.length === 3 &&
     shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d > 0);
   if (!isTriple) {
-    throw new TypeError(expected('three positive integers [2P, T, V]', 'shape', shape));
+    throw new TypeError(expected('three positive integers [2P, T, V]', 'shape', shapeValue));
   }
   const [rows, tokens, vocab] = shape as number[];
+  if (rows * tokens * vocab > 2 ** 50) throw new RangeError(expected('a shape of at most 2^50 logits', 'shape', shapeValue));
   if (vocab > INT32_MAX) throw new RangeError(expected(`V <= ${INT32_MAX}`, 'shape', shape));
   if (needPairs && rows % 2 !== 0) {
     throw new RangeError(
@@ -185,7 +195,7 @@ function checkLabels(labels: Int32Array, shape: CheckedShape, ignoreIndex: numbe
   }
 }
 
-function checkLogits(args: SequenceLogpsArgs, shape: CheckedShape): { dtype: LogitsDType; logits: Logits } {
+function checkLogits(args: { dtype?: unknown; logits?: unknown }, shape: CheckedShape): { dtype: LogitsDType; logits: Logits } {
   const dtype = checkOneOf('dtype', args.dtype ?? 'f32', DTYPES);
   const length = shape.rows * shape.tokens * shape.vocab;
   const why = ` (shape [${shape.rows}, ${shape.tokens}, ${shape.vocab}], dtype ${dtype})`;
@@ -199,10 +209,22 @@ function checkLogits(args: SequenceLogpsArgs, shape: CheckedShape): { dtype: Log
 /** A request whose logits are a typed array (the typed-array API). */
 type TypedLossRequest = NativeLossRequest & { logits: Logits; dlogits?: Logits | null };
 
-function baseRequest(args: SequenceLogpsArgs, needPairs: boolean): TypedLossRequest {
-  if (typeof args !== 'object' || args === null) {
-    throw new TypeError(expected('an object of arguments', 'args', args));
-  }
+/** The arguments of sequenceLogps, and of every loss form. */
+const SEQUENCE_KEYS = ['logits', 'dtype', 'shape', 'labels', 'ignoreIndex', 'averageLogProb', 'allowNonFinite', 'implementation'] as const;
+/** The loss and its parameters. */
+const LOSS_PARAMETER_KEYS = ['loss', 'beta', 'labelSmoothing', 'nllWeight', 'dpopLambda', 'simpoGamma', 'orpoLambda', 'discopopTau',
+  'bcoDelta'] as const;
+/** Every argument preferenceLoss and preferenceLossAsync take, in either form. */
+const LOSS_KEYS = [...SEQUENCE_KEYS, ...LOSS_PARAMETER_KEYS, 'refLogps', 'grad', 'inPlace', 'out'] as const;
+
+/** The arguments of one call, each read once (validate.ts's readArgs): nothing trusted yet. */
+type Snapshot = { [K in (typeof LOSS_KEYS)[number]]?: unknown };
+
+function snapshot(op: string, args: unknown, keys: readonly string[]): Snapshot {
+  return readArgs(op, args, keys) as unknown as Snapshot;
+}
+
+function baseRequest(args: Snapshot, needPairs: boolean): TypedLossRequest {
   const shape = checkShape(args.shape, needPairs);
   const { dtype, logits } = checkLogits(args, shape);
   const labels = checkTypedArray('labels', args.labels, Int32Array, shape.rows * shape.tokens,
@@ -227,8 +249,20 @@ const LARGE_ARRAY_BYTES = 2 ** 21;
 
 function newLogitsArray(dtype: 0 | 1 | 2, length: number): Logits {
   const bytes = length * (dtype === 0 ? 4 : 2);
-  if (bytes < LARGE_ARRAY_BYTES) return dtype === 0 ? new Float32Array(length) : new Uint16Array(length);
-  const buffer = native().allocateBuffer(bytes);
+  if (bytes < LARGE_ARRAY_BYTES) {
+    try {
+      return dtype === 0 ? new Float32Array(length) : new Uint16Array(length);
+    } catch {
+      throw new RangeError(`preferenceLoss: out of memory: could not allocate ${bytes} bytes for dlogits`);
+    }
+  }
+  let buffer: ArrayBuffer;
+  try {
+    buffer = new ArrayBuffer(bytes);  // a RangeError when memory is short, never an abort
+  } catch {
+    throw new RangeError(`preferenceLoss: out of memory: could not allocate ${bytes} bytes for dlogits`);
+  }
+  native().adviseHugePages(buffer);
   return dtype === 0 ? new Float32Array(buffer) : new Uint16Array(buffer);
 }
 
@@ -240,12 +274,13 @@ function labelSmoothingRange(loss: LossName): { min: number; max: number; minExc
 
 type LossParameterArgs = Pick<PreferenceLossArgs, 'loss' | 'beta' | 'labelSmoothing' | 'averageLogProb' | 'nllWeight' |
   'dpopLambda' | 'simpoGamma' | 'orpoLambda' | 'discopopTau' | 'bcoDelta'>;
+type UncheckedLossParameters = { [K in keyof LossParameterArgs]?: unknown };
 
 /** The loss and its parameters, checked: the fields of NativeLossRequest they fill. */
 type LossParameterFields = Required<Pick<NativeLossRequest, 'lossKind' | 'beta' | 'labelSmoothing' | 'averageLogProb' |
   'nllWeight' | 'dpopLambda' | 'simpoGamma' | 'orpoLambda' | 'discopopTau' | 'bcoDelta'>>;
 
-function lossParameters(args: LossParameterArgs): { loss: LossName; fields: LossParameterFields } {
+function lossParameters(args: UncheckedLossParameters): { loss: LossName; fields: LossParameterFields } {
   const loss = checkOneOf('loss', args.loss ?? 'dpo', ACCEPTED_LOSS_NAMES);
   return {
     loss,
@@ -283,7 +318,7 @@ function checkRefLogps(value: unknown, loss: LossName, rows: number): Float32Arr
  * `grad` and `inPlace`, checked together and against `out` (an array or a tensor, by form): in
  * place needs the gradient, and an out buffer makes sense only for a gradient not in place.
  */
-function gradientOptions(args: { grad?: boolean; inPlace?: boolean; out?: unknown }, outKind: 'array' | 'tensor'): { grad: boolean; inPlace: boolean } {
+function gradientOptions(args: { grad?: unknown; inPlace?: unknown; out?: unknown }, outKind: 'array' | 'tensor'): { grad: boolean; inPlace: boolean } {
   const grad = checkBoolean('grad', args.grad ?? true);
   const inPlace = checkBoolean('inPlace', args.inPlace ?? false);
   if (inPlace && !grad) {
@@ -295,7 +330,7 @@ function gradientOptions(args: { grad?: boolean; inPlace?: boolean; out?: unknow
   return { grad, inPlace };
 }
 
-function lossRequest(args: PreferenceLossArgs): { request: TypedLossRequest; inPlace: boolean } {
+function lossRequest(args: Snapshot): { request: TypedLossRequest; inPlace: boolean } {
   const request = baseRequest(args, true);
   const { loss, fields } = lossParameters(args);
   const { grad, inPlace } = gradientOptions(args, 'array');
@@ -304,13 +339,41 @@ function lossRequest(args: PreferenceLossArgs): { request: TypedLossRequest; inP
   if (args.out !== undefined) {
     const kind = request.dtype === 0 ? Float32Array : Uint16Array;
     dlogits = checkTypedArray('out', args.out, kind, request.logits.length, ' (the kind and length of logits)');
-    if (dlogits.buffer === request.logits.buffer) {
+    if (typedArrayFacts(dlogits)!.buffer === typedArrayFacts(request.logits)!.buffer) {
       throw new TypeError('Expected an out array that does not share memory with logits (use inPlace: true to write over them)');
     }
   } else if (grad) {
     dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, request.logits.length);
   }
   return { inPlace, request: { ...request, ...fields, withLoss: true, refLogps, dlogits } };
+}
+
+/** The fused loss on the CPU, synchronously, with its result arrays made here (native.ts). */
+export function runLoss(request: NativeLossRequest, operation = 'preferenceLoss'): NativeLossResult {
+  const outputs = lossOutputs(operation, request.rows, request.tokens, request.withLoss, request.returnLse ?? false);
+  return withLossOutputs(native().preferenceLoss({ ...request, ...outputs }), outputs);
+}
+
+/** The same on a worker thread. */
+async function runLossAsync(request: NativeLossRequest): Promise<NativeLossResult> {
+  const outputs = lossOutputs('preferenceLossAsync', request.rows, request.tokens, request.withLoss, request.returnLse ?? false);
+  return withLossOutputs(await native().preferenceLossAsync({ ...request, ...outputs }), outputs);
+}
+
+/** The fused loss on cuda tensors (the backward pass alone returns nothing). */
+function runCudaLoss(request: NativeCudaLossRequest, operation: string): NativeLossResult {
+  const addon = cudaAddon(operation);
+  if (request.backwardOnly) {
+    addon.cudaPreferenceLoss(request);
+    return { nonFinite: null, nonFiniteRows: [] };
+  }
+  const outputs = lossOutputs(operation, request.rows, request.tokens, true, request.returnLse ?? false);
+  return withLossOutputs(addon.cudaPreferenceLoss({ ...request, ...outputs })!, outputs);
+}
+
+async function runCudaLossAsync(request: NativeCudaLossRequest, operation: string): Promise<NativeLossResult> {
+  const outputs = lossOutputs(operation, request.rows, request.tokens, true, request.returnLse ?? false);
+  return withLossOutputs((await cudaAddon(operation).cudaPreferenceLossAsync({ ...request, ...outputs }))!, outputs);
 }
 
 /** Decodes one stored logit for an error message. */
@@ -324,13 +387,30 @@ function logitValue(logits: Logits, dtype: 0 | 1 | 2, index: number): number {
   return sign * (exponent === 0 ? (bits & 0x3ff) * 2 ** -24 : (1 + (bits & 0x3ff) / 1024) * 2 ** (exponent - 15));
 }
 
-/** Throws NonFiniteLogitError when the kernels stopped on a non-finite logit. */
-function throwIfStopped(request: Pick<NativeLossRequest, 'allowNonFinite' | 'tokens' | 'vocab'>, result: NativeLossResult,
+const DTYPE_NAMES: readonly LogitsDType[] = ['f32', 'bf16', 'f16'];
+
+/**
+ * Throws NonFiniteLogitError when the kernels stopped on a non-finite logit, and a RangeError
+ * naming the pair when a gradient does not fit the dtype of dlogits (nothing was written then).
+ */
+function throwIfStopped(request: Pick<NativeLossRequest, 'allowNonFinite' | 'tokens' | 'vocab' | 'dtype'>, result: NativeLossResult,
   valueAt: (index: number) => number): void {
-  if (result.nonFinite === null || request.allowNonFinite) return;
-  const { row, token, vocab } = result.nonFinite;
-  const index = (row * request.tokens + token) * request.vocab + vocab;
-  throw new NonFiniteLogitError(row, token, vocab, valueAt(index));
+  if (result.nonFinite !== null && !request.allowNonFinite) {
+    const { row, token, vocab } = result.nonFinite;
+    const index = (row * request.tokens + token) * request.vocab + vocab;
+    throw new NonFiniteLogitError(row, token, vocab, valueAt(index));
+  }
+  const row = result.unrepresentableRow ?? -1;
+  if (row >= 0) {
+    const rows = result.coef?.length ?? 0;
+    const pair = rows > 0 ? row % (rows / 2) : row;
+    const dtype = DTYPE_NAMES[request.dtype];
+    throw new RangeError(
+      `Expected a gradient that fits ${dtype} but the loss's derivative for row ${row} (pair ${pair}) is ${result.coef?.[row]} ` +
+        `(loss ${result.loss}): the sequence log-ratios are too large for this loss; check refLogps and the scale of the logits. ` +
+        'No gradient was written.',
+    );
+  }
 }
 
 /** The per-row fields every result has, from the native result of a run that did not stop. */
@@ -360,7 +440,9 @@ function toLossResult(request: TypedLossRequest, result: NativeLossResult, inPla
  * With typed arrays, the gradient comes back as `dlogits`. With a Tensor of logits (the autograd
  * form), the loss comes back as a one-element Tensor whose `backward()` writes the gradient into
  * whatever made the logits (or `logits.grad` for a leaf); the backward pass runs then, from the
- * lse saved by the forward pass.
+ * lse saved by the forward pass and the labels copied by it.
+ *
+ * Every argument is read once; an argument this function does not take is an error.
  *
  * @example
  * const P = 1, T = 2, V = 3;
@@ -374,27 +456,32 @@ function toLossResult(request: TypedLossRequest, result: NativeLossResult, inPla
 export function preferenceLoss(args: TensorPreferenceLossArgs): TensorPreferenceLossResult;
 export function preferenceLoss(args: PreferenceLossArgs): PreferenceLossResult;
 export function preferenceLoss(args: PreferenceLossArgs | TensorPreferenceLossArgs): PreferenceLossResult | TensorPreferenceLossResult {
-  if (typeof args === 'object' && args !== null && args.logits instanceof Tensor) {
-    return preferenceLossOnTensor(args as TensorPreferenceLossArgs);
-  }
-  const { request, inPlace } = lossRequest(args as PreferenceLossArgs);
-  return toLossResult(request, native().preferenceLoss(request), inPlace);
+  const x = snapshot('preferenceLoss', args, LOSS_KEYS);
+  if (isTensor(x.logits)) return preferenceLossOnTensor(x);
+  const { request, inPlace } = lossRequest(x);
+  return toLossResult(request, runLoss(request), inPlace);
 }
 
 /**
  * The tensor forms' arguments: logits as a Tensor (cpu or cuda), labels and refLogps as tensors
- * (on either device) or arrays.
+ * (on either device) or arrays. `shape` and `dtype` may be given; they must be the logits'.
  */
 export interface TensorPreferenceLossArgs extends LossParameterArgs {
   /** `[2P, T, V]`, f32, bf16 or f16, on the CPU or on cuda. */
   logits: Tensor;
-  /** `[2P, T]` i32 tensor, or an Int32Array of 2P*T labels. */
+  /** `[2P, T]` i32 tensor, or an Int32Array of 2P*T labels (copied). */
   labels: Tensor | Int32Array;
   /** `[2P]` f32 tensor or Float32Array (not for simpo, orpo). */
   refLogps?: Tensor | Float32Array;
   ignoreIndex?: number;
   allowNonFinite?: boolean;
   implementation?: 'fast' | 'reference';
+  /** `false`: the loss and metrics only, no graph (as under noGrad). Default true. */
+  grad?: boolean;
+  /** When given, the logits' shape. */
+  shape?: readonly [number, number, number];
+  /** When given, the logits' dtype. */
+  dtype?: LogitsDType;
 }
 
 export interface TensorPreferenceLossResult extends SequenceLogpsResult {
@@ -403,6 +490,7 @@ export interface TensorPreferenceLossResult extends SequenceLogpsResult {
   metrics: PreferenceMetrics;
 }
 
+/** A copy of a tensor argument's data, checked against the dtype and shape it must have. */
 function arrayOfTensor<T extends Int32Array | Float32Array>(name: string, value: Tensor, dtype: 'i32' | 'f32', shape: number[]): T {
   value.assertAlive(`preferenceLoss (${name})`);
   if (value.dtype !== dtype || value.shape.length !== shape.length || value.shape.some((d, i) => d !== shape[i])) {
@@ -416,33 +504,44 @@ interface TensorRequestParts {
   logits: Tensor;
   dtype: 0 | 1 | 2;
   shape: CheckedShape;
+  /** The call's own copy. */
   labels: Int32Array;
   ignoreIndex: number;
   loss: LossName;
   fields: LossParameterFields;
   refLogps: Float32Array | null;
   allowNonFinite: boolean;
+  impl: 0 | 1;
 }
 
-function tensorRequestParts(args: TensorPreferenceLossArgs, operation: string): TensorRequestParts {
-  if (typeof args !== 'object' || args === null) throw new TypeError(expected('an object of arguments', 'args', args));
-  const logits = args.logits;
+function tensorRequestParts(args: Snapshot, operation: string): TensorRequestParts {
+  const logits = args.logits as Tensor;
   logits.assertAlive(operation);
   if (logits.dtype === 'i32' || logits.shape.length !== 3) {
     throw new TypeError(expected('an f32, bf16 or f16 tensor of shape [2P, T, V]', 'logits', logits));
   }
   const shape = checkShape([...logits.shape], true);
+  if (args.shape !== undefined) {
+    const given = readArray(args.shape);
+    if (!given || given.length !== 3 || given.some((d, i) => d !== logits.shape[i])) {
+      throw new TypeError(expected(`the logits' shape [${logits.shape}] (or no shape)`, 'shape', args.shape));
+    }
+  }
+  if (args.dtype !== undefined && args.dtype !== logits.dtype) {
+    throw new TypeError(expected(`the logits' dtype '${logits.dtype}' (or no dtype)`, 'dtype', args.dtype));
+  }
   const { rows, tokens } = shape;
-  const labels = args.labels instanceof Tensor
+  const labels = isTensor(args.labels)
     ? arrayOfTensor<Int32Array>('labels', args.labels, 'i32', [rows, tokens])
-    : checkTypedArray('labels', args.labels, Int32Array, rows * tokens, ` (shape [${rows}, ${tokens}])`);
+    : Int32Array.prototype.slice.call(checkTypedArray('labels', args.labels, Int32Array, rows * tokens, ` (shape [${rows}, ${tokens}])`));
   const ignoreIndex = checkInteger('ignoreIndex', args.ignoreIndex ?? -100, INT32_MIN, INT32_MAX);
   checkLabels(labels, shape, ignoreIndex);
   const { loss, fields } = lossParameters(args);
-  const ref = args.refLogps instanceof Tensor ? arrayOfTensor<Float32Array>('refLogps', args.refLogps, 'f32', [rows]) : args.refLogps;
+  const ref = isTensor(args.refLogps) ? arrayOfTensor<Float32Array>('refLogps', args.refLogps, 'f32', [rows]) : args.refLogps;
   const refLogps = checkRefLogps(ref, loss, rows);
   const allowNonFinite = checkBoolean('allowNonFinite', args.allowNonFinite ?? false);
-  return { logits, dtype: DTYPE_CODES[logits.dtype], shape, labels, ignoreIndex, loss, fields, refLogps, allowNonFinite };
+  const impl = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const) === 'reference' ? 0 : 1;
+  return { logits, dtype: DTYPE_CODES[logits.dtype], shape, labels, ignoreIndex, loss, fields, refLogps, allowNonFinite, impl };
 }
 
 /** Reads logit `index` of a tensor's storage (either device), for the error of a non-finite logit. */
@@ -452,23 +551,27 @@ function storedLogit(storage: NativeStorage, byteOffset: number, dtype: 0 | 1 | 
   return logitValue(one, dtype, 0);
 }
 
-function preferenceLossOnTensor(args: TensorPreferenceLossArgs): TensorPreferenceLossResult {
+function preferenceLossOnTensor(args: Snapshot): TensorPreferenceLossResult {
+  if (args.out !== undefined || args.inPlace !== undefined) {
+    throw new TypeError(`Expected no ${args.out !== undefined ? 'out' : 'inPlace'} with Tensor logits in preferenceLoss: its autograd form ` +
+      'writes the gradient in loss.backward(); preferenceLossAsync is the functional form that takes out and inPlace');
+  }
   const parts = tensorRequestParts(args, 'preferenceLoss');
-  if (parts.logits.device === 'cuda') return preferenceLossOnCuda(parts);
-  const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, allowNonFinite } = parts;
+  const wantGraph = checkBoolean('grad', args.grad ?? true) && needsGrad([parts.logits]);
+  if (parts.logits.device === 'cuda') return preferenceLossOnCuda(parts, wantGraph);
+  const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, allowNonFinite, impl } = parts;
   const { rows, tokens, vocab } = shape;
-  const impl = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const) === 'reference' ? 0 : 1;
-  const source = logits.nativeStorage('preferenceLoss');
+  const source = hostStorage(logits, 'preferenceLoss');
   const request: NativeLossRequest = {
     impl, dtype, ...shape, labels, ignoreIndex, refLogps, ...fields,
     logits: source.storage, logitsByteOffset: source.byteOffset,
-    allowNonFinite, withLoss: true, returnLse: needsGrad([logits]), dlogits: null,
+    allowNonFinite, withLoss: true, returnLse: wantGraph, dlogits: null,
   };
-  const result = native().preferenceLoss(request);
+  const result = runLoss(request);
   throwIfStopped(request, result, (index) => storedLogit(source.storage, source.byteOffset, dtype, index));
   return autogradLoss(logits, result, (dlogits, coef) => {
-    const input = logits.nativeStorage('preferenceLoss backward');
-    const output = dlogits.nativeStorage('preferenceLoss backward');
+    const input = hostStorage(logits, 'preferenceLoss backward');
+    const output = hostStorage(dlogits, 'preferenceLoss backward');
     native().logsoftmaxGatherBackward({
       impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse: result.lse!, coef,
       logits: input.storage, logitsByteOffset: input.byteOffset,
@@ -489,6 +592,7 @@ function autogradLoss(logits: Tensor, result: NativeLossResult, writeGradient: (
     record(lossTensor, {
       op: 'preferenceLoss',
       inputs: [logits],
+      saved: [logits],
       backward: (gradOutput) => {
         const scale = gradOutput.item();
         // every element is written by the kernels; host storage starts zeroed anyway
@@ -507,7 +611,7 @@ function tensorLossResult(loss: Tensor, result: NativeLossResult): TensorPrefere
 
 /** The native request of the cuda path, without its gradient buffer. */
 function cudaRequest(parts: TensorRequestParts, operation: string): NativeCudaLossRequest {
-  const source = parts.logits.deviceStorage(operation);
+  const source = cudaStorage(parts.logits, operation);
   return {
     dtype: parts.dtype, ...parts.shape, labels: parts.labels, ignoreIndex: parts.ignoreIndex,
     logits: source.storage, logitsByteOffset: source.byteOffset,
@@ -516,9 +620,9 @@ function cudaRequest(parts: TensorRequestParts, operation: string): NativeCudaLo
   };
 }
 
-function throwIfStoppedOnCuda(parts: TensorRequestParts, request: NativeCudaLossRequest, result: NativeLossResult): void {
-  throwIfStopped({ allowNonFinite: parts.allowNonFinite, tokens: request.tokens, vocab: request.vocab }, result,
-    (index) => storedLogit(request.logits, request.logitsByteOffset, parts.dtype, index));
+function throwIfStoppedOnTensor(parts: TensorRequestParts, storage: NativeStorage, byteOffset: number, result: NativeLossResult): void {
+  throwIfStopped({ allowNonFinite: parts.allowNonFinite, tokens: parts.shape.tokens, vocab: parts.shape.vocab, dtype: parts.dtype }, result,
+    (index) => storedLogit(storage, byteOffset, parts.dtype, index));
 }
 
 /**
@@ -526,30 +630,29 @@ function throwIfStoppedOnCuda(parts: TensorRequestParts, request: NativeCudaLoss
  * when `loss.backward()` asks (a second read and one write), into a cuda tensor of the logits'
  * shape and dtype; the loss is a CPU scalar like every loss.
  */
-function preferenceLossOnCuda(parts: TensorRequestParts): TensorPreferenceLossResult {
-  const addon = cudaAddon('preferenceLoss');
+function preferenceLossOnCuda(parts: TensorRequestParts, wantGraph: boolean): TensorPreferenceLossResult {
   const { logits } = parts;
-  const request = { ...cudaRequest(parts, 'preferenceLoss'), returnLse: needsGrad([logits]) };
-  const result = addon.cudaPreferenceLoss(request)!;
-  throwIfStoppedOnCuda(parts, request, result);
+  const request = { ...cudaRequest(parts, 'preferenceLoss'), returnLse: wantGraph };
+  const result = runCudaLoss(request, 'preferenceLoss');
+  throwIfStoppedOnTensor(parts, request.logits, request.logitsByteOffset, result);
   return autogradLoss(logits, result, (dlogits, coef) => {
-    const input = logits.deviceStorage('preferenceLoss backward');
-    const output = dlogits.deviceStorage('preferenceLoss backward');
-    addon.cudaPreferenceLoss({
+    const input = cudaStorage(logits, 'preferenceLoss backward');
+    const output = cudaStorage(dlogits, 'preferenceLoss backward');
+    runCudaLoss({
       ...request, logits: input.storage, logitsByteOffset: input.byteOffset,
       dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
       backwardOnly: true, lse: result.lse!, coef,
-    });
+    }, 'preferenceLoss backward');
   });
 }
 
-/** The cuda functional form's arguments (preferenceLossAsync on a cuda tensor). */
-export interface DevicePreferenceLossArgs extends TensorPreferenceLossArgs {
+/** The functional form on tensors (preferenceLossAsync with Tensor logits, cpu or cuda). */
+export interface DevicePreferenceLossArgs extends Omit<TensorPreferenceLossArgs, 'grad'> {
   /** Compute `dlogits` (default true). */
   grad?: boolean;
-  /** Write `dlogits` over `logits` (default false): no extra device memory. */
+  /** Write `dlogits` over `logits` (default false): no extra memory. */
   inPlace?: boolean;
-  /** A cuda tensor of the logits' shape and dtype to write `dlogits` into, instead of a new one. */
+  /** A tensor of the logits' device, shape and dtype to write `dlogits` into, instead of a new one. */
   out?: Tensor;
 }
 
@@ -557,55 +660,98 @@ export interface DevicePreferenceLossResult extends SequenceLogpsResult {
   /** The batch loss. */
   loss: number;
   metrics: PreferenceMetrics;
-  /** The gradient, a cuda tensor (`logits` itself when `inPlace`, `out` when given). */
+  /** The gradient, a tensor on the logits' device (`logits` itself when `inPlace`, `out` when given). */
   dlogits?: Tensor;
 }
 
-async function preferenceLossOnCudaAsync(args: DevicePreferenceLossArgs): Promise<DevicePreferenceLossResult> {
-  const parts = tensorRequestParts(args, 'preferenceLossAsync');
-  const addon = cudaAddon('preferenceLossAsync');
-  const { logits } = parts;
+/** The gradient tensor of the functional tensor form: out, the logits (in place) or a new one. */
+function gradientTarget(args: Snapshot, logits: Tensor, operation: string): Tensor | undefined {
   const { grad, inPlace } = gradientOptions(args, 'tensor');
-  const request = cudaRequest(parts, 'preferenceLossAsync');
-  let dlogits: Tensor | undefined;
   if (args.out !== undefined) {
     const out = args.out;
-    if (!(out instanceof Tensor) || out.device !== 'cuda' || out.dtype !== logits.dtype ||
+    if (!isTensor(out) || out.device !== logits.device || out.dtype !== logits.dtype ||
         out.shape.length !== 3 || out.shape.some((d, i) => d !== logits.shape[i])) {
-      throw new TypeError(expected(`a cuda ${logits.dtype} tensor of shape [${logits.shape}] (like logits)`, 'out', out));
+      throw new TypeError(expected(`a ${logits.device} ${logits.dtype} tensor of shape [${logits.shape}] (like logits)`, 'out', out));
     }
-    const target = out.deviceStorage('preferenceLossAsync (out)');
-    if (target.storage === request.logits) {
+    out.assertAlive(`${operation} (out)`);
+    if (Tensor.sameStorage(out, logits)) {
       throw new TypeError('Expected an out tensor that does not share memory with logits (use inPlace: true to write over them)');
     }
-    dlogits = out;
-  } else if (grad) {
-    dlogits = inPlace ? logits : new Tensor(logits.shape, logits.dtype, 'cuda');  // every element is written
+    return out;
   }
-  if (dlogits) {
-    const target = dlogits.deviceStorage('preferenceLossAsync (dlogits)');
-    request.dlogits = target.storage;
-    request.dlogitsByteOffset = target.byteOffset;
-  }
+  if (!grad) return undefined;
+  return inPlace ? logits : new Tensor(logits.shape, logits.dtype, logits.device);  // every element is written
+}
+
+async function preferenceLossOnTensorAsync(args: Snapshot): Promise<DevicePreferenceLossResult> {
+  const operation = 'preferenceLossAsync';
+  const parts = tensorRequestParts(args, operation);
+  const { logits } = parts;
+  const dlogits = gradientTarget(args, logits, operation);
+  const made = dlogits !== undefined && dlogits !== logits && dlogits !== args.out;
+  // The job reads and writes the tensors' storage off the event loop: pinned until it settles.
+  const unpins = [Tensor.pin(logits), ...(dlogits && dlogits !== logits ? [Tensor.pin(dlogits)] : [])];
   let result: NativeLossResult;
+  let source: { storage: NativeStorage; byteOffset: number };
   try {
-    result = (await addon.cudaPreferenceLossAsync(request))!;
-    throwIfStoppedOnCuda(parts, request, result);
+    if (logits.device === 'cuda') {
+      const request = cudaRequest(parts, operation);
+      if (dlogits) {
+        const target = cudaStorage(dlogits, `${operation} (dlogits)`);
+        request.dlogits = target.storage;
+        request.dlogitsByteOffset = target.byteOffset;
+      }
+      source = { storage: request.logits, byteOffset: request.logitsByteOffset };
+      result = await runCudaLossAsync(request, operation);
+    } else {
+      const input = hostStorage(logits, operation);
+      const target = dlogits ? hostStorage(dlogits, `${operation} (dlogits)`) : null;
+      source = input;
+      result = await runLossAsync({
+        impl: parts.impl, dtype: parts.dtype, ...parts.shape, labels: parts.labels, ignoreIndex: parts.ignoreIndex,
+        refLogps: parts.refLogps, ...parts.fields, allowNonFinite: parts.allowNonFinite, withLoss: true,
+        logits: input.storage, logitsByteOffset: input.byteOffset,
+        dlogits: target?.storage ?? null, dlogitsByteOffset: target?.byteOffset ?? 0,
+      });
+    }
+    throwIfStoppedOnTensor(parts, source.storage, source.byteOffset, result);
   } catch (error) {
-    if (dlogits && dlogits !== logits && dlogits !== args.out) dlogits.dispose();
+    unpins.forEach((unpin) => unpin());
+    if (made) dlogits!.dispose();
     throw error;
   }
+  unpins.forEach((unpin) => unpin());
   const out: DevicePreferenceLossResult = { loss: result.loss!, metrics: result.metrics!, ...sequenceFields(result) };
   if (dlogits) out.dlogits = dlogits;
   return out;
 }
 
 /**
+ * Before a typed-array job runs off the event loop: the arrays it reads and writes in place (the
+ * logits and `out`) are kept from losing their memory while it runs. Their ArrayBuffers are marked
+ * untransferable (worker_threads.markAsUntransferable: a later postMessage or structuredClone
+ * copies them instead of moving them) and an array over a resizable ArrayBuffer, which could
+ * shrink under the job, is refused. Labels and references are copied by the addon.
+ */
+function holdForAsync(request: TypedLossRequest): void {
+  for (const [name, array] of [['logits', request.logits], ['out', request.dlogits]] as const) {
+    if (!array) continue;
+    const facts = typedArrayFacts(array)!;
+    if (isResizable(facts)) {
+      throw new TypeError(`Expected ${name} over a fixed-length ArrayBuffer for preferenceLossAsync but received one over a resizable ` +
+        'ArrayBuffer, which could shrink while the job reads it: copy it into a plain typed array, or call preferenceLoss');
+    }
+    if (!facts.shared) markAsUntransferable(facts.buffer);
+  }
+}
+
+/**
  * `preferenceLoss` off the event loop, in its functional form (the gradient comes back; no
- * autograd): typed-array logits run on a worker thread, a cuda Tensor of logits runs on the GPU
- * (dlogits comes back as a cuda Tensor). Typed arrays passed in are held until the promise
- * settles; do not write to them meanwhile. A cuda tensor disposed meanwhile is freed only when
- * the GPU is done with it.
+ * autograd): typed-array logits run on a worker thread; Tensor logits run on their device (cpu:
+ * a worker thread; cuda: the GPU) and dlogits comes back as a tensor. Labels and references are
+ * copied when the call is made; the logits and `out` are read and written while the job runs
+ * (do not write to them meanwhile); their memory is kept alive: a tensor disposed meanwhile is
+ * freed when the job is done, and a typed array's ArrayBuffer is marked untransferable.
  *
  * @example
  * // on a machine with an NVIDIA GPU and the CUDA addon
@@ -616,21 +762,19 @@ async function preferenceLossOnCudaAsync(args: DevicePreferenceLossArgs): Promis
 export async function preferenceLossAsync(args: DevicePreferenceLossArgs): Promise<DevicePreferenceLossResult>;
 export async function preferenceLossAsync(args: PreferenceLossArgs): Promise<PreferenceLossResult>;
 export async function preferenceLossAsync(args: PreferenceLossArgs | DevicePreferenceLossArgs): Promise<PreferenceLossResult | DevicePreferenceLossResult> {
-  if (typeof args === 'object' && args !== null && (args.logits as unknown) instanceof Tensor) {
-    if ((args.logits as Tensor).device === 'cuda') return preferenceLossOnCudaAsync(args as DevicePreferenceLossArgs);
-    // A cpu tensor could be disposed while a worker thread reads it; the typed-array form is held.
-    throw new TypeError(`Expected typed-array logits or a cuda tensor for preferenceLossAsync but received ${args.logits}: ` +
-      'use preferenceLoss (synchronous) with cpu tensors');
-  }
-  const { request, inPlace } = lossRequest(args as PreferenceLossArgs);
-  return toLossResult(request, await native().preferenceLossAsync(request), inPlace);
+  const x = snapshot('preferenceLossAsync', args, LOSS_KEYS);
+  if (isTensor(x.logits)) return preferenceLossOnTensorAsync(x);
+  const { request, inPlace } = lossRequest(x);
+  holdForAsync(request);
+  return toLossResult(request, await runLossAsync(request), inPlace);
 }
 
 /** Per-row sums of the log-softmax at each label, without a loss or gradient. */
 export function sequenceLogps(args: SequenceLogpsArgs): SequenceLogpsResult {
-  const request = baseRequest(args, false);
-  const averageLogProb = checkBoolean('averageLogProb', args.averageLogProb ?? false);
-  const result = native().preferenceLoss(request);
+  const x = snapshot('sequenceLogps', args, SEQUENCE_KEYS);
+  const request = baseRequest(x, false);
+  const averageLogProb = checkBoolean('averageLogProb', x.averageLogProb ?? false);
+  const result = runLoss(request, 'sequenceLogps');
   throwIfStopped(request, result, (i) => logitValue(request.logits, request.dtype, i));
   const out = sequenceFields(result);
   if (averageLogProb) {

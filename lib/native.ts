@@ -43,7 +43,7 @@ export interface NativeLossParameters {
 }
 
 /** What `lib/losses.ts` sends: every field validated there before the call. */
-export interface NativeLossRequest extends NativeLossParameters {
+export interface NativeLossRequest extends NativeLossParameters, Partial<NativeLossOutputs> {
   impl: 0 | 1; // 0: the scalar reference, 1: the fast path
   logits: NativeBuffer<Float32Array | Uint16Array>;
   logitsByteOffset?: number;
@@ -91,6 +91,41 @@ export interface NativeMetrics {
   nll: number;
 }
 
+/**
+ * The arrays a loss call's per-row and per-token results are written into, made here in
+ * JavaScript: an allocation that fails is a RangeError naming the operation, where the addon's
+ * own napi_create_arraybuffer would end the process.
+ */
+export interface NativeLossOutputs {
+  logpsOut: Float32Array;
+  tokenCountsOut: Int32Array;
+  coefOut?: Float32Array;
+  lseOut?: Float32Array;
+}
+
+export function lossOutputs(operation: string, rows: number, tokens: number, withLoss: boolean, returnLse: boolean): NativeLossOutputs {
+  try {
+    const outputs: NativeLossOutputs = { logpsOut: new Float32Array(rows), tokenCountsOut: new Int32Array(rows) };
+    if (withLoss) outputs.coefOut = new Float32Array(rows);
+    if (returnLse) outputs.lseOut = new Float32Array(rows * tokens);
+    return outputs;
+  } catch {
+    throw new RangeError(`${operation}: out of memory: could not allocate ${(3 + (returnLse ? tokens : 0)) * rows * 4} bytes for the per-row results`);
+  }
+}
+
+/**
+ * The native result with the arrays it filled. (A call that stopped on a non-finite logit filled
+ * none: its caller throws before reading them.)
+ */
+export function withLossOutputs(result: NativeLossResult, outputs: NativeLossOutputs): NativeLossResult {
+  result.logps = outputs.logpsOut;
+  result.tokenCounts = outputs.tokenCountsOut;
+  if (outputs.coefOut) result.coef = outputs.coefOut;
+  if (outputs.lseOut) result.lse = outputs.lseOut;
+  return result;
+}
+
 /** What the addon returns. Only `nonFinite*` are set when it stopped on a non-finite logit. */
 export interface NativeLossResult {
   nonFinite: { row: number; token: number; vocab: number } | null;
@@ -109,7 +144,7 @@ export interface NativeLossResult {
  * What `lib/losses.ts` sends to the CUDA addon: logits (and dlogits) are CudaStorage with their
  * byte offsets; labels, refLogps, lse and coef are host arrays (small: never N*V).
  */
-export interface NativeCudaLossRequest extends NativeLossParameters {
+export interface NativeCudaLossRequest extends NativeLossParameters, Partial<NativeLossOutputs> {
   dtype: 0 | 1 | 2;
   rows: number;
   tokens: number;
@@ -195,8 +230,8 @@ export interface NativeStorage {
 export interface NativeAddon {
   info(): NativeInfo;
   setThreadCount(threads: number): void;
-  /** A zero-filled buffer on huge pages where the OS allows: fast to touch the first time. */
-  allocateBuffer(bytes: number): ArrayBuffer;
+  /** Advises a fresh ArrayBuffer's untouched pages onto huge pages where the OS allows. */
+  adviseHugePages(buffer: ArrayBuffer): void;
   preferenceLoss(request: NativeLossRequest): NativeLossResult;
   preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
   /** Stage 4 alone: dlogits = coef[s] * m * (onehot - exp(z - lse)). */

@@ -13,33 +13,36 @@
  * withScope and freed by dispose().
  */
 import { Module } from './nn/module';
-import { native } from './native';
-import { Tensor, keep } from './tensor';
-import { checkInteger, checkNumber } from './validate';
-
-const FAST = 1;
+import { adamwUpdateKernel, checkAdamWHyperparameters, clipGradients } from './ops/adamw';
+import { FAST } from './ops/common';
+import { Tensor, isTensor, keep } from './tensor';
+import { checkInteger, checkNumber, describe, readArgs } from './validate';
 
 /** A module, its parameters() list, or bare tensors. */
 export type Parameters = Module | readonly (readonly [string, Tensor])[] | readonly Tensor[];
 
+/**
+ * The named parameters, each a live f32 tensor, each once: a tensor listed twice (`[w, w]`, or a
+ * name and a view of one storage) would be stepped twice per step, so it is an error.
+ */
 function named(params: Parameters, op: string): [string, Tensor][] {
   if (params instanceof Module) return params.parameters();
-  if (!Array.isArray(params)) throw new TypeError(`${op}: expected a Module, its parameters() or an array of tensors but received ${String(params)}`);
-  return params.map((p, i): [string, Tensor] => {
-    const [name, tensor] = p instanceof Tensor ? [`params[${i}]`, p] : (p as [string, Tensor]);
-    if (!(tensor instanceof Tensor)) throw new TypeError(`${op}: expected a Tensor for ${name} but received ${String(tensor)}`);
-    if (tensor.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor for ${name} but received ${tensor}`);
-    return [name, tensor];
+  if (!Array.isArray(params)) throw new TypeError(`${op}: expected a Module, its parameters() or an array of tensors but received ${describe(params)}`);
+  const list = (Array.prototype.slice.call(params) as unknown[]).map((p, i): [string, Tensor] => {
+    const pair = Array.isArray(p) ? (Array.prototype.slice.call(p) as unknown[]) : null;
+    const [name, tensor] = isTensor(p) ? [`params[${i}]`, p] : pair && pair.length === 2 && typeof pair[0] === 'string' ? pair : [`params[${i}]`, p];
+    if (!isTensor(tensor)) throw new TypeError(`${op}: expected a Tensor for ${String(name)} but received ${describe(tensor)}`);
+    if (tensor.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor for ${String(name)} but received ${tensor}`);
+    return [String(name), tensor];
   });
-}
-
-/** The storage of a tensor for a kernel that reads it whole (from byte 0 to its end). */
-function wholeStorage(tensor: Tensor, op: string) {
-  const { storage, byteOffset, byteLength } = tensor.nativeStorage(op);
-  if (byteOffset !== 0 || byteLength !== storage.byteLength) {
-    throw new Error(`${op}: expected a tensor that owns its storage but received a view ${tensor}`);
+  for (let i = 0; i < list.length; i++) {
+    for (let j = 0; j < i; j++) {
+      if (Tensor.sameStorage(list[i][1], list[j][1])) {
+        throw new TypeError(`${op}: ${list[j][0]} and ${list[i][0]} are the same parameter (or views of one storage): each must appear once`);
+      }
+    }
   }
-  return storage;
+  return list;
 }
 
 export interface AdamWOptions {
@@ -66,35 +69,33 @@ export class AdamW {
   stepCount = 0;
   private readonly params: { name: string; tensor: Tensor; decay: boolean; m: Tensor | null; v: Tensor | null }[];
 
-  constructor(params: Parameters, options: AdamWOptions = {}) {
+  constructor(params: Parameters, optionsValue: AdamWOptions = {}) {
+    const options = readArgs('AdamW', optionsValue, ['lr', 'betas', 'eps', 'weightDecay', 'decays'] as const);
     this.lr = checkNumber('lr', options.lr ?? 1e-3, { min: 0 });
-    const [beta1, beta2] = options.betas ?? [0.9, 0.999];
+    const betas = options.betas === undefined ? [0.9, 0.999] : Array.isArray(options.betas) ? Array.prototype.slice.call(options.betas) : null;
+    if (!betas || betas.length !== 2) throw new TypeError(`AdamW: expected betas to be [beta1, beta2] but received ${describe(options.betas)}`);
+    const [beta1, beta2] = betas;
     this.beta1 = checkNumber('betas[0]', beta1, { min: 0, max: 1, maxExclusive: true });
     this.beta2 = checkNumber('betas[1]', beta2, { min: 0, max: 1, maxExclusive: true });
     this.eps = checkNumber('eps', options.eps ?? 1e-8, { min: 0, minExclusive: true });
     this.weightDecay = checkNumber('weightDecay', options.weightDecay ?? 0.01, { min: 0 });
-    const decays = options.decays ?? ((_: string, t: Tensor) => t.shape.length >= 2);
-    this.params = named(params, 'AdamW').map(([name, tensor]) => ({ name, tensor, decay: decays(name, tensor), m: null, v: null }));
+    const decays = (options.decays ?? ((_: string, t: Tensor) => t.shape.length >= 2)) as (name: string, tensor: Tensor) => boolean;
+    if (typeof decays !== 'function') throw new TypeError(`AdamW: expected decays to be a function but received ${describe(options.decays)}`);
+    this.params = named(params, 'AdamW').map(([name, tensor]) => ({ name, tensor, decay: decays(name, tensor) === true, m: null, v: null }));
   }
 
   /** Updates every parameter that has a gradient; parameters without one are left alone. */
   step(): void {
-    checkNumber('lr', this.lr, { min: 0 });
-    const t = this.stepCount + 1;
+    const base = checkAdamWHyperparameters({ lr: this.lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step: this.stepCount + 1 });
     for (const p of this.params) {
-      p.tensor.assertAlive('AdamW.step');
+      p.tensor.assertAlive(`AdamW.step (${p.name})`);
       const grad = p.tensor.grad;
-      if (!grad) continue;
-      if (grad.shape.length !== p.tensor.shape.length || grad.size !== p.tensor.size) {
-        throw new RangeError(`AdamW.step: the gradient of ${p.name} has shape [${grad.shape}] but the parameter [${p.tensor.shape}]`);
-      }
+      if (!grad || p.tensor.size === 0) continue;
       p.m ??= keep(Tensor.zeros(p.tensor.shape));
       p.v ??= keep(Tensor.zeros(p.tensor.shape));
-      native().adamwUpdate(FAST, wholeStorage(p.tensor, 'AdamW.step'), wholeStorage(grad, 'AdamW.step'),
-        wholeStorage(p.m, 'AdamW.step'), wholeStorage(p.v, 'AdamW.step'), p.tensor.size,
-        this.lr, this.beta1, this.beta2, this.eps, p.decay ? this.weightDecay : 0, t);
+      adamwUpdateKernel(FAST, p.tensor, grad, p.m, p.v, p.tensor.size, { ...base, weightDecay: p.decay ? base.weightDecay : 0 });
     }
-    this.stepCount = t;
+    this.stepCount = base.step;
   }
 
   /** Frees every parameter's gradient. */
@@ -123,13 +124,7 @@ export class AdamW {
 export function clipGradNorm(params: Parameters, maxNorm: number): number {
   checkNumber('maxNorm', maxNorm, { min: 0, minExclusive: true });
   const grads = named(params, 'clipGradNorm').flatMap(([, t]) => (t.grad ? [t.grad] : []));
-  const storages = grads.map((g) => wholeStorage(g, 'clipGradNorm'));
-  const norm = native().globalGradNorm(FAST, storages);
-  if (norm > maxNorm) {
-    const factor = maxNorm / (norm + 1e-6);
-    grads.forEach((g, k) => native().scaleForward(FAST, storages[k], factor, storages[k], g.size));
-  }
-  return norm;
+  return clipGradients(grads, maxNorm);
 }
 
 export interface CosineScheduleOptions {

@@ -1,26 +1,143 @@
 /**
- * Argument checks, run in TypeScript before any native call, so that the C++ side can trust
- * what it receives. Every message has the shape
+ * Argument checks, run in TypeScript before any native call. Every message has the shape
  * `Expected <what> for <name> but received <what came>`.
+ *
+ * Hostile values are expected: an `args` object whose getters answer differently on each read,
+ * a typed array whose `length` or `buffer` was redefined on the instance, an object posing as a
+ * typed array through its prototype, a Proxy. So:
+ * - `readArgs` reads every argument exactly once into a plain snapshot, and the snapshot is what
+ *   is checked and used (sharp's habit: read the options once, validate that);
+ * - typed arrays are inspected through the intrinsic %TypedArray% getters, which read V8's own
+ *   fields, never through properties a caller can redefine;
+ * - arrays (shapes) are copied once (`readArray`) before they are checked.
+ * The native side checks again what each kernel touches (native/napi/buffers.h): these checks
+ * give the clear message, the native ones the guarantee.
  */
+
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+
+function intrinsicGetter(owner: object, name: PropertyKey): (this: unknown) => unknown {
+  const getter = Object.getOwnPropertyDescriptor(owner, name)?.get;
+  if (!getter) throw new Error(`fusedpo: this JavaScript engine has no ${String(name)} getter`);
+  return getter as (this: unknown) => unknown;
+}
+
+const typedArrayTag = intrinsicGetter(typedArrayPrototype, Symbol.toStringTag);
+const typedArrayLength = intrinsicGetter(typedArrayPrototype, 'length');
+const typedArrayBuffer = intrinsicGetter(typedArrayPrototype, 'buffer');
+const typedArrayByteOffset = intrinsicGetter(typedArrayPrototype, 'byteOffset');
+const typedArrayByteLength = intrinsicGetter(typedArrayPrototype, 'byteLength');
+const arrayBufferResizable = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'resizable')?.get;
+const arrayBufferDetached = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, 'detached')?.get;
+const arrayBufferByteLength = intrinsicGetter(ArrayBuffer.prototype, 'byteLength');
+// Throws for anything but a SharedArrayBuffer: how a shared buffer is told from an ArrayBuffer.
+const sharedArrayBufferByteLength = typeof SharedArrayBuffer === 'function'
+  ? intrinsicGetter(SharedArrayBuffer.prototype, 'byteLength') : null;
+
+/** What a typed array really is, read from V8's fields (not from its own properties). */
+export interface TypedArrayFacts {
+  /** `Float32Array`, `Int32Array`, ... */
+  kind: string;
+  length: number;
+  byteOffset: number;
+  byteLength: number;
+  buffer: ArrayBufferLike;
+  /** Its buffer is a SharedArrayBuffer. */
+  shared: boolean;
+}
+
+/** The facts of a typed array, or null when `value` is not one (a Proxy of one is not one). */
+export function typedArrayFacts(value: unknown): TypedArrayFacts | null {
+  const kind = typedArrayTag.call(value);
+  if (typeof kind !== 'string') return null;
+  const buffer = typedArrayBuffer.call(value) as ArrayBufferLike;
+  let shared = false;
+  if (sharedArrayBufferByteLength) {
+    try {
+      sharedArrayBufferByteLength.call(buffer);
+      shared = true;
+    } catch {
+      shared = false;  // an ArrayBuffer: the SharedArrayBuffer getter refuses it
+    }
+  }
+  return {
+    kind,
+    length: typedArrayLength.call(value) as number,
+    byteOffset: typedArrayByteOffset.call(value) as number,
+    byteLength: typedArrayByteLength.call(value) as number,
+    buffer,
+    shared,
+  };
+}
+
+/** Whether a typed array's (non-shared) ArrayBuffer can be resized (resizable ArrayBuffers). */
+export function isResizable(facts: TypedArrayFacts): boolean {
+  return !facts.shared && !!arrayBufferResizable && arrayBufferResizable.call(facts.buffer) === true;
+}
 
 /** A short description of a received value for error messages: `-1 of type number`. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (value === undefined) return 'undefined';
-  if (ArrayBuffer.isView(value)) {
-    const length = 'length' in value ? (value as { length: number }).length : value.byteLength;
-    return `${value.constructor.name} of length ${length}`;
-  }
+  const facts = typedArrayFacts(value);
+  if (facts) return `${facts.kind} of length ${facts.length}${facts.shared ? ' (shared)' : ''}`;
+  if (ArrayBuffer.isView(value)) return `DataView of ${(value as DataView).byteLength} bytes`;
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (typeof value === 'string') return `'${value.length > 40 ? value.slice(0, 40) + '...' : value}' of type string`;
-  if (typeof value === 'object' && value.constructor?.name === 'Tensor') return String(value);  // Tensor(shape [..], dtype, device)
-  if (typeof value === 'object') return `an object of type ${value.constructor?.name ?? 'Object'}`;
+  if (typeof value === 'bigint') return `${value}n of type bigint`;
+  if (typeof value === 'symbol') return `a symbol`;
+  if (typeof value === 'function') return `a function`;
+  if (typeof value === 'object') {
+    const tag = Object.prototype.toString.call(value).slice(8, -1);
+    if (tag === 'Object' && isTensorLike(value)) return safeString(value);
+    return `an object of type ${tag}`;
+  }
   return `${String(value)} of type ${typeof value}`;
+}
+
+function isTensorLike(value: object): boolean {
+  try {
+    return (value as { constructor?: { name?: unknown } }).constructor?.name === 'Tensor';
+  } catch {
+    return false;
+  }
+}
+
+function safeString(value: object): string {
+  try {
+    return String(value);
+  } catch {
+    return 'a Tensor';
+  }
 }
 
 export function expected(what: string, name: string, value: unknown): string {
   return `Expected ${what} for ${name} but received ${describe(value)}`;
+}
+
+/**
+ * Reads the arguments of `op` once each: a plain snapshot of `keys`, the one place that touches
+ * the caller's object. An own enumerable key that is not among `keys` is an error (a misspelled
+ * or unsupported argument is never silently ignored).
+ */
+export function readArgs<K extends string>(op: string, args: unknown, keys: readonly K[]): { [P in K]: unknown } {
+  if (typeof args !== 'object' || args === null || Array.isArray(args) || typedArrayFacts(args)) {
+    throw new TypeError(`${expected('an object of arguments', 'args', args)} (calling ${op})`);
+  }
+  for (const key of Object.keys(args)) {
+    if (!(keys as readonly string[]).includes(key)) {
+      throw new TypeError(`Expected only the arguments ${keys.join(', ')} for ${op} but received '${key}', which it does not take`);
+    }
+  }
+  const snapshot = Object.create(null) as { [P in K]: unknown };
+  for (const key of keys) snapshot[key] = (args as Record<string, unknown>)[key];
+  return snapshot;
+}
+
+/** A copy of an array, each element read once (a shape), or null when `value` is not an array. */
+export function readArray(value: unknown): unknown[] | null {
+  if (!Array.isArray(value)) return null;
+  return Array.prototype.slice.call(value) as unknown[];
 }
 
 export function checkNumber(
@@ -64,7 +181,11 @@ export function checkOneOf<T extends string>(name: string, value: unknown, allow
 type TypedArrayKind = Float32Array | Uint16Array | Int32Array;
 type TypedArrayConstructor = { new (length: number): TypedArrayKind; name: string };
 
-/** A typed array of the given kind and length, whose buffer is not detached. */
+/**
+ * A typed array of the given kind and length (as V8 knows them), whose buffer is not detached.
+ * Typed arrays over a SharedArrayBuffer are accepted: the kernels read them while they run, so
+ * another thread must not write them meanwhile (the labels and references are copied first).
+ */
 export function checkTypedArray<C extends TypedArrayConstructor>(
   name: string,
   value: unknown,
@@ -72,11 +193,12 @@ export function checkTypedArray<C extends TypedArrayConstructor>(
   length: number,
   why = '',
 ): InstanceType<C> {
-  if (!(value instanceof kind)) {
+  const facts = typedArrayFacts(value);
+  if (!facts || facts.kind !== kind.name) {
     throw new TypeError(expected(`a ${kind.name}${why}`, name, value));
   }
-  if (value.length !== length) {
-    if (isDetached(value)) {
+  if (facts.length !== length) {
+    if (isDetached(facts)) {
       throw new TypeError(
         `Expected a live ${kind.name} for ${name} but its ArrayBuffer is detached (transferred or freed)`,
       );
@@ -86,9 +208,21 @@ export function checkTypedArray<C extends TypedArrayConstructor>(
   return value as InstanceType<C>;
 }
 
-export function isDetached(view: ArrayBufferView): boolean {
-  const buffer = view.buffer as ArrayBuffer & { detached?: boolean };
-  if (typeof buffer.detached === 'boolean') return buffer.detached;
+/** The length of a typed array of `kind` as V8 knows it (for arrays whose length is not given). */
+export function typedArrayLengthOf<C extends TypedArrayConstructor>(name: string, value: unknown, kind: C, why = ''): number {
+  const facts = typedArrayFacts(value);
+  if (!facts || facts.kind !== kind.name) throw new TypeError(expected(`a ${kind.name}${why}`, name, value));
+  return facts.length;
+}
+
+function isDetached(facts: TypedArrayFacts): boolean {
+  if (facts.shared) return false;  // a SharedArrayBuffer cannot be detached
+  if (arrayBufferDetached) return arrayBufferDetached.call(facts.buffer) === true;
   // Before ArrayBuffer.prototype.detached: a detached buffer reports zero bytes.
-  return buffer.byteLength === 0 && view.byteLength === 0 && view.byteOffset === 0;
+  return facts.byteLength === 0 && facts.byteOffset === 0 && arrayBufferByteLength.call(facts.buffer) === 0;
+}
+
+/** Whether two typed arrays share any byte of one buffer (read from V8's fields). */
+export function overlaps(x: TypedArrayFacts, y: TypedArrayFacts): boolean {
+  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
 }

@@ -136,7 +136,7 @@ test('a tensor used twice gets the sum of both gradients; noGrad records nothing
     sum(x).backward(); // accumulates into .grad across calls
     assert.equal(Array.from(x.grad!.toArray()), [4, 6, 8]);
     const y = noGrad(() => mean(scale(x, 2)));
-    assert.is(y.node, null);
+    assert.is(Tensor.nodeOf(y), null);
     assert.is(y.item(), 4);
   });
   assert.not.ok(x.grad!.disposed, 'a leaf keeps its gradient past the scope');

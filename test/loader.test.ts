@@ -53,8 +53,12 @@ test('a bad FUSEDPO_DEVICE names the value and the choices', () => {
 });
 
 test('bad FUSEDPO_THREADS and FUSEDPO_SIMD are refused', () => {
-  assert.match(fusedpo(['doctor'], { FUSEDPO_THREADS: '0' }).out, "FUSEDPO_THREADS to be an integer between 1 and 1024 but received '0'");
+  assert.match(fusedpo(['doctor'], { FUSEDPO_THREADS: '0' }).out, "FUSEDPO_THREADS to be an integer between 1 and 1024 (decimal digits) but received '0'");
   assert.match(fusedpo(['doctor'], { FUSEDPO_THREADS: 'two' }).out, "received 'two'");
+  // Number() would read these as 16, 10 and 4: only decimal digits are a thread count.
+  for (const value of ['0x10', '1e1', ' 4 ', '4.0', '+4']) {
+    assert.match(fusedpo(['doctor'], { FUSEDPO_THREADS: value }).out, `received '${value}'`);
+  }
   assert.match(fusedpo(['doctor'], { FUSEDPO_SIMD: 'sse9' }).out, "FUSEDPO_SIMD to be one of 'avx512', 'avx2', 'generic' but received 'sse9'");
 });
 

@@ -125,7 +125,7 @@ test('bad arguments are refused before the native call, naming the argument', ()
   refused({ implementation: 'blas' }, "Expected one of 'fast', 'reference' for implementation", TypeError);
   refused({ batch: 2, a: new Float32Array(16), b: new Float32Array(24), c: new Float32Array(12), strideC: 5 }, 'Expected an integer >= m*n = 6 (the output matrices must not overlap) for strideC but received 5');
   const shared = new Float32Array(14);
-  refused({ a: shared.subarray(0, 8), c: shared.subarray(4, 10) }, 'Expected c to share no memory with a but they overlap');
+  refused({ a: shared.subarray(0, 8), c: shared.subarray(4, 10) }, 'Expected c to share no memory with a but they overlap', TypeError);
   matmul({ ...good(), a: shared.subarray(0, 8), c: shared.subarray(8) }); // side by side in one buffer is fine
   assert.throws(() => matmul(null as unknown as MatmulArgs), /Expected an object of arguments for args but received null/);
 });

@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 
-import * as nn from '../lib/ops/nn';
+import * as nn from '../lib/ops';
 import { assertClose } from './batch';
 import { add64, attention64, embedding64, gelu64, layernorm64, mul64, numericGrad, randomFloats, reduce64, softmax64, type Vec } from './nn-fp64';
 
@@ -126,7 +126,7 @@ for (const channels of [C, 37]) {
     const inputs = { inp: randomFloats(rows * channels, 6, 3), weight: randomFloats(channels, 7), bias: randomFloats(channels, 8) };
     for (let i = 0; i < inputs.inp.length; i++) inputs.inp[i] += 0.5; // a non-zero mean
     const forward = (implementation: nn.Implementation) =>
-      nn.layernormForward({ inp: inputs.inp, weight: inputs.weight, bias: inputs.bias, rows, channels, implementation });
+      nn.layerNormForward({ inp: inputs.inp, weight: inputs.weight, bias: inputs.bias, rows, channels, implementation });
     checkOp({
       name: `layernorm C ${channels}`,
       inputs,
@@ -134,7 +134,7 @@ for (const channels of [C, 37]) {
       forward: (implementation) => forward(implementation).out,
       backward: (implementation, dout, g) => {
         const { mean, rstd } = forward(implementation);
-        nn.layernormBackward({ dout, inp: inputs.inp, weight: inputs.weight, mean, rstd, dinp: g.inp, dweight: g.weight, dbias: g.bias, rows, channels, implementation });
+        nn.layerNormBackward({ dout, inp: inputs.inp, weight: inputs.weight, mean, rstd, dinp: g.inp, dweight: g.weight, dbias: g.bias, rows, channels, implementation });
       },
     });
   });
@@ -170,7 +170,7 @@ for (const [batch, tokens, channels, heads] of [[B, T, C, NH], [1, 19, 40, 2], [
   test(`attention B=${batch} T=${tokens} C=${channels} NH=${heads}: out, att and dqkv`, () => {
     const shape = { batch, tokens, channels, heads };
     const inputs = { qkv: randomFloats(batch * tokens * 3 * channels, 11, 1.5) };
-    const forward = (implementation: nn.Implementation) => nn.attentionForward({ qkv: inputs.qkv, ...shape, implementation });
+    const forward = (implementation: nn.Implementation) => nn.causalSelfAttentionForward({ qkv: inputs.qkv, ...shape, implementation });
     const att64 = attention64(f64(inputs.qkv), batch, tokens, channels, heads).att;
     for (const implementation of IMPLS) {
       assertClose(`att (${implementation})`, forward(implementation).att, att64, (i) => 1e-6 + 1e-5 * att64[i]);
@@ -182,7 +182,7 @@ for (const [batch, tokens, channels, heads] of [[B, T, C, NH], [1, 19, 40, 2], [
       forward: (implementation) => forward(implementation).out,
       backward: (implementation, dout, g) => {
         const { att } = forward(implementation);
-        nn.attentionBackward({ qkv: inputs.qkv, att, dout, dqkv: g.qkv, ...shape, implementation });
+        nn.causalSelfAttentionBackward({ qkv: inputs.qkv, att, dout, dqkv: g.qkv, ...shape, implementation });
       },
     });
   });

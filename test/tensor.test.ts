@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { native } from '../lib/native';
-import { Tensor, keep, withScope } from '../lib/tensor';
+import { Tensor, hostEmptyCache, hostMemory, hostStorage, keep, withScope } from '../lib/tensor';
 
 test('from and toArray round-trip every dtype', () => {
   const f = Tensor.from([1.5, -2, 3.25, 0, 7, 8], [2, 3]);
@@ -72,7 +72,7 @@ test('withScope disposes what it created, except its result and what was kept', 
 test('memory reused after dispose is zeroed again, for every size class', () => {
   for (const elements of [3, 2 ** 14, 2 ** 16 + 5, 2 ** 20]) {
     const dirty = Tensor.zeros([elements]);
-    dirty.nativeStorage('test').storage.fill(0xff);
+    hostStorage(dirty, 'test').storage.fill(0xff);
     dirty.dispose();
     const fresh = Tensor.zeros([elements]);
     const values = fresh.toArray();
@@ -81,18 +81,29 @@ test('memory reused after dispose is zeroed again, for every size class', () => 
   }
 });
 
-test('dispose frees at once, reported to V8: 1,000 scoped steps of 16 MB hold memory flat', () => {
+test('dispose returns storage to the pool, reported to V8; hostEmptyCache gives it back; 1,000 scoped steps of 16 MB hold memory flat', () => {
+  hostEmptyCache();
   const externalBefore = native().externalMemory();
+  const heldBefore = hostMemory().tensorBytes;  // tensors of the tests above, still alive
   const big = Tensor.zeros([4 * 2 ** 20]);
   assert.is(native().externalMemory() - externalBefore, 16 * 2 ** 20, 'native bytes are reported to V8');
+  assert.is(hostMemory().tensorBytes - heldBefore, 16 * 2 ** 20);
   big.dispose();
-  assert.is(native().externalMemory(), externalBefore, 'and the report drops on dispose');
+  assert.is(hostMemory().tensorBytes, heldBefore);
+  assert.is(hostMemory().cachedBytes, 16 * 2 ** 20, 'the storage waits in the pool for the next tensor of its size class');
+  const again = Tensor.zeros([4 * 2 ** 20 - 100]);  // the same size class: the same storage
+  assert.equal([hostMemory().tensorBytes - heldBefore, hostMemory().cachedBytes], [16 * 2 ** 20, 0], 'served from the pool');
+  again.dispose();
+  hostEmptyCache();
+  assert.is(hostMemory().cachedBytes, 0);
+  const left = native().externalMemory() - externalBefore;
+  assert.ok(left < 4096, `the report drops once the cache is emptied (${left} bytes left)`);
   const rssBefore = process.memoryUsage().rss;
   for (let step = 0; step < 1000; step++) {
     withScope(() => {
       // Touch every page, so that memory not given back would show in the resident set.
-      Tensor.zeros([4 * 2 ** 20]).nativeStorage('test').storage.fill(1);
-      Tensor.zeros([2 ** 16]).reshape([2 ** 8, 2 ** 8]).nativeStorage('test').storage.fill(1);
+      hostStorage(Tensor.zeros([4 * 2 ** 20]), 'test').storage.fill(1);
+      hostStorage(Tensor.zeros([2 ** 16]).reshape([2 ** 8, 2 ** 8]), 'test').storage.fill(1);
     });
   }
   const grown = (process.memoryUsage().rss - rssBefore) / 2 ** 20;

@@ -18,7 +18,8 @@
  */
 import { add, linear } from '../functional';
 import { Tensor } from '../tensor';
-import { Block, Embedding, LayerNorm, ModuleList, normalRandom } from './layers';
+import { describe, readArgs, readArray, typedArrayFacts } from '../validate';
+import { Block, Embedding, LayerNorm, ModuleList, checkSeed, normalRandom } from './layers';
 import { Module } from './module';
 
 export interface GPTConfig {
@@ -39,12 +40,12 @@ export interface GPTOptions {
   seed?: number;
 }
 
-function checkConfig(config: GPTConfig): GPTConfig {
-  if (typeof config !== 'object' || config === null) throw new TypeError(`GPT: expected a config { layers, width, heads, context, vocab } but received ${String(config)}`);
+function checkConfig(configValue: GPTConfig): GPTConfig {
+  const config = readArgs('GPT', configValue, ['layers', 'width', 'heads', 'context', 'vocab'] as const) as unknown as GPTConfig;
   for (const key of ['layers', 'width', 'heads', 'context', 'vocab'] as const) {
     const value = config[key];
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-      throw new RangeError(`GPT: expected a positive integer for config.${key} but received ${String(value)}`);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+      throw new RangeError(`GPT: expected a positive integer for config.${key} but received ${describe(value)}`);
     }
   }
   if (config.width % config.heads !== 0) {
@@ -64,7 +65,8 @@ export class GPT extends Module {
     super();
     this.config = Object.freeze(checkConfig(config));
     const { layers, width, heads, context, vocab } = this.config;
-    const random = normalRandom(options.seed ?? 0);
+    const { seed } = readArgs('GPT options', options, ['seed'] as const);
+    const random = normalRandom(checkSeed(seed ?? 0, 'options.seed'));
     const projStd = 0.02 / Math.sqrt(2 * layers);
     this.wte = this.module('wte', new Embedding(vocab, width, { random }));
     this.wpe = this.module('wpe', new Embedding(context, width, { random }));
@@ -78,23 +80,28 @@ export class GPT extends Module {
    */
   forward(tokens: Int32Array, shape: readonly [number, number]): Tensor {
     const { context, vocab } = this.config;
-    if (!(tokens instanceof Int32Array)) {
-      const kind = ArrayBuffer.isView(tokens) ? `a ${(tokens as object).constructor.name}` : String(tokens);
-      throw new TypeError(`GPT.forward: expected an Int32Array of tokens but received ${kind}`);
+    const facts = typedArrayFacts(tokens);
+    if (!facts || facts.kind !== 'Int32Array') {
+      throw new TypeError(`GPT.forward: expected an Int32Array of tokens but received ${describe(tokens)}`);
     }
-    if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => Number.isInteger(d) && d >= 1)) {
-      throw new TypeError(`GPT.forward: expected a shape [batch, T] of two positive integers but received ${JSON.stringify(shape)}`);
+    const dims = readArray(shape);
+    if (!dims || dims.length !== 2 || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1)) {
+      throw new TypeError(`GPT.forward: expected a shape [batch, T] of two positive integers but received ${describe(shape)}`);
     }
-    const [batch, tokenCount] = shape;
-    if (tokens.length !== batch * tokenCount) {
-      throw new RangeError(`GPT.forward: expected ${batch * tokenCount} tokens for shape [${shape}] but received ${tokens.length}`);
+    const [batch, tokenCount] = dims as [number, number];
+    if (facts.length !== batch * tokenCount) {
+      throw new RangeError(`GPT.forward: expected ${batch * tokenCount} tokens for shape [${dims}] but received ${facts.length}`);
     }
-    if (tokenCount > context) throw new RangeError(`GPT.forward: expected at most context = ${context} tokens per row but received shape [${shape}]`);
-    const bad = tokens.findIndex((id) => id < 0 || id >= vocab);
-    if (bad >= 0) throw new RangeError(`GPT.forward: expected token ids in [0, ${vocab}) but received ${tokens[bad]} at position ${bad}`);
+    if (tokenCount > context) throw new RangeError(`GPT.forward: expected at most context = ${context} tokens per row but received shape [${dims}]`);
     this.wte.weight.assertAlive('GPT.forward');
+    const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');  // a copy: checked below, then used
+    const copied = ids.toArray() as Int32Array;
+    const bad = copied.findIndex((id) => id < 0 || id >= vocab);
+    if (bad >= 0) {
+      ids.dispose();
+      throw new RangeError(`GPT.forward: expected token ids in [0, ${vocab}) but received ${copied[bad]} at position ${bad}`);
+    }
 
-    const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');
     const positions = Int32Array.from({ length: tokenCount }, (_, t) => t);
     let x = add(this.wte.forward(ids), this.wpe.forward(positions)); // [B, T, C] + [T, C]
     for (const block of this.blocks.items) x = block.forward(x);

@@ -17,7 +17,8 @@
  */
 import { mulberry32 } from '../example';
 import { add, causalSelfAttention, embedding, gelu, layerNorm, linear } from '../functional';
-import { Tensor } from '../tensor';
+import { describe, expected } from '../validate';
+import { Tensor, isTensor } from '../tensor';
 import { Module } from './module';
 
 /** Draws from normal(0, 1). */
@@ -25,6 +26,7 @@ export type NormalRandom = () => number;
 
 /** A seeded normal(0, 1) generator: mulberry32 uniforms through Box-Muller. */
 export function normalRandom(seed: number): NormalRandom {
+  checkSeed(seed);
   const uniform = mulberry32(seed);
   let spare: number | null = null;
   return () => {
@@ -49,6 +51,14 @@ export function normalTensor(shape: readonly number[], std: number, random: Norm
   return Tensor.from(values, shape);
 }
 
+/** A seed is an integer in [0, 2^32): NaN, fractions and negatives are errors, not 0. */
+export function checkSeed(seed: unknown, name = 'seed'): number {
+  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new RangeError(expected('an integer in [0, 2^32)', name, seed));
+  }
+  return seed;
+}
+
 function checkDim(layer: string, name: string, value: unknown): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
     throw new RangeError(`${layer}: expected a positive integer for ${name} but received ${String(value)}`);
@@ -58,7 +68,7 @@ function checkDim(layer: string, name: string, value: unknown): number {
 
 /** Throws unless x is a live f32 tensor whose last dim is `size`, naming the layer and both shapes. */
 function checkInput(layer: string, x: Tensor, size: number): void {
-  if (!(x instanceof Tensor)) throw new TypeError(`${layer}: expected a Tensor input but received ${String(x)}`);
+  if (!isTensor(x)) throw new TypeError(`${layer}: expected a Tensor input but received ${describe(x)}`);
   x.assertAlive(layer);
   if (x.dtype !== 'f32') throw new TypeError(`${layer}: expected an f32 input but received ${x}`);
   if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== size) {

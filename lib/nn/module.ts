@@ -8,7 +8,7 @@
  * Memory: parameters are kept out of any withScope (a model outlives its training steps) and
  * freed by `dispose()`, with their gradients.
  */
-import { Tensor, keep } from '../tensor';
+import { Tensor, hostStorage, keep } from '../tensor';
 
 export abstract class Module {
   private readonly ownParameters = new Map<string, Tensor>();
@@ -68,7 +68,8 @@ export abstract class Module {
       const other = theirs.get(name);
       if (!other) throw new RangeError(`copyFrom: the source has no parameter ${name}`);
       checkSameShape(`copyFrom: parameter ${name}`, tensor.shape, other.shape);
-      const { storage, byteOffset } = tensor.nativeStorage('copyFrom');
+      if (other.dtype !== tensor.dtype) throw new TypeError(`copyFrom: parameter ${name} is ${other.dtype} in the source but ${tensor.dtype} here`);
+      const { storage, byteOffset } = hostStorage(tensor, 'copyFrom');
       storage.write(other.toArray(), byteOffset);
     }
   }

@@ -13,8 +13,12 @@
  * The fast path's bits do not depend on the thread count; they may differ from the reference's
  * (and between SIMD levels) in the last bits, as sums in another order do.
  */
-import { native, type NativeMatmulRequest } from '../native';
-import { checkBoolean, checkInteger, checkOneOf, checkTypedArray, expected } from '../validate';
+import { record, tracksGrad } from '../autograd';
+import { native } from '../native';
+import { Tensor, isTensor, newTensor, sizeOf } from '../tensor';
+import { checkBoolean, checkInteger, checkOneOf, expected, readArgs } from '../validate';
+import { FAST, checkNoOverlap, f32, implOf, shapeError, tensorArgument, type F32Operand } from './common';
+import { add } from './elementwise';
 
 export interface MatmulArgs {
   /** `batch` matrices `[m, k]` (or `[k, m]` with `transA`), `strideA` elements apart. */
@@ -42,6 +46,9 @@ export interface MatmulArgs {
   implementation?: 'fast' | 'reference';
 }
 
+const MATMUL_KEYS = ['a', 'b', 'c', 'm', 'n', 'k', 'batch', 'transA', 'transB', 'strideA', 'strideB', 'strideC', 'accumulate',
+  'implementation'] as const;
+
 /** Sizes stay below 2^31 each, so that every product of two of them is an exact double. */
 const MAX_SIZE = 2147483647;
 
@@ -58,55 +65,134 @@ function checkStride(name: string, value: unknown, contiguous: number): number {
   return value === undefined ? contiguous : checkInteger(name, value, 0, Number.MAX_SAFE_INTEGER);
 }
 
-/** Whether two views share any byte of the same buffer. */
-function overlaps(x: Float32Array, y: Float32Array): boolean {
-  if (x.buffer !== y.buffer) return false;
-  return x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+/** One product, checked: the sizes, strides and operands that both forms hand to the kernel. */
+interface Product {
+  impl: 0 | 1;
+  a: F32Operand;
+  b: F32Operand;
+  c: F32Operand;
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  accumulate: boolean;
 }
 
-/** Computes `C[b] (+)= op(A[b]) @ op(B[b])` into `args.c` and returns it. */
-export function matmul(args: MatmulArgs): Float32Array {
-  if (typeof args !== 'object' || args === null) {
-    throw new TypeError(expected('an object of arguments', 'args', args));
-  }
-  const m = checkInteger('m', args.m, 0, MAX_SIZE);
-  const n = checkInteger('n', args.n, 0, MAX_SIZE);
-  const k = checkInteger('k', args.k, 0, MAX_SIZE);
-  const batch = args.batch === undefined ? 1 : checkInteger('batch', args.batch, 0, MAX_SIZE);
-  const transA = checkOptionalBoolean('transA', args.transA);
-  const transB = checkOptionalBoolean('transB', args.transB);
-  const accumulate = checkOptionalBoolean('accumulate', args.accumulate);
-  const implementation = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const);
-  const strideA = checkStride('strideA', args.strideA, m * k);
-  const strideB = checkStride('strideB', args.strideB, k * n);
-  const strideC = checkStride('strideC', args.strideC, m * n);
+function matmulKernel(p: Product): void {
+  const { batch, m, n, k, transA, transB, strideA, strideB, strideC } = p;
   if (batch > 1 && strideC < m * n) {
-    throw new RangeError(
-      expected(`an integer >= m*n = ${m * n} (the output matrices must not overlap)`, 'strideC', strideC),
-    );
+    throw new RangeError(expected(`an integer >= m*n = ${m * n} (the output matrices must not overlap)`, 'strideC', strideC));
   }
-
-  const storedA = transA ? `[k, m] = [${k}, ${m}]` : `[m, k] = [${m}, ${k}]`;
-  const storedB = transB ? `[n, k] = [${n}, ${k}]` : `[k, n] = [${k}, ${n}]`;
   const lengthA = span(batch, strideA, m * k);
   const lengthB = span(batch, strideB, k * n);
   const lengthC = span(batch, strideC, m * n);
   if (!Number.isSafeInteger(lengthA) || !Number.isSafeInteger(lengthB) || !Number.isSafeInteger(lengthC)) {
     throw new RangeError(`Expected sizes and strides whose arrays fit in memory but received batch ${batch}, m ${m}, n ${n}, k ${k}`);
   }
-  const a = checkTypedArray('a', args.a, Float32Array, lengthA, ` (batch ${batch} of ${storedA}, strideA ${strideA})`);
-  const b = checkTypedArray('b', args.b, Float32Array, lengthB, ` (batch ${batch} of ${storedB}, strideB ${strideB})`);
-  const c = checkTypedArray('c', args.c, Float32Array, lengthC, ` (batch ${batch} of [m, n] = [${m}, ${n}], strideC ${strideC})`);
-  for (const [name, input] of [['a', a], ['b', b]] as const) {
-    if (overlaps(c, input)) {
-      throw new RangeError(`Expected c to share no memory with ${name} but they overlap in the same ArrayBuffer`);
-    }
-  }
+  const storedA = transA ? `[k, m] = [${k}, ${m}]` : `[m, k] = [${m}, ${k}]`;
+  const storedB = transB ? `[n, k] = [${n}, ${k}]` : `[k, n] = [${k}, ${n}]`;
+  const a = f32('matmul', 'a', p.a, lengthA, ` (batch ${batch} of ${storedA}, strideA ${strideA})`);
+  const b = f32('matmul', 'b', p.b, lengthB, ` (batch ${batch} of ${storedB}, strideB ${strideB})`);
+  const c = f32('matmul', 'c', p.c, lengthC, ` (batch ${batch} of [m, n] = [${m}, ${n}], strideC ${strideC})`);
+  checkNoOverlap('matmul', [c], [a, b]);
+  native().matmul({
+    impl: p.impl, a: a.buffer, b: b.buffer, c: c.buffer, batch, m, n, k, transA, transB, strideA, strideB, strideC,
+    accumulate: p.accumulate,
+  });
+}
 
-  const request: NativeMatmulRequest = {
-    impl: implementation === 'reference' ? 0 : 1,
-    a, b, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate,
-  };
-  native().matmul(request);
+function matmulArrays(args: MatmulArgs): Float32Array {
+  const x = readArgs('matmul', args, MATMUL_KEYS);
+  const m = checkInteger('m', x.m, 0, MAX_SIZE);
+  const n = checkInteger('n', x.n, 0, MAX_SIZE);
+  const k = checkInteger('k', x.k, 0, MAX_SIZE);
+  const batch = x.batch === undefined ? 1 : checkInteger('batch', x.batch, 0, MAX_SIZE);
+  const transA = checkOptionalBoolean('transA', x.transA);
+  const transB = checkOptionalBoolean('transB', x.transB);
+  const accumulate = checkOptionalBoolean('accumulate', x.accumulate);
+  const impl = implOf(checkOneOf('implementation', x.implementation ?? 'fast', ['fast', 'reference'] as const));
+  const strideA = checkStride('strideA', x.strideA, m * k);
+  const strideB = checkStride('strideB', x.strideB, k * n);
+  const strideC = checkStride('strideC', x.strideC, m * n);
+  const c = x.c as Float32Array;
+  matmulKernel({ impl, a: x.a as Float32Array, b: x.b as Float32Array, c, batch, m, n, k, transA, transB, strideA, strideB, strideC, accumulate });
   return c;
+}
+
+/** C = op(A) @ op(B) for each of `batch` matrices, into a new tensor of `shape`. */
+function product(p: Omit<Product, 'impl' | 'c' | 'strideA' | 'strideB' | 'strideC' | 'accumulate'> & { a: Tensor; b: Tensor },
+  shape: readonly number[]): Tensor {
+  const out = newTensor('matmul', shape);
+  const sizeA = p.m * p.k;
+  const sizeB = p.k * p.n;
+  matmulKernel({
+    ...p, impl: FAST, c: out,
+    strideA: p.a.size === sizeA ? 0 : sizeA, strideB: p.b.size === sizeB ? 0 : sizeB, strideC: p.m * p.n,
+    accumulate: false,
+  });
+  return out;
+}
+
+/**
+ * The typed-array form: computes `C[b] (+)= op(A[b]) @ op(B[b])` into `args.c` and returns it.
+ *
+ * The Tensor form (F.matmul): a [..., M, K] @ b, where b is [K, N] (or, with transB, [N, K]: a
+ * linear layer's weight) shared over a's leading dims, or a batch [..., K, N] (or [..., N, K])
+ * with the same leading dims as a. Returns [..., M, N]. Backward: dA = dC op(B)^T,
+ * dB = op(A)^T dC, by the same kernel.
+ */
+export function matmul(args: MatmulArgs): Float32Array;
+export function matmul(a: Tensor, b: Tensor, options?: { transB?: boolean }): Tensor;
+export function matmul(first: MatmulArgs | Tensor, second?: Tensor, options: { transB?: boolean } = {}): Float32Array | Tensor {
+  if (!isTensor(first)) return matmulArrays(first);
+  const a = tensorArgument('matmul', 'a', first);
+  const b = tensorArgument('matmul', 'b', second);
+  const { transB: transBValue } = readArgs('matmul', options, ['transB'] as const);
+  const transB = checkOptionalBoolean('transB', transBValue);
+  if (a.shape.length < 2) throw shapeError('matmul', 'a of shape [..., M, K]', a);
+  const k = a.shape[a.shape.length - 1];
+  const shared = b.shape.length === 2;
+  const leading = a.shape.slice(0, -2);
+  if (!shared && (b.shape.length !== a.shape.length || leading.some((d, i) => d !== b.shape[i]))) {
+    throw new TypeError(`matmul: expected b of shape [K, N] or [${leading}, K, N] but received [${b.shape}] with a of [${a.shape}]`);
+  }
+  if (b.shape.length < 2) throw shapeError('matmul', 'b of shape [K, N]', b);
+  const bk = b.shape[b.shape.length - (transB ? 1 : 2)];
+  const n = b.shape[b.shape.length - (transB ? 2 : 1)];
+  if (bk !== k) {
+    throw new TypeError(`matmul: expected b's K (${transB ? 'last' : 'second to last'} dim) to be ${k} but received [${b.shape}] with a of [${a.shape}]${transB ? ', transB' : ''}`);
+  }
+  // A shared b lets every row of a's leading dims go through one product of M' = all rows.
+  const batch = shared ? 1 : sizeOf(leading);
+  const m = shared ? (k === 0 ? sizeOf(a.shape.slice(0, -1)) : a.size / k) : a.shape[a.shape.length - 2];
+  const outShape = [...a.shape.slice(0, -1), n];
+  const out = product({ a, b, transA: false, transB, batch, m, n, k }, outShape);
+  return record(out, {
+    op: 'matmul',
+    inputs: [a, b],
+    saved: [a, b],
+    backward: (g) => {
+      // dA [M, K] = dC [M, N] @ op(B)^T: B is [K, N] -> transB; B is [N, K] -> as stored.
+      const da = tracksGrad(a) ? product({ a: g, b, transA: false, transB: !transB, batch, m, n: k, k: n }, a.shape) : null;
+      // dB = op(A)^T dC: [K, N] = A^T [K, M] @ dC [M, N]; with transB, [N, K] = dC^T @ A.
+      const db = !tracksGrad(b) ? null : transB
+        ? product({ a: g, b: a, transA: true, transB: false, batch, m: n, n: k, k: m }, b.shape)
+        : product({ a, b: g, transA: true, transB: false, batch, m: k, n, k: m }, b.shape);
+      return [da, db];
+    },
+  });
+}
+
+/** x [..., in] @ weight^T + bias: weight [out, in] (PyTorch's layout), bias [out] or none. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const w = tensorArgument('linear', 'weight', weight);
+  if (w.shape.length !== 2) throw shapeError('linear', 'a weight of shape [out, in]', w);
+  const y = matmul(x, w, { transB: true });
+  if (bias === undefined || bias === null) return y;
+  return add(y, tensorArgument('linear', 'bias', bias));
 }

@@ -1,0 +1,23 @@
+/**
+ * Measuring memory in tests: a full garbage collection on demand (so that a resident-set sample
+ * is not a V8 heap that has simply not been collected yet), and the resident set in MiB.
+ */
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+
+let gc: (() => void) | null = null;
+
+/** Runs a full, synchronous garbage collection (without --expose-gc on the command line). */
+export function collectGarbage(): void {
+  if (!gc) {
+    v8.setFlagsFromString('--expose-gc');
+    gc = vm.runInNewContext('gc') as () => void;
+  }
+  gc();
+}
+
+/** The resident set after a full collection, in MiB. */
+export function residentMiB(): number {
+  collectGarbage();
+  return process.memoryUsage().rss / 2 ** 20;
+}
