@@ -12,18 +12,30 @@
  * Written as F32; read as F32, F16 or BF16 (widened to f32). Every check that can fail names the
  * file and the tensor: a truncated file, a header that is not the format, a tensor the module
  * does not have or lacks, a shape that differs (both shapes given).
+ *
+ * Files are read by ranges (the header, then each tensor into its own array), never whole, so a
+ * checkpoint past 2 GiB reads like any other; a path that is not a regular file (a FIFO, a
+ * device such as /dev/zero, a directory) is refused before anything is read, and nothing blocks
+ * opening it. Saving writes a temporary file beside the target, flushes it and renames it over
+ * the target: a failed save (a full disk) leaves the previous checkpoint as it was. Names are
+ * looked up as own properties and kept in Maps: `constructor`, `toString` or `__proto__` are
+ * names like any other.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 
 import { fromBf16, fromF16 } from './dtype';
 import { Module } from './nn/module';
-import { Tensor } from './tensor';
+import { Tensor, hostStorage, isTensor } from './tensor';
+import { describe, readArray, typedArrayFacts } from './validate';
 
 /** The longest header accepted (the Python library's limit). */
 const MAX_HEADER_BYTES = 100_000_000;
-const BYTES_PER_ELEMENT = { F32: 4, F16: 2, BF16: 2 } as const;
-type SafetensorsDType = keyof typeof BYTES_PER_ELEMENT;
+const BYTES_PER_ELEMENT: ReadonlyMap<string, number> = new Map([['F32', 4], ['F16', 2], ['BF16', 2]]);
+type SafetensorsDType = 'F32' | 'F16' | 'BF16';
+/** One read or write call moves at most this many bytes (Linux moves at most 2^31 - 4096 per call). */
+const CHUNK_BYTES = 2 ** 30;
 
 export interface SafetensorsTensor {
   /** The stored dtype (the data is f32 whatever it was). */
@@ -42,149 +54,305 @@ function fail(source: string, message: string): Error {
   return new Error(`safetensors (${source}): ${message}`);
 }
 
-/** Little-endian bytes of f32 values (a copy). */
-function littleEndianBytes(values: Float32Array): Buffer {
-  const bytes = Buffer.alloc(values.length * 4);
-  if (os.endianness() === 'LE') Buffer.from(values.buffer, values.byteOffset, values.byteLength).copy(bytes);
-  else for (let i = 0; i < values.length; i++) bytes.writeFloatLE(values[i], i * 4);
-  return bytes;
+function hasOwn(object: object, key: string): boolean {
+  return Object.prototype.hasOwnProperty.call(object, key);
 }
 
-/** The file's bytes for named f32 tensors (a module's parameters(), or [name, tensor] pairs). */
-export function encodeSafetensors(
-  tensors: Module | readonly (readonly [string, Tensor | { shape: readonly number[]; data: Float32Array }])[],
-  metadata: Record<string, string> = {},
-): Buffer {
-  const list = tensors instanceof Module ? tensors.parameters() : tensors;
-  const header: Record<string, unknown> = {};
-  if (typeof metadata !== 'object' || metadata === null || Object.values(metadata).some((v) => typeof v !== 'string')) {
-    throw new TypeError('saveSafetensors: expected metadata to be an object of string values');
+/** Sets an own data property, whatever its name (`__proto__` included). */
+function defineOwn(object: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+// ---- Writing ---------------------------------------------------------------------------------
+
+type NamedTensors = Module | readonly (readonly [string, Tensor | { shape: readonly number[]; data: Float32Array }])[];
+
+interface Entry {
+  name: string;
+  shape: number[];
+  /** The f32 values, read when written (a tensor's copy is made one at a time). */
+  values: () => Float32Array;
+  bytes: number;
+}
+
+/** Every name, shape and data checked; the header's bytes; the entries in order. */
+function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { header: Buffer; entries: Entry[] } {
+  const list = tensors instanceof Module ? tensors.parameters() : readArray(tensors);
+  if (!list) throw new TypeError(`${op}: expected a Module or an array of [name, tensor] pairs but received ${describe(tensors)}`);
+  if (typeof metadataValue !== 'object' || metadataValue === null || Array.isArray(metadataValue)) {
+    throw new TypeError(`${op}: expected metadata to be an object of string values but received ${describe(metadataValue)}`);
   }
+  const metadata: Record<string, unknown> = {};
+  for (const key of Object.keys(metadataValue)) {
+    const value = (metadataValue as Record<string, unknown>)[key];
+    if (typeof value !== 'string') throw new TypeError(`${op}: expected metadata to be an object of string values but ${key} is ${describe(value)}`);
+    defineOwn(metadata, key, value);
+  }
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
-  const chunks: Buffer[] = [];
+  const seen = new Set<string>();
+  const entries: Entry[] = [];
   let offset = 0;
-  for (const [name, tensor] of list) {
-    if (name in header) throw new Error(`saveSafetensors: the name ${name} appears twice`);
-    let shape: readonly number[];
-    let data: Float32Array;
-    if (tensor instanceof Tensor) {
-      if (tensor.dtype !== 'f32') throw new TypeError(`saveSafetensors: expected an f32 tensor for ${name} but received ${tensor}`);
-      shape = tensor.shape;
-      data = tensor.toArray() as Float32Array;
-    } else {
-      shape = tensor.shape;
-      data = tensor.data;
+  list.forEach((pair, k) => {
+    const parts = readArray(pair);
+    if (!parts || parts.length !== 2) throw new TypeError(`${op}: expected entry ${k} to be a [name, tensor] pair but received ${describe(pair)}`);
+    const [name, tensor] = parts;
+    if (typeof name !== 'string' || name === '' || name === '__metadata__') {
+      throw new TypeError(`${op}: expected entry ${k}'s name to be a non-empty string other than __metadata__ but received ${describe(name)}`);
     }
-    const bytes = littleEndianBytes(data);
-    header[name] = { dtype: 'F32', shape: [...shape], data_offsets: [offset, offset + bytes.length] };
-    chunks.push(bytes);
-    offset += bytes.length;
-  }
+    if (seen.has(name)) throw new Error(`${op}: the name ${name} appears twice`);
+    seen.add(name);
+    let entry: Entry;
+    if (isTensor(tensor)) {
+      tensor.assertAlive(`${op} (${name})`);
+      if (tensor.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor for ${name} but received ${tensor}`);
+      entry = { name, shape: [...tensor.shape], values: () => tensor.toArray() as Float32Array, bytes: tensor.size * 4 };
+    } else {
+      const item = tensor as { shape?: unknown; data?: unknown } | null;
+      const shape = typeof item === 'object' && item !== null ? readArray(item.shape) : null;
+      if (!shape || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
+        throw new TypeError(`${op}: expected a Tensor or { shape, data } with a shape of non-negative integers for ${name} but received ${describe(tensor)}`);
+      }
+      const data = item!.data;
+      const facts = typedArrayFacts(data);
+      const count = (shape as number[]).reduce((n, d) => n * d, 1);
+      if (!facts || facts.kind !== 'Float32Array' || facts.length !== count) {
+        throw new TypeError(`${op}: expected a Float32Array of ${count} values (shape [${shape}]) for ${name}'s data but received ${describe(data)}`);
+      }
+      entry = { name, shape: shape as number[], values: () => data as Float32Array, bytes: count * 4 };
+    }
+    header[name] = { dtype: 'F32', shape: entry.shape, data_offsets: [offset, offset + entry.bytes] };
+    offset += entry.bytes;
+    entries.push(entry);
+  });
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));
-  return Buffer.concat([prefix, headerBytes, ...chunks]);
+  return { header: Buffer.concat([prefix, headerBytes]), entries };
 }
 
-/** Writes a module's parameters (or named tensors) to `path`. */
-export function saveSafetensors(
-  path: string,
-  tensors: Parameters<typeof encodeSafetensors>[0],
-  metadata: Record<string, string> = {},
-): void {
-  fs.writeFileSync(path, encodeSafetensors(tensors, metadata));
+/** Little-endian bytes of f32 values (a view where the machine is little-endian). */
+function littleEndianBytes(values: Float32Array): Uint8Array {
+  if (os.endianness() === 'LE') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+  const bytes = Buffer.alloc(values.length * 4);
+  for (let i = 0; i < values.length; i++) bytes.writeFloatLE(values[i], i * 4);
+  return bytes;
 }
 
-function isShape(value: unknown): value is number[] {
-  return Array.isArray(value) && value.every((d) => Number.isInteger(d) && d >= 0);
+/** The file's bytes for named f32 tensors (a module's parameters(), or [name, tensor] pairs). */
+export function encodeSafetensors(tensors: NamedTensors, metadata: Record<string, string> = {}): Buffer {
+  const { header, entries } = plan(tensors, metadata, 'encodeSafetensors');
+  const total = header.length + entries.reduce((n, e) => n + e.bytes, 0);
+  if (total > 2 ** 32) throw new RangeError(`encodeSafetensors: ${total} bytes do not fit one Buffer (4 GiB); use saveSafetensors, which writes by parts`);
+  return Buffer.concat([header, ...entries.map((e) => littleEndianBytes(e.values()))], total);
 }
 
-/** Parses a safetensors file (a path, or its bytes), checking everything the format promises. */
-export function readSafetensors(file: string | Uint8Array): SafetensorsFile {
-  const source = typeof file === 'string' ? file : 'buffer';
-  const bytes = typeof file === 'string' ? fs.readFileSync(file) : Buffer.from(file.buffer, file.byteOffset, file.byteLength);
-  if (bytes.length < 8) throw fail(source, `truncated: ${bytes.length} bytes, fewer than the 8 of the header length`);
-  const headerLength = bytes.readBigUInt64LE(0);
-  if (headerLength > BigInt(MAX_HEADER_BYTES)) throw fail(source, `bad header: a length of ${headerLength} bytes (more than ${MAX_HEADER_BYTES}); is this a safetensors file?`);
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) {
+    done += fs.writeSync(fd, bytes, done, Math.min(CHUNK_BYTES, bytes.length - done));
+  }
+}
+
+/**
+ * Writes a module's parameters (or named tensors) to `file`, through a temporary file in the
+ * same folder that is flushed and then renamed over `file`: the old file stays whole until the
+ * new one is complete. Tensors are copied out one at a time.
+ */
+export function saveSafetensors(file: string, tensors: NamedTensors, metadata: Record<string, string> = {}): void {
+  if (typeof file !== 'string' || file === '') throw new TypeError(`saveSafetensors: expected a file path but received ${describe(file)}`);
+  const { header, entries } = plan(tensors, metadata, 'saveSafetensors');
+  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.partial`);
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(temporary, 'wx');
+    writeAll(fd, header);
+    for (const entry of entries) writeAll(fd, littleEndianBytes(entry.values()));
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = null;
+    fs.renameSync(temporary, file);
+  } catch (error) {
+    if (fd !== null) fs.closeSync(fd);
+    fs.rmSync(temporary, { force: true });
+    throw new Error(`saveSafetensors (${file}): ${(error as Error).message}; the previous file, if any, is unchanged`, { cause: error });
+  }
+}
+
+// ---- Reading ---------------------------------------------------------------------------------
+
+/** Where a file's bytes come from: a file, read by ranges, or bytes in memory. */
+interface Source {
+  name: string;
+  size: number;
+  /** `length` bytes from `position` into `target` (a view). */
+  read(target: Uint8Array, position: number): void;
+  close(): void;
+}
+
+function fileSource(file: string): Source {
+  // O_NONBLOCK: opening a FIFO does not wait for a writer; fstat then refuses it.
+  const flags = fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0);
+  const fd = fs.openSync(file, flags);
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) {
+      const kind = stat.isFIFO() ? 'a FIFO' : stat.isCharacterDevice() ? 'a character device' : stat.isDirectory() ? 'a directory'
+        : stat.isSocket() ? 'a socket' : stat.isBlockDevice() ? 'a block device' : 'not a regular file';
+      throw fail(file, `not a regular file (${kind}): a safetensors file is read from a file of known size`);
+    }
+    return {
+      name: file,
+      size: stat.size,
+      read(target, position) {
+        for (let done = 0; done < target.length;) {
+          const n = fs.readSync(fd, target, done, Math.min(CHUNK_BYTES, target.length - done), position + done);
+          if (n === 0) throw fail(file, `truncated: the file ended at byte ${position + done} while ${target.length - done} more were expected`);
+          done += n;
+        }
+      },
+      close: () => fs.closeSync(fd),
+    };
+  } catch (error) {
+    fs.closeSync(fd);
+    throw error;
+  }
+}
+
+function memorySource(bytes: Uint8Array): Source {
+  return {
+    name: 'buffer',
+    size: bytes.length,
+    read(target, position) {
+      target.set(bytes.subarray(position, position + target.length));
+    },
+    close() {},
+  };
+}
+
+interface HeaderEntry {
+  name: string;
+  dtype: SafetensorsDType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+function parseHeader(source: Source): { entries: HeaderEntry[]; metadata: Record<string, string>; dataStart: number } {
+  const name = source.name;
+  if (source.size < 8) throw fail(name, `truncated: ${source.size} bytes, fewer than the 8 of the header length`);
+  const prefix = Buffer.alloc(8);
+  source.read(prefix, 0);
+  const headerLength = prefix.readBigUInt64LE(0);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) throw fail(name, `bad header: a length of ${headerLength} bytes (more than ${MAX_HEADER_BYTES}); is this a safetensors file?`);
   const dataStart = 8 + Number(headerLength);
-  if (dataStart > bytes.length) throw fail(source, `truncated: the header needs ${headerLength} bytes but only ${bytes.length - 8} follow its length`);
+  if (dataStart > source.size) throw fail(name, `truncated: the header needs ${headerLength} bytes but only ${source.size - 8} follow its length`);
+  const headerBytes = Buffer.alloc(Number(headerLength));
+  source.read(headerBytes, 8);
   let header: unknown;
   try {
-    header = JSON.parse(bytes.subarray(8, dataStart).toString('utf8'));
+    header = JSON.parse(headerBytes.toString('utf8'));
   } catch (error) {
-    throw fail(source, `bad header: not JSON (${(error as Error).message})`);
+    throw fail(name, `bad header: not JSON (${(error as Error).message})`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw fail(source, 'bad header: not a JSON object');
-  const dataLength = bytes.length - dataStart;
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw fail(name, 'bad header: not a JSON object');
+  const dataLength = source.size - dataStart;
   const metadata: Record<string, string> = {};
-  const entries: { name: string; dtype: SafetensorsDType; shape: number[]; begin: number; end: number }[] = [];
-  for (const [name, value] of Object.entries(header)) {
-    if (name === '__metadata__') {
-      if (typeof value !== 'object' || value === null || Object.values(value).some((v) => typeof v !== 'string')) {
-        throw fail(source, 'bad header: __metadata__ must be an object of strings');
+  const entries: HeaderEntry[] = [];
+  for (const [key, value] of Object.entries(header)) {
+    if (key === '__metadata__') {
+      if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.values(value).some((v) => typeof v !== 'string')) {
+        throw fail(name, 'bad header: __metadata__ must be an object of strings');
       }
-      Object.assign(metadata, value);
+      for (const [k, v] of Object.entries(value)) defineOwn(metadata, k, v);
       continue;
     }
-    const entry = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof entry !== 'object' || entry === null) throw fail(source, `bad header: the entry of tensor ${name} is not an object`);
-    if (typeof entry.dtype !== 'string' || !(entry.dtype in BYTES_PER_ELEMENT)) {
-      throw fail(source, `tensor ${name} has dtype ${JSON.stringify(entry.dtype)}; supported: F32, F16, BF16`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw fail(name, `bad header: the entry of tensor ${key} is not an object`);
+    const entry = value as Record<string, unknown>;
+    const dtype = hasOwn(entry, 'dtype') ? entry.dtype : undefined;
+    if (typeof dtype !== 'string' || !BYTES_PER_ELEMENT.has(dtype)) {
+      throw fail(name, `tensor ${key} has dtype ${JSON.stringify(dtype) ?? 'undefined'}; supported: F32, F16, BF16`);
     }
-    if (!isShape(entry.shape)) throw fail(source, `bad header: tensor ${name} has shape ${JSON.stringify(entry.shape)}, not an array of non-negative integers`);
-    const offsets = entry.data_offsets;
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
-      throw fail(source, `bad header: tensor ${name} has data_offsets ${JSON.stringify(offsets)}, not [begin, end] with 0 <= begin <= end`);
+    const shape = hasOwn(entry, 'shape') ? entry.shape : undefined;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw fail(name, `bad header: tensor ${key} has shape ${JSON.stringify(shape) ?? 'undefined'}, not an array of non-negative integers`);
     }
-    const dtype = entry.dtype as SafetensorsDType;
+    const offsets = hasOwn(entry, 'data_offsets') ? entry.data_offsets : undefined;
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
+      throw fail(name, `bad header: tensor ${key} has data_offsets ${JSON.stringify(offsets) ?? 'undefined'}, not [begin, end] with 0 <= begin <= end`);
+    }
     const [begin, end] = offsets as [number, number];
-    const want = entry.shape.reduce((n, d) => n * d, 1) * BYTES_PER_ELEMENT[dtype];
+    const want = (shape as number[]).reduce((n, d) => n * d, 1) * BYTES_PER_ELEMENT.get(dtype)!;
     if (end - begin !== want) {
-      throw fail(source, `bad header: tensor ${name} of shape [${entry.shape}] (${dtype}) needs ${want} bytes but its data_offsets [${begin}, ${end}] hold ${end - begin}`);
+      throw fail(name, `bad header: tensor ${key} of shape [${shape}] (${dtype}) needs ${want} bytes but its data_offsets [${begin}, ${end}] hold ${end - begin}`);
     }
-    if (end > dataLength) throw fail(source, `truncated: tensor ${name} ends at byte ${end} of the data but the data has ${dataLength} bytes`);
-    entries.push({ name, dtype, shape: entry.shape, begin, end });
+    if (end > dataLength) throw fail(name, `truncated: tensor ${key} ends at byte ${end} of the data but the data has ${dataLength} bytes`);
+    entries.push({ name: key, dtype: dtype as SafetensorsDType, shape: shape as number[], begin, end });
   }
   // As the Python library requires: the tensors tile the data exactly, with no gap or overlap.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let cursor = 0;
   for (const e of entries) {
-    if (e.begin !== cursor) throw fail(source, `bad header: tensor ${e.name} starts at byte ${e.begin} of the data, expected ${cursor} (overlap or gap)`);
+    if (e.begin !== cursor) throw fail(name, `bad header: tensor ${e.name} starts at byte ${e.begin} of the data, expected ${cursor} (overlap or gap)`);
     cursor = e.end;
   }
-  if (cursor !== dataLength) throw fail(source, `bad header: the tensors cover ${cursor} bytes of data but the file holds ${dataLength}`);
+  if (cursor !== dataLength) throw fail(name, `bad header: the tensors cover ${cursor} bytes of data but the file holds ${dataLength}`);
+  return { entries, metadata, dataStart };
+}
 
-  const tensors = new Map<string, SafetensorsTensor>();
-  for (const e of entries) {
-    const raw = bytes.subarray(dataStart + e.begin, dataStart + e.end);
-    const count = (e.end - e.begin) / BYTES_PER_ELEMENT[e.dtype];
-    let data: Float32Array;
-    if (e.dtype === 'F32') {
-      if (os.endianness() === 'LE') {
-        data = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.length)); // an aligned copy
-      } else {
-        data = new Float32Array(count);
-        for (let i = 0; i < count; i++) data[i] = raw.readFloatLE(i * 4);
-      }
-    } else {
-      const bits = new Uint16Array(count);
-      for (let i = 0; i < count; i++) bits[i] = raw.readUInt16LE(i * 2);
-      data = e.dtype === 'BF16' ? fromBf16(bits) : fromF16(bits);
+function readTensor(source: Source, e: HeaderEntry, dataStart: number): Float32Array {
+  const count = (e.end - e.begin) / BYTES_PER_ELEMENT.get(e.dtype)!;
+  const allocate = <T>(make: () => T): T => {
+    try {
+      return make();
+    } catch {
+      throw fail(source.name, `tensor ${e.name} of shape [${e.shape}] (${count} values) does not fit in memory as one array`);
     }
-    tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data });
+  };
+  if (e.dtype === 'F32') {
+    const data = allocate(() => new Float32Array(count));
+    source.read(new Uint8Array(data.buffer), dataStart + e.begin);
+    if (os.endianness() !== 'LE') {
+      const view = new DataView(data.buffer);
+      for (let i = 0; i < count; i++) data[i] = view.getFloat32(i * 4, true);
+    }
+    return data;
   }
-  return { tensors, metadata };
+  const bits = allocate(() => new Uint16Array(count));
+  source.read(new Uint8Array(bits.buffer), dataStart + e.begin);
+  if (os.endianness() !== 'LE') {
+    const view = new DataView(bits.buffer);
+    for (let i = 0; i < count; i++) bits[i] = view.getUint16(i * 2, true);
+  }
+  return e.dtype === 'BF16' ? fromBf16(bits) : fromF16(bits);
+}
+
+/** Parses a safetensors file (a path, or its bytes), checking everything the format promises. */
+export function readSafetensors(file: string | Uint8Array): SafetensorsFile {
+  const facts = typedArrayFacts(file);
+  if (typeof file !== 'string' && !(facts && facts.kind === 'Uint8Array')) {
+    throw new TypeError(`readSafetensors: expected a file path or a Uint8Array of the file's bytes but received ${describe(file)}`);
+  }
+  const source = typeof file === 'string' ? fileSource(file) : memorySource(file);
+  try {
+    const { entries, metadata, dataStart } = parseHeader(source);
+    const tensors = new Map<string, SafetensorsTensor>();
+    for (const e of entries) tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: readTensor(source, e, dataStart) });
+    return { tensors, metadata };
+  } finally {
+    source.close();
+  }
 }
 
 /**
  * Loads a file's tensors into a module's parameters, by name. Every parameter must be in the
  * file with its exact shape, and every tensor of the file must be a parameter (strict, as
- * torch's load_state_dict). Returns the file's metadata.
+ * torch's load_state_dict); nothing is written unless all of them match. Returns the file's
+ * metadata.
  */
 export function loadSafetensors(module: Module, file: string | Uint8Array): Record<string, string> {
-  if (!(module instanceof Module)) throw new TypeError(`loadSafetensors: expected a Module but received ${String(module)}`);
+  if (!(module instanceof Module)) throw new TypeError(`loadSafetensors: expected a Module but received ${describe(module)}`);
   const source = typeof file === 'string' ? file : 'buffer';
   const { tensors, metadata } = readSafetensors(file);
   const params = module.parameters();
@@ -200,7 +368,7 @@ export function loadSafetensors(module: Module, file: string | Uint8Array): Reco
     }
   }
   for (const [name, param] of params) {
-    const { storage, byteOffset } = param.nativeStorage('loadSafetensors');
+    const { storage, byteOffset } = hostStorage(param, 'loadSafetensors');
     storage.write(tensors.get(name)!.data, byteOffset);
   }
   return metadata;

@@ -4,6 +4,7 @@
  * parameters round-trip bit for bit with their metadata; F16/BF16 files load widened to f32; and
  * every broken file or mismatched module fails with an error naming the tensor and the shapes.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -107,6 +108,103 @@ test('loading into a module: a missing, an unexpected or a reshaped tensor is na
   assert.throws(() => loadSafetensors(model, '/nonexistent/file.safetensors'), /ENOENT/);
   model.dispose();
   wider.dispose();
+});
+
+function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'fusedpo-'));
+}
+
+test('a path that is not a regular file is refused at once: /dev/zero, a FIFO, a directory', () => {
+  assert.throws(() => readSafetensors('/dev/zero'), /safetensors \(\/dev\/zero\): not a regular file \(a character device\)/);
+  const dir = tempDir();
+  assert.throws(() => readSafetensors(dir), /not a regular file \(a directory\)/);
+  const fifo = path.join(dir, 'pipe');
+  assert.is(spawnSync('mkfifo', [fifo]).status, 0);
+  // In a child with a timeout: a regression would hang here waiting for a writer.
+  const script = `try { require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'index.js'))}).readSafetensors(${JSON.stringify(fifo)}) } catch (e) { console.log(e.message) }`;
+  const child = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+  assert.is(child.signal, null, 'reading a FIFO hung');
+  assert.match(child.stdout, /not a regular file \(a FIFO\)/);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('names and dtypes that are Object.prototype keys are plain names; bad header values name the tensor', () => {
+  const data = new Float32Array([1, 2]);
+  const names = ['constructor', 'toString', '__proto__', 'hasOwnProperty'];
+  const file = encodeSafetensors(names.map((n): [string, { shape: number[]; data: Float32Array }] => [n, { shape: [2], data }]), JSON.parse('{"__proto__": "meta", "constructor": "x"}') as Record<string, string>);
+  const read = readSafetensors(file);
+  assert.equal([...read.tensors.keys()], names);
+  for (const n of names) assert.equal(Array.from(read.tensors.get(n)!.data), [1, 2], n);
+  assert.is(Object.getPrototypeOf(read.metadata), Object.prototype, 'a __proto__ key did not change the prototype');
+  assert.is(Object.getOwnPropertyDescriptor(read.metadata, '__proto__')?.value, 'meta');
+  assert.is(read.metadata.constructor, 'x');
+  for (const dtype of ['toString', 'constructor', '__proto__']) {
+    assert.throws(() => readSafetensors(fileOf({ w: { dtype, shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4))), new RegExp(`tensor w has dtype "${dtype}"; supported: F32, F16, BF16`));
+  }
+  assert.throws(() => readSafetensors(fileOf({ w: { dtype: 'F32', shape: [1], data_offsets: [0, 2 ** 60] } }, new Uint8Array(4))), /data_offsets/);
+  assert.throws(() => readSafetensors(fileOf({ w: { dtype: 'F32', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 4] } }, new Uint8Array(4))), /needs .* bytes but its data_offsets \[0, 4\] hold 4/);
+  const lengthPastEnd = Buffer.alloc(16);
+  lengthPastEnd.writeBigUInt64LE(1000n);
+  assert.throws(() => readSafetensors(lengthPastEnd), /truncated: the header needs 1000 bytes but only 8 follow its length/);
+  assert.throws(() => readSafetensors(42 as unknown as string), /expected a file path or a Uint8Array of the file's bytes but received 42 of type number/);
+});
+
+test('encodeSafetensors checks what it writes: names, shapes, data, metadata', () => {
+  const data = new Float32Array(6);
+  assert.throws(() => encodeSafetensors([['w', { shape: [2, -3], data }]]), /shape of non-negative integers for w/);
+  assert.throws(() => encodeSafetensors([['w', { shape: [2, 2], data }]]), /Float32Array of 4 values \(shape \[2,2\]\) for w's data but received Float32Array of length 6/);
+  assert.throws(() => encodeSafetensors([['w', { shape: [6], data: new Float64Array(6) as unknown as Float32Array }]]), /for w's data but received Float64Array/);
+  assert.throws(() => encodeSafetensors([['', { shape: [6], data }]]), /name to be a non-empty string other than __metadata__/);
+  assert.throws(() => encodeSafetensors([['__metadata__', { shape: [6], data }]]), /other than __metadata__/);
+  assert.throws(() => encodeSafetensors([['w', { shape: [6], data }], ['w', { shape: [6], data }]]), /the name w appears twice/);
+  assert.throws(() => encodeSafetensors([], { n: 1 } as unknown as Record<string, string>), /metadata to be an object of string values but n is 1 of type number/);
+  const gone = new GPT({ layers: 1, width: 8, heads: 2, context: 4, vocab: 10 });
+  gone.dispose();
+  assert.throws(() => encodeSafetensors(gone), /was disposed/);
+});
+
+test('a save that fails part way (the disk full) leaves the previous checkpoint whole', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'model.safetensors');
+  const config = { layers: 1, width: 32, heads: 2, context: 8, vocab: 64 };
+  const model = new GPT(config, { seed: 1 });
+  saveSafetensors(file, model);
+  const previous = fs.readFileSync(file);
+  // A child whose files may not grow past 16 KiB (SIGXFSZ ignored, so the write fails with EFBIG
+  // as on a full disk): it saves a model of 70 KB over the file.
+  const script = `
+    const f = require(${JSON.stringify(path.join(__dirname, '..', 'dist', 'index.js'))});
+    const model = new f.GPT(${JSON.stringify(config)}, { seed: 2 });
+    try { f.saveSafetensors(${JSON.stringify(file)}, model); console.log('saved'); } catch (e) { console.log(e.message); }`;
+  const child = spawnSync('bash', ['-c', `trap '' XFSZ; ulimit -f 32; exec "$0" -e "$1"`, process.execPath, script], { encoding: 'utf8' });
+  assert.match(child.stdout, /saveSafetensors \(.*model.safetensors\): EFBIG: file too large, write; the previous file, if any, is unchanged/, child.stdout + child.stderr);
+  assert.ok(fs.readFileSync(file).equals(previous), 'the previous checkpoint changed');
+  assert.equal(fs.readdirSync(dir), ['model.safetensors'], 'the partial file was removed');
+  fs.rmSync(dir, { recursive: true });
+  model.dispose();
+});
+
+test('a checkpoint past 2 GiB reads, by ranges', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'large.safetensors');
+  // Two tensors of 1.125 GiB each, in a sparse file: the OS serves their zeros without disk.
+  const count = 9 * 2 ** 25;
+  const bytes = count * 4;
+  const header = { a: { dtype: 'F32', shape: [9, 2 ** 25], data_offsets: [0, bytes] }, b: { dtype: 'F32', shape: [count], data_offsets: [bytes, 2 * bytes] } };
+  const head = fileOf(header);
+  const fd = fs.openSync(file, 'w');
+  fs.writeSync(fd, head);
+  fs.writeSync(fd, new Uint8Array(new Float32Array([1.5]).buffer), 0, 4, head.length + bytes - 4); // a's last value
+  fs.writeSync(fd, new Uint8Array(new Float32Array([-2]).buffer), 0, 4, head.length + bytes); // b's first
+  fs.ftruncateSync(fd, head.length + 2 * bytes);
+  fs.closeSync(fd);
+  assert.ok(fs.statSync(file).size > 2 ** 31);
+  const read = readSafetensors(file);
+  const a = read.tensors.get('a')!.data;
+  const b = read.tensors.get('b')!.data;
+  assert.equal([a.length, b.length], [count, count]);
+  assert.equal([a[0], a[count - 1], b[0], b[count - 1]], [0, 1.5, -2, 0]);
+  fs.rmSync(dir, { recursive: true });
 });
 
 test.run();
