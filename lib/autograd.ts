@@ -12,6 +12,7 @@
  * optimizer zeroes them.
  */
 import { Tensor } from './tensor';
+import { expected } from './validate';
 
 export interface GradNode {
   /** The op's name, for error messages. */
@@ -22,6 +23,11 @@ export interface GradNode {
    * saved): backward() refuses to run, naming the op and the tensor, when one was disposed.
    */
   saved: Tensor[];
+  /**
+   * Tensors the op made for its backward alone (layerNorm's mean and rstd, attention's weights):
+   * disposed with the op's output, or once backward() has walked the graph.
+   */
+  owned?: Tensor[];
   /** The gradients of the inputs (null where an input gets none), given the output's. */
   backward(gradOutput: Tensor): (Tensor | null)[];
 }
@@ -30,6 +36,7 @@ let noGradDepth = 0;
 
 /** Runs fn without recording any graph (e.g. a reference model's forward pass). */
 export function noGrad<T>(fn: () => T): T {
+  if (typeof fn !== 'function') throw new TypeError(expected('a function', 'noGrad fn', fn));
   noGradDepth++;
   try {
     return fn();
@@ -52,8 +59,12 @@ export function needsGrad(inputs: readonly Tensor[]): boolean {
   return isGradEnabled() && inputs.some(tracksGrad);
 }
 
-/** Records `node` as the maker of `output` when any input needs a gradient. Returns output. */
+/**
+ * Records `node` as the maker of `output` when any input needs a gradient; otherwise what the op
+ * kept for a backward pass (its `owned` tensors) is disposed at once. Returns output.
+ */
 export function record(output: Tensor, node: GradNode): Tensor {
   if (needsGrad(node.inputs)) Tensor.setNode(output, node);
+  else node.owned?.forEach((t) => t.dispose());
   return output;
 }

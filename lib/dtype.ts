@@ -6,11 +6,12 @@
  * each value is rounded to f32 first, as a Float32Array would store it); the 16-bit side takes a
  * Uint16Array or an array of integers in [0, 65535]. Anything else is a TypeError.
  */
-import { describe, typedArrayFacts } from './validate';
+import { describe, isDetached, typedArrayFacts } from './validate';
 
 /** The values as f32 bits (a copy, or a view of a Float32Array). */
 function f32Bits(name: string, values: unknown): Uint32Array {
   const facts = typedArrayFacts(values);
+  if (facts && isDetached(facts)) throw new TypeError(`${name}: expected a live typed array but its ArrayBuffer is detached (transferred or freed)`);
   if (facts?.kind === 'Float32Array') {
     const array = values as Float32Array;
     return new Uint32Array(array.buffer, array.byteOffset, facts.length);
@@ -18,19 +19,31 @@ function f32Bits(name: string, values: unknown): Uint32Array {
   if (!(facts && facts.kind !== 'BigInt64Array' && facts.kind !== 'BigUint64Array') && !Array.isArray(values)) {
     throw new TypeError(`${name}: expected a Float32Array or an array of numbers but received ${describe(values)}`);
   }
-  const list = Array.from(values as ArrayLike<unknown>);
-  const bad = list.findIndex((x) => typeof x !== 'number');
-  if (bad >= 0) throw new TypeError(`${name}: expected numbers but received ${describe(list[bad])} at position ${bad}`);
-  return new Uint32Array(Float32Array.from(list as number[]).buffer);
+  // Element by element, each checked as it is read: a sparse array stops at its first hole.
+  const source = values as ArrayLike<unknown>;
+  const length = facts ? facts.length : source.length;
+  for (let i = 0; i < length; i++) {
+    const x = source[i];
+    if (typeof x !== 'number') throw new TypeError(`${name}: expected numbers but received ${describe(x)} at position ${i}`);
+  }
+  const out = new Float32Array(length);
+  for (let i = 0; i < length; i++) out[i] = source[i] as number;
+  return new Uint32Array(out.buffer);
 }
 
 /** The 16-bit patterns, as a Uint16Array (a view, or a checked copy of an array of integers). */
 function sixteenBits(name: string, bits: unknown): Uint16Array {
   const facts = typedArrayFacts(bits);
+  if (facts && isDetached(facts)) throw new TypeError(`${name}: expected a live Uint16Array but its ArrayBuffer is detached (transferred or freed)`);
   if (facts?.kind === 'Uint16Array') return bits as Uint16Array;
   if (!Array.isArray(bits)) throw new TypeError(`${name}: expected a Uint16Array of 16-bit patterns but received ${describe(bits)}`);
-  const bad = bits.findIndex((x) => !(Number.isInteger(x) && x >= 0 && x <= 0xffff));
-  if (bad >= 0) throw new RangeError(`${name}: expected 16-bit patterns (integers in [0, 65535]) but received ${describe(bits[bad])} at position ${bad}`);
+  const length = bits.length;
+  for (let i = 0; i < length; i++) {  // checked before anything is allocated: a hole stops it at once
+    const x: unknown = bits[i];
+    if (!(typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0xffff)) {
+      throw new RangeError(`${name}: expected 16-bit patterns (integers in [0, 65535]) but received ${describe(x)} at position ${i}`);
+    }
+  }
   return Uint16Array.from(bits as number[]);
 }
 

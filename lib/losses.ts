@@ -24,7 +24,7 @@ import { needsGrad, record } from './autograd';
 import {
   cudaAddon, lossOutputs, native, withLossOutputs, type NativeCudaLossRequest, type NativeLossRequest, type NativeLossResult, type NativeStorage,
 } from './native';
-import { Tensor, cudaStorage, hostStorage, isTensor } from './tensor';
+import { Tensor, cudaStorage, disposeOnThrow, hostStorage, isTensor } from './tensor';
 import {
   checkBoolean,
   checkInteger,
@@ -163,7 +163,7 @@ interface CheckedShape {
 }
 
 function checkShape(shapeValue: unknown, needPairs: boolean): CheckedShape {
-  const shape = readArray(shapeValue);  // each dim read once
+  const shape = readArray(shapeValue, 8, 'shape');  // each dim read once
   const isTriple =
     shape !== null &&
     shape.length === 3 &&
@@ -182,9 +182,10 @@ function checkShape(shapeValue: unknown, needPairs: boolean): CheckedShape {
   return { rows, tokens, vocab };
 }
 
+/** Labels already checked to hold rows * tokens elements (read by index: never by their length). */
 function checkLabels(labels: Int32Array, shape: CheckedShape, ignoreIndex: number): void {
-  const { tokens, vocab } = shape;
-  for (let i = 0; i < labels.length; i++) {
+  const { rows, tokens, vocab } = shape;
+  for (let i = 0; i < rows * tokens; i++) {
     const y = labels[i];
     if ((y < 0 || y >= vocab) && y !== ignoreIndex) {
       const row = Math.floor(i / tokens);
@@ -335,15 +336,16 @@ function lossRequest(args: Snapshot): { request: TypedLossRequest; inPlace: bool
   const { loss, fields } = lossParameters(args);
   const { grad, inPlace } = gradientOptions(args, 'array');
   const refLogps = checkRefLogps(args.refLogps, loss, request.rows);
+  const logitCount = request.rows * request.tokens * request.vocab;  // checked: the logits hold exactly this many
   let dlogits: Logits | null = null;
   if (args.out !== undefined) {
     const kind = request.dtype === 0 ? Float32Array : Uint16Array;
-    dlogits = checkTypedArray('out', args.out, kind, request.logits.length, ' (the kind and length of logits)');
+    dlogits = checkTypedArray('out', args.out, kind, logitCount, ' (the kind and length of logits)');
     if (typedArrayFacts(dlogits)!.buffer === typedArrayFacts(request.logits)!.buffer) {
       throw new TypeError('Expected an out array that does not share memory with logits (use inPlace: true to write over them)');
     }
   } else if (grad) {
-    dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, request.logits.length);
+    dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, logitCount);
   }
   return { inPlace, request: { ...request, ...fields, withLoss: true, refLogps, dlogits } };
 }
@@ -522,7 +524,7 @@ function tensorRequestParts(args: Snapshot, operation: string): TensorRequestPar
   }
   const shape = checkShape([...logits.shape], true);
   if (args.shape !== undefined) {
-    const given = readArray(args.shape);
+    const given = readArray(args.shape, 8, 'shape');
     if (!given || given.length !== 3 || given.some((d, i) => d !== logits.shape[i])) {
       throw new TypeError(expected(`the logits' shape [${logits.shape}] (or no shape)`, 'shape', args.shape));
     }
@@ -552,30 +554,32 @@ function storedLogit(storage: NativeStorage, byteOffset: number, dtype: 0 | 1 | 
 }
 
 function preferenceLossOnTensor(args: Snapshot): TensorPreferenceLossResult {
-  if (args.out !== undefined || args.inPlace !== undefined) {
-    throw new TypeError(`Expected no ${args.out !== undefined ? 'out' : 'inPlace'} with Tensor logits in preferenceLoss: its autograd form ` +
-      'writes the gradient in loss.backward(); preferenceLossAsync is the functional form that takes out and inPlace');
-  }
-  const parts = tensorRequestParts(args, 'preferenceLoss');
-  const wantGraph = checkBoolean('grad', args.grad ?? true) && needsGrad([parts.logits]);
-  if (parts.logits.device === 'cuda') return preferenceLossOnCuda(parts, wantGraph);
-  const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, allowNonFinite, impl } = parts;
-  const { rows, tokens, vocab } = shape;
-  const source = hostStorage(logits, 'preferenceLoss');
-  const request: NativeLossRequest = {
-    impl, dtype, ...shape, labels, ignoreIndex, refLogps, ...fields,
-    logits: source.storage, logitsByteOffset: source.byteOffset,
-    allowNonFinite, withLoss: true, returnLse: wantGraph, dlogits: null,
-  };
-  const result = runLoss(request);
-  throwIfStopped(request, result, (index) => storedLogit(source.storage, source.byteOffset, dtype, index));
-  return autogradLoss(logits, result, (dlogits, coef) => {
-    const input = hostStorage(logits, 'preferenceLoss backward');
-    const output = hostStorage(dlogits, 'preferenceLoss backward');
-    native().logsoftmaxGatherBackward({
-      impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse: result.lse!, coef,
-      logits: input.storage, logitsByteOffset: input.byteOffset,
-      dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+  return disposeOnThrow(() => {
+    if (args.out !== undefined || args.inPlace !== undefined) {
+      throw new TypeError(`Expected no ${args.out !== undefined ? 'out' : 'inPlace'} with Tensor logits in preferenceLoss: its autograd form ` +
+        'writes the gradient in loss.backward(); preferenceLossAsync is the functional form that takes out and inPlace');
+    }
+    const parts = tensorRequestParts(args, 'preferenceLoss');
+    const wantGraph = checkBoolean('grad', args.grad ?? true) && needsGrad([parts.logits]);
+    if (parts.logits.device === 'cuda') return preferenceLossOnCuda(parts, wantGraph);
+    const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, allowNonFinite, impl } = parts;
+    const { rows, tokens, vocab } = shape;
+    const source = hostStorage(logits, 'preferenceLoss');
+    const request: NativeLossRequest = {
+      impl, dtype, ...shape, labels, ignoreIndex, refLogps, ...fields,
+      logits: source.storage, logitsByteOffset: source.byteOffset,
+      allowNonFinite, withLoss: true, returnLse: wantGraph, dlogits: null,
+    };
+    const result = runLoss(request);
+    throwIfStopped(request, result, (index) => storedLogit(source.storage, source.byteOffset, dtype, index));
+    return autogradLoss(logits, result, (dlogits, coef) => {
+      const input = hostStorage(logits, 'preferenceLoss backward');
+      const output = hostStorage(dlogits, 'preferenceLoss backward');
+      native().logsoftmaxGatherBackward({
+        impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse: result.lse!, coef,
+        logits: input.storage, logitsByteOffset: input.byteOffset,
+        dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+      });
     });
   });
 }
@@ -631,18 +635,20 @@ function throwIfStoppedOnTensor(parts: TensorRequestParts, storage: NativeStorag
  * shape and dtype; the loss is a CPU scalar like every loss.
  */
 function preferenceLossOnCuda(parts: TensorRequestParts, wantGraph: boolean): TensorPreferenceLossResult {
-  const { logits } = parts;
-  const request = { ...cudaRequest(parts, 'preferenceLoss'), returnLse: wantGraph };
-  const result = runCudaLoss(request, 'preferenceLoss');
-  throwIfStoppedOnTensor(parts, request.logits, request.logitsByteOffset, result);
-  return autogradLoss(logits, result, (dlogits, coef) => {
-    const input = cudaStorage(logits, 'preferenceLoss backward');
-    const output = cudaStorage(dlogits, 'preferenceLoss backward');
-    runCudaLoss({
-      ...request, logits: input.storage, logitsByteOffset: input.byteOffset,
-      dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
-      backwardOnly: true, lse: result.lse!, coef,
-    }, 'preferenceLoss backward');
+  return disposeOnThrow(() => {
+    const { logits } = parts;
+    const request = { ...cudaRequest(parts, 'preferenceLoss'), returnLse: wantGraph };
+    const result = runCudaLoss(request, 'preferenceLoss');
+    throwIfStoppedOnTensor(parts, request.logits, request.logitsByteOffset, result);
+    return autogradLoss(logits, result, (dlogits, coef) => {
+      const input = cudaStorage(logits, 'preferenceLoss backward');
+      const output = cudaStorage(dlogits, 'preferenceLoss backward');
+      runCudaLoss({
+        ...request, logits: input.storage, logitsByteOffset: input.byteOffset,
+        dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+        backwardOnly: true, lse: result.lse!, coef,
+      }, 'preferenceLoss backward');
+    });
   });
 }
 

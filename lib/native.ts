@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { NativeLoadError } from './errors';
+import { expected } from './validate';
 
 /**
  * A buffer the kernels read or write: a typed array, or a tensor's NativeStorage (then the
@@ -505,8 +506,8 @@ export function cudaEmptyCache(): void {
 
 /** Sets the CPU kernels' thread count for this process (1 or more). */
 export function setThreads(threads: number): void {
-  if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
-    throw new RangeError(`Expected an integer between 1 and 1024 for threads but received ${threads}`);
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw new RangeError(expected('an integer between 1 and 1024', 'threads', threads));
   }
   native().setThreadCount(threads);
 }

@@ -16,7 +16,7 @@ import { Module } from './nn/module';
 import { adamwUpdateKernel, checkAdamWHyperparameters, clipGradients } from './ops/adamw';
 import { FAST } from './ops/common';
 import { Tensor, isTensor, keep } from './tensor';
-import { checkInteger, checkNumber, describe, readArgs } from './validate';
+import { checkInteger, checkNumber, describe, readArgs, readArray } from './validate';
 
 /** A module, its parameters() list, or bare tensors. */
 export type Parameters = Module | readonly (readonly [string, Tensor])[] | readonly Tensor[];
@@ -28,8 +28,8 @@ export type Parameters = Module | readonly (readonly [string, Tensor])[] | reado
 function named(params: Parameters, op: string): [string, Tensor][] {
   if (params instanceof Module) return params.parameters();
   if (!Array.isArray(params)) throw new TypeError(`${op}: expected a Module, its parameters() or an array of tensors but received ${describe(params)}`);
-  const list = (Array.prototype.slice.call(params) as unknown[]).map((p, i): [string, Tensor] => {
-    const pair = Array.isArray(p) ? (Array.prototype.slice.call(p) as unknown[]) : null;
+  const list = readArray(params, 1 << 20, `${op}'s parameters`)!.map((p, i): [string, Tensor] => {
+    const pair = Array.isArray(p) ? readArray(p, 2, `${op}'s parameter ${i}`) : null;
     const [name, tensor] = isTensor(p) ? [`params[${i}]`, p] : pair && pair.length === 2 && typeof pair[0] === 'string' ? pair : [`params[${i}]`, p];
     if (!isTensor(tensor)) throw new TypeError(`${op}: expected a Tensor for ${String(name)} but received ${describe(tensor)}`);
     if (tensor.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor for ${String(name)} but received ${tensor}`);
@@ -72,7 +72,7 @@ export class AdamW {
   constructor(params: Parameters, optionsValue: AdamWOptions = {}) {
     const options = readArgs('AdamW', optionsValue, ['lr', 'betas', 'eps', 'weightDecay', 'decays'] as const);
     this.lr = checkNumber('lr', options.lr ?? 1e-3, { min: 0 });
-    const betas = options.betas === undefined ? [0.9, 0.999] : Array.isArray(options.betas) ? Array.prototype.slice.call(options.betas) : null;
+    const betas = options.betas === undefined ? [0.9, 0.999] : readArray(options.betas, 2, 'betas');
     if (!betas || betas.length !== 2) throw new TypeError(`AdamW: expected betas to be [beta1, beta2] but received ${describe(options.betas)}`);
     const [beta1, beta2] = betas;
     this.beta1 = checkNumber('betas[0]', beta1, { min: 0, max: 1, maxExclusive: true });

@@ -77,7 +77,7 @@ interface Entry {
 
 /** Every name, shape and data checked; the header's bytes; the entries in order. */
 function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { header: Buffer; entries: Entry[] } {
-  const list = tensors instanceof Module ? tensors.parameters() : readArray(tensors);
+  const list = tensors instanceof Module ? tensors.parameters() : readArray(tensors, 1 << 24, 'the tensors');
   if (!list) throw new TypeError(`${op}: expected a Module or an array of [name, tensor] pairs but received ${describe(tensors)}`);
   if (typeof metadataValue !== 'object' || metadataValue === null || Array.isArray(metadataValue)) {
     throw new TypeError(`${op}: expected metadata to be an object of string values but received ${describe(metadataValue)}`);
@@ -94,7 +94,7 @@ function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { head
   const entries: Entry[] = [];
   let offset = 0;
   list.forEach((pair, k) => {
-    const parts = readArray(pair);
+    const parts = readArray(pair, 2, `entry ${k}`);
     if (!parts || parts.length !== 2) throw new TypeError(`${op}: expected entry ${k} to be a [name, tensor] pair but received ${describe(pair)}`);
     const [name, tensor] = parts;
     if (typeof name !== 'string' || name === '' || name === '__metadata__') {
@@ -103,13 +103,16 @@ function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { head
     if (seen.has(name)) throw new Error(`${op}: the name ${name} appears twice`);
     seen.add(name);
     let entry: Entry;
+    if (tensor instanceof Tensor && !isTensor(tensor)) {
+      throw new TypeError(`${op}: expected a Tensor made by fusedpo for ${name} but received an object with Tensor's prototype`);
+    }
     if (isTensor(tensor)) {
       tensor.assertAlive(`${op} (${name})`);
       if (tensor.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor for ${name} but received ${tensor}`);
       entry = { name, shape: [...tensor.shape], values: () => tensor.toArray() as Float32Array, bytes: tensor.size * 4 };
     } else {
       const item = tensor as { shape?: unknown; data?: unknown } | null;
-      const shape = typeof item === 'object' && item !== null ? readArray(item.shape) : null;
+      const shape = typeof item === 'object' && item !== null ? readArray(item.shape, 64, `the shape of ${name}`) : null;
       if (!shape || !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)) {
         throw new TypeError(`${op}: expected a Tensor or { shape, data } with a shape of non-negative integers for ${name} but received ${describe(tensor)}`);
       }

@@ -226,7 +226,7 @@ const collected = new FinalizationRegistry<SharedStorage>((storage) => {
 
 /** A copy of a shape, each dim a non-negative integer, with at most MAX_TENSOR_ELEMENTS elements. */
 export function checkShape(shape: unknown, name = 'shape'): number[] {
-  const dims = readArray(shape);
+  const dims = readArray(shape, 64, name);
   if (!dims || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0)) {
     throw new TypeError(expected('an array of non-negative integers', name, shape));
   }
@@ -414,7 +414,12 @@ export class Tensor {
       if (facts.length !== size) throw new RangeError(`Expected ${size} elements for shape [${dims}] but received ${describe(data)}`);
       array = data as TensorData;
     } else if (Array.isArray(data) || (typeof data === 'object' && data !== null && 'length' in data)) {
-      const length = (data as ArrayLike<unknown>).length;  // read once, checked before anything is copied
+      let length: unknown;
+      try {
+        length = (data as ArrayLike<unknown>).length;  // read once, checked before anything is copied
+      } catch {
+        throw new TypeError(expected('a typed array or an array of numbers', 'data', data));  // a typed array's prototype on a plain object
+      }
       if (length !== size) throw new RangeError(`Expected ${size} elements for shape [${dims}] but received ${describe(data)}`);
       array = arrayOfNumbers(data as ArrayLike<unknown>, size, dtype);
     } else {
@@ -477,10 +482,14 @@ export class Tensor {
     backpropagate(this);
   }
 
-  /** Frees this tensor's storage (once no view shares it) and its gradient. Idempotent. */
+  /**
+   * Frees this tensor's storage (once no view shares it), its gradient, and what the op that made
+   * it kept for its backward alone (a backward() through this tensor then says so). Idempotent.
+   */
   dispose(): void {
     if (!this.#alive) return;
     this.#alive = false;
+    this.#node?.owned?.forEach((t) => t.dispose());
     liveTensors--;
     collected.unregister(this);
     this.#storage.release();
@@ -540,6 +549,7 @@ export class Tensor {
   /** @internal cuts the tensor from its graph once backward() walked it. */
   static freeGraph(tensor: Tensor): void {
     if (tensor.#node !== null) tensor.#graphFreed = true;
+    tensor.#node?.owned?.forEach((t) => t.dispose());
     tensor.#node = null;
   }
 
@@ -640,6 +650,27 @@ export function withScope<T>(fn: () => T): T {
   return result;
 }
 
+/**
+ * Runs `fn` (an op's body); when it throws, disposes every tensor it created, so that an op that
+ * fails after allocating its outputs (a bad argument found late, out of memory) leaks nothing.
+ * When it returns, its tensors belong to the enclosing scope as if made there.
+ */
+export function disposeOnThrow<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  try {
+    const result = fn();
+    scopes.pop();
+    const outer = scopes[scopes.length - 1];
+    if (outer) for (const tensor of scope) outer.add(tensor);
+    return result;
+  } catch (error) {
+    scopes.pop();
+    for (const tensor of scope) tensor.dispose();
+    throw error;
+  }
+}
+
 // ---- Backpropagation -------------------------------------------------------------------------
 
 function topologicalOrder(root: Tensor): Tensor[] {
@@ -661,14 +692,23 @@ function topologicalOrder(root: Tensor): Tensor[] {
   return order;
 }
 
-/** Gradients meeting at one tensor: a new tensor a + b (the native add kernel); a, b disposed. */
-function sumGradients(a: Tensor, b: Tensor): Tensor {
-  if (a.dtype !== 'f32' || b.dtype !== 'f32') {
-    throw new TypeError(`backward: gradients of ${a.dtype} tensors cannot be summed (only f32); use f32 where a tensor is used twice`);
+/** A new tensor a + b of two gradients (the native add kernel); a and b are left as they are. */
+function addGradients(a: Tensor, b: Tensor): Tensor {
+  if (a.dtype !== 'f32' || b.dtype !== 'f32' || a.device !== 'cpu' || b.device !== 'cpu') {
+    throw new TypeError(`backward: gradients of ${a.device} ${a.dtype} tensors cannot be summed (only cpu f32 ones); ` +
+      'a tensor that gets a gradient twice (used twice, or backward() called twice) must be a cpu f32 tensor');
   }
-  const total = Tensor.zeros(a.shape);
-  native().addForward(1, hostStorage(a, 'backward').storage, hostStorage(b, 'backward').storage,
-    hostStorage(total, 'backward').storage, 1, a.size);
+  const total = newTensor('backward', a.shape);
+  if (a.size > 0) {
+    native().addForward(1, hostStorage(a, 'backward').storage, hostStorage(b, 'backward').storage,
+      hostStorage(total, 'backward').storage, 1, a.size);
+  }
+  return total;
+}
+
+/** Gradients meeting at one tensor: their sum; a and b are disposed. */
+function sumGradients(a: Tensor, b: Tensor): Tensor {
+  const total = addGradients(a, b);
   a.dispose();
   b.dispose();
   return total;
@@ -716,6 +756,10 @@ function backpropagate(root: Tensor): void {
   const order = topologicalOrder(root);
   checkWalkable(order);
   const grads = new Map<Tensor, Tensor>([[root, Tensor.from([1], root.shape, 'f32')]]);
+  // The leaves' gradients are assigned once the whole walk succeeded: a failure part way (out of
+  // memory) leaves every .grad as it was.
+  const leafGrads = new Map<Tensor, Tensor>();
+  let done = false;
   try {
     for (let i = order.length - 1; i >= 0; i--) {
       const tensor = order[i];
@@ -724,7 +768,7 @@ function backpropagate(root: Tensor): void {
       grads.delete(tensor);
       const node = Tensor.nodeOf(tensor);
       if (node) {
-        const inputGrads = node.backward(grad);
+        const inputGrads = disposeOnThrow(() => node.backward(grad));
         node.inputs.forEach((input, k) => {
           const g = inputGrads[k];
           if (!g) return;
@@ -737,13 +781,29 @@ function backpropagate(root: Tensor): void {
         });
       }
       if (tensor.requiresGrad && node === null) {
-        tensor.grad = tensor.grad ? sumGradients(tensor.grad, grad) : grad;
+        leafGrads.set(tensor, keep(grad));
       } else {
         grad.dispose();
       }
     }
+    // Every new .grad is made first (a sum may fail), then all are assigned at once.
+    const updates: [Tensor, Tensor][] = [];
+    try {
+      for (const [leaf, grad] of leafGrads) updates.push([leaf, leaf.grad ? addGradients(leaf.grad, grad) : grad]);
+    } catch (error) {
+      for (const [leaf, update] of updates) if (update !== leafGrads.get(leaf)) update.dispose();
+      throw error;
+    }
+    for (const [leaf, update] of updates) {
+      const old = leaf.grad;
+      leaf.grad = update;
+      if (old) old.dispose();
+      if (update !== leafGrads.get(leaf)) leafGrads.get(leaf)!.dispose();
+    }
+    done = true;
   } finally {
     for (const grad of grads.values()) grad.dispose();
+    if (!done) for (const grad of leafGrads.values()) grad.dispose();
     for (const tensor of order) Tensor.freeGraph(tensor);
   }
 }

@@ -84,6 +84,7 @@ export function describe(value: unknown): string {
   if (ArrayBuffer.isView(value)) return `DataView of ${(value as DataView).byteLength} bytes`;
   if (Array.isArray(value)) return `an array of length ${value.length}`;
   if (typeof value === 'string') return `'${value.length > 40 ? value.slice(0, 40) + '...' : value}' of type string`;
+  if (typeof value === 'number') return `${Object.is(value, -0) ? '-0' : String(value)} of type number`;
   if (typeof value === 'bigint') return `${value}n of type bigint`;
   if (typeof value === 'symbol') return `a symbol`;
   if (typeof value === 'function') return `a function`;
@@ -134,10 +135,18 @@ export function readArgs<K extends string>(op: string, args: unknown, keys: read
   return snapshot;
 }
 
-/** A copy of an array, each element read once (a shape), or null when `value` is not an array. */
-export function readArray(value: unknown): unknown[] | null {
+/**
+ * A copy of an array, each element read once (a shape, a list of parameters), or null when
+ * `value` is not an array. Its length is read once and checked first: a sparse array of 2^32 - 1
+ * holes is refused at once instead of copied element by element.
+ */
+export function readArray(value: unknown, maxLength = 1024, name = 'the array'): unknown[] | null {
   if (!Array.isArray(value)) return null;
-  return Array.prototype.slice.call(value) as unknown[];
+  const length = value.length;
+  if (length > maxLength) throw new RangeError(`Expected at most ${maxLength} elements for ${name} but received an array of length ${length}`);
+  const copy: unknown[] = [];
+  for (let i = 0; i < length; i++) copy.push(value[i]);
+  return copy;
 }
 
 export function checkNumber(
@@ -215,7 +224,8 @@ export function typedArrayLengthOf<C extends TypedArrayConstructor>(name: string
   return facts.length;
 }
 
-function isDetached(facts: TypedArrayFacts): boolean {
+/** Whether a typed array's buffer was detached (transferred or freed). */
+export function isDetached(facts: TypedArrayFacts): boolean {
   if (facts.shared) return false;  // a SharedArrayBuffer cannot be detached
   if (arrayBufferDetached) return arrayBufferDetached.call(facts.buffer) === true;
   // Before ArrayBuffer.prototype.detached: a detached buffer reports zero bytes.

@@ -212,12 +212,12 @@ export function batchLoss64(loss: LossName, o: LossOptions, pi: ArrayLike<number
  * dLoss/dpi[s] by central differences of batchLoss64, with a fixed step: losses depend on
  * differences of logps, and some (discopop) bend sharply, so the step must not grow with |pi|.
  */
-export function coefByFiniteDifference(loss: LossName, o: LossOptions, pi: ArrayLike<number>, n: ArrayLike<number>, ref: ArrayLike<number> | null): Float64Array {
+export function coefByFiniteDifference(loss: LossName, o: LossOptions, pi: ArrayLike<number>, n: ArrayLike<number>, ref: ArrayLike<number> | null,
+  h = 1e-4): Float64Array {
   const coef = new Float64Array(pi.length);
   const x = Float64Array.from(pi);
   for (let s = 0; s < x.length; s++) {
     if (n[s] === 0) continue; // an empty row has no log-prob to move
-    const h = 1e-4;
     const keep = x[s];
     x[s] = keep + h;
     const up = batchLoss64(loss, o, x, n, ref);

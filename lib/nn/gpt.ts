@@ -17,7 +17,7 @@
  * blocks.<i>.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,mlp.proj}.{weight,bias}, lnF.{weight,bias}.
  */
 import { add, linear } from '../functional';
-import { Tensor } from '../tensor';
+import { Tensor, disposeOnThrow } from '../tensor';
 import { describe, readArgs, readArray, typedArrayFacts } from '../validate';
 import { Block, Embedding, LayerNorm, ModuleList, checkSeed, normalRandom } from './layers';
 import { Module } from './module';
@@ -84,7 +84,7 @@ export class GPT extends Module {
     if (!facts || facts.kind !== 'Int32Array') {
       throw new TypeError(`GPT.forward: expected an Int32Array of tokens but received ${describe(tokens)}`);
     }
-    const dims = readArray(shape);
+    const dims = readArray(shape, 2, 'GPT.forward shape');
     if (!dims || dims.length !== 2 || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1)) {
       throw new TypeError(`GPT.forward: expected a shape [batch, T] of two positive integers but received ${describe(shape)}`);
     }
@@ -94,17 +94,16 @@ export class GPT extends Module {
     }
     if (tokenCount > context) throw new RangeError(`GPT.forward: expected at most context = ${context} tokens per row but received shape [${dims}]`);
     this.wte.weight.assertAlive('GPT.forward');
-    const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');  // a copy: checked below, then used
-    const copied = ids.toArray() as Int32Array;
-    const bad = copied.findIndex((id) => id < 0 || id >= vocab);
-    if (bad >= 0) {
-      ids.dispose();
-      throw new RangeError(`GPT.forward: expected token ids in [0, ${vocab}) but received ${copied[bad]} at position ${bad}`);
-    }
-
-    const positions = Int32Array.from({ length: tokenCount }, (_, t) => t);
-    let x = add(this.wte.forward(ids), this.wpe.forward(positions)); // [B, T, C] + [T, C]
-    for (const block of this.blocks.items) x = block.forward(x);
-    return linear(this.lnF.forward(x), this.wte.weight); // tied head: [B, T, C] @ wte^T
+    // Whatever fails part way (a disposed parameter, out of memory), what was made is disposed.
+    return disposeOnThrow(() => {
+      const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');  // a copy: checked here, then used
+      const copied = ids.toArray() as Int32Array;
+      const bad = copied.findIndex((id) => id < 0 || id >= vocab);
+      if (bad >= 0) throw new RangeError(`GPT.forward: expected token ids in [0, ${vocab}) but received ${copied[bad]} at position ${bad}`);
+      const positions = Int32Array.from({ length: tokenCount }, (_, t) => t);
+      let x = add(this.wte.forward(ids), this.wpe.forward(positions)); // [B, T, C] + [T, C]
+      for (const block of this.blocks.items) x = block.forward(x);
+      return linear(this.lnF.forward(x), this.wte.weight); // tied head: [B, T, C] @ wte^T
+    });
   }
 }

@@ -17,8 +17,8 @@
  */
 import { mulberry32 } from '../example';
 import { add, causalSelfAttention, embedding, gelu, layerNorm, linear } from '../functional';
-import { describe, expected } from '../validate';
-import { Tensor, isTensor } from '../tensor';
+import { checkBoolean, checkNumber, describe, expected, readArgs } from '../validate';
+import { Tensor, checkShape, disposeOnThrow, isTensor } from '../tensor';
 import { Module } from './module';
 
 /** Draws from normal(0, 1). */
@@ -45,8 +45,13 @@ export function normalRandom(seed: number): NormalRandom {
 
 /** A tensor of `shape` drawn from normal(0, std). */
 export function normalTensor(shape: readonly number[], std: number, random: NormalRandom): Tensor {
-  const size = shape.reduce((n, d) => n * d, 1);
-  const values = new Float32Array(size);
+  const size = checkShape(shape).reduce((n, d) => n * d, 1);
+  let values: Float32Array;
+  try {
+    values = new Float32Array(size);
+  } catch {
+    throw new RangeError(`out of memory: could not allocate ${size * 4} bytes for initial weights of shape [${shape}]`);
+  }
   for (let i = 0; i < size; i++) values[i] = random() * std;
   return Tensor.from(values, shape);
 }
@@ -59,9 +64,21 @@ export function checkSeed(seed: unknown, name = 'seed'): number {
   return seed;
 }
 
+/** A layer's options, read once: random a function, std and projStd positive numbers, bias a boolean. */
+function layerOptions<K extends 'random' | 'std' | 'projStd' | 'bias'>(layer: string, options: unknown, keys: readonly K[]):
+  { random?: NormalRandom; std?: number; projStd?: number; bias?: boolean } {
+  const x = readArgs(`${layer} options`, options, keys) as Record<string, unknown>;
+  if (x.random !== undefined && typeof x.random !== 'function') throw new TypeError(expected('a function returning normal(0, 1) draws', `${layer} options.random`, x.random));
+  for (const key of ['std', 'projStd']) {
+    if (x[key] !== undefined) checkNumber(`${layer} options.${key}`, x[key], { min: 0, minExclusive: true });
+  }
+  if (x.bias !== undefined) checkBoolean(`${layer} options.bias`, x.bias);
+  return x as { random?: NormalRandom; std?: number; projStd?: number; bias?: boolean };
+}
+
 function checkDim(layer: string, name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${layer}: expected a positive integer for ${name} but received ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2 ** 31 - 1) {
+    throw new RangeError(`${layer}: expected a positive integer for ${name} but received ${describe(value)}`);
   }
   return value;
 }
@@ -90,10 +107,11 @@ export class Linear extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, options: LinearOptions = {}) {
+  constructor(readonly inFeatures: number, readonly outFeatures: number, optionsValue: LinearOptions = {}) {
     super();
     checkDim('Linear', 'inFeatures', inFeatures);
     checkDim('Linear', 'outFeatures', outFeatures);
+    const options = layerOptions('Linear', optionsValue, ['random', 'std', 'bias'] as const);
     const random = options.random ?? normalRandom(0);
     this.weight = this.parameter('weight', normalTensor([outFeatures, inFeatures], options.std ?? 0.02, random));
     this.bias = options.bias === false ? null : this.parameter('bias', Tensor.zeros([outFeatures]));
@@ -109,8 +127,9 @@ export class Linear extends Module {
 export class Embedding extends Module {
   readonly weight: Tensor;
 
-  constructor(readonly count: number, readonly dim: number, options: { random?: NormalRandom; std?: number } = {}) {
+  constructor(readonly count: number, readonly dim: number, optionsValue: { random?: NormalRandom; std?: number } = {}) {
     super();
+    const options = layerOptions('Embedding', optionsValue, ['random', 'std'] as const);
     checkDim('Embedding', 'count', count);
     checkDim('Embedding', 'dim', dim);
     this.weight = this.parameter('weight', normalTensor([count, dim], options.std ?? 0.02, options.random ?? normalRandom(0)));
@@ -144,8 +163,9 @@ export class CausalSelfAttention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
 
-  constructor(readonly width: number, readonly heads: number, options: { random?: NormalRandom; projStd?: number } = {}) {
+  constructor(readonly width: number, readonly heads: number, optionsValue: { random?: NormalRandom; projStd?: number } = {}) {
     super();
+    const options = layerOptions('CausalSelfAttention', optionsValue, ['random', 'projStd'] as const);
     checkDim('CausalSelfAttention', 'width', width);
     checkDim('CausalSelfAttention', 'heads', heads);
     if (width % heads !== 0) throw new RangeError(`CausalSelfAttention: expected heads dividing width ${width} but received ${heads}`);
@@ -158,7 +178,7 @@ export class CausalSelfAttention extends Module {
   forward(x: Tensor): Tensor {
     checkInput(`CausalSelfAttention(${this.width}, ${this.heads} heads)`, x, this.width);
     if (x.shape.length !== 3) throw new RangeError(`CausalSelfAttention: expected an input of shape [B, T, ${this.width}] but received [${x.shape}]`);
-    return this.proj.forward(causalSelfAttention(this.qkv.forward(x), this.heads));
+    return disposeOnThrow(() => this.proj.forward(causalSelfAttention(this.qkv.forward(x), this.heads)));
   }
 }
 
@@ -166,8 +186,9 @@ export class MLP extends Module {
   readonly fc: Linear;
   readonly proj: Linear;
 
-  constructor(readonly width: number, options: { random?: NormalRandom; projStd?: number } = {}) {
+  constructor(readonly width: number, optionsValue: { random?: NormalRandom; projStd?: number } = {}) {
     super();
+    const options = layerOptions('MLP', optionsValue, ['random', 'projStd'] as const);
     checkDim('MLP', 'width', width);
     const random = options.random ?? normalRandom(0);
     this.fc = this.module('fc', new Linear(width, 4 * width, { random }));
@@ -175,7 +196,7 @@ export class MLP extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return this.proj.forward(gelu(this.fc.forward(x)));
+    return disposeOnThrow(() => this.proj.forward(gelu(this.fc.forward(x))));
   }
 }
 
@@ -195,8 +216,10 @@ export class Block extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const afterAttention = add(x, this.attn.forward(this.ln1.forward(x)));
-    return add(afterAttention, this.mlp.forward(this.ln2.forward(afterAttention)));
+    return disposeOnThrow(() => {
+      const afterAttention = add(x, this.attn.forward(this.ln1.forward(x)));
+      return add(afterAttention, this.mlp.forward(this.ln2.forward(afterAttention)));
+    });
   }
 }
 

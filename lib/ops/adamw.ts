@@ -9,7 +9,7 @@
  */
 import { native } from '../native';
 import { Tensor, isTensor } from '../tensor';
-import { checkInteger, checkNumber, expected, readArgs, typedArrayFacts } from '../validate';
+import { checkInteger, checkNumber, expected, readArgs, readArray, typedArrayFacts } from '../validate';
 import { checkNoOverlap, f32, floatLength, implOf, type F32Operand, type Options } from './common';
 import { scaleInPlace } from './elementwise';
 
@@ -77,7 +77,7 @@ export function adamwUpdate(args: AdamWArgs): void {
 /** Each gradient (a Float32Array or an f32 tensor) with its element count. */
 function gradientList(grads: unknown): { buffers: F32Operand[]; counts: number[] } {
   if (!Array.isArray(grads)) throw new TypeError(expected('an array of Float32Arrays or tensors', 'grads', grads));
-  const list = Array.prototype.slice.call(grads) as unknown[];
+  const list = readArray(grads, 1 << 20, 'grads')!;
   const buffers: F32Operand[] = [];
   const counts: number[] = [];
   list.forEach((g, k) => {

@@ -7,7 +7,7 @@
  */
 import { record } from '../autograd';
 import { native } from '../native';
-import { Tensor, newTensor } from '../tensor';
+import { Tensor, newTensor, disposeOnThrow } from '../tensor';
 import { describe, readArgs } from '../validate';
 import { FAST, checkNoOverlap, dim, f32, gradsFor, implOf, outputArray, shapeError, tensorArgument, type F32Operand, type Options } from './common';
 
@@ -84,25 +84,28 @@ export function causalSelfAttentionBackward(
  * heads dividing C, to [B, T, C]. Saves the attention weights [B, heads, T, T] for backward.
  */
 export function causalSelfAttention(qkvValue: Tensor, heads: number): Tensor {
-  const qkv = tensorArgument('causalSelfAttention', 'qkv', qkvValue);
-  if (qkv.shape.length !== 3 || qkv.shape[2] % 3 !== 0 || qkv.size === 0) throw shapeError('causalSelfAttention', 'qkv of shape [B, T, 3C]', qkv);
-  const [B, T, threeC] = qkv.shape;
-  const C = threeC / 3;
-  if (typeof heads !== 'number' || !Number.isInteger(heads) || heads < 1 || C % heads !== 0) {
-    throw new RangeError(`causalSelfAttention: expected a head count dividing C = ${C} but received ${describe(heads)}`);
-  }
-  const s: Shape = { B, T, C, NH: heads };
-  const att = newTensor('causalSelfAttention', [B, heads, T, T]);
-  const out = newTensor('causalSelfAttention', [B, T, C]);
-  forwardKernel(FAST, qkv, att, out, s);
-  return record(out, {
-    op: 'causalSelfAttention',
-    inputs: [qkv],
-    saved: [qkv, att],
-    backward: (g) => {
-      const [dqkv] = gradsFor('causalSelfAttention', [qkv]);
-      if (dqkv) backwardKernel(FAST, qkv, att, g, dqkv, s);
-      return [dqkv];
-    },
+  return disposeOnThrow(() => {
+    const qkv = tensorArgument('causalSelfAttention', 'qkv', qkvValue);
+    if (qkv.shape.length !== 3 || qkv.shape[2] % 3 !== 0 || qkv.size === 0) throw shapeError('causalSelfAttention', 'qkv of shape [B, T, 3C]', qkv);
+    const [B, T, threeC] = qkv.shape;
+    const C = threeC / 3;
+    if (typeof heads !== 'number' || !Number.isInteger(heads) || heads < 1 || C % heads !== 0) {
+      throw new RangeError(`causalSelfAttention: expected a head count dividing C = ${C} but received ${describe(heads)}`);
+    }
+    const s: Shape = { B, T, C, NH: heads };
+    const att = newTensor('causalSelfAttention', [B, heads, T, T]);
+    const out = newTensor('causalSelfAttention', [B, T, C]);
+    forwardKernel(FAST, qkv, att, out, s);
+    return record(out, {
+      op: 'causalSelfAttention',
+      inputs: [qkv],
+      saved: [qkv, att],
+      owned: [att],
+      backward: (g) => {
+        const [dqkv] = gradsFor('causalSelfAttention', [qkv]);
+        if (dqkv) backwardKernel(FAST, qkv, att, g, dqkv, s);
+        return [dqkv];
+      },
+    });
   });
 }

@@ -12,67 +12,69 @@
 import { record } from '../autograd';
 import { runLoss } from '../losses';
 import { native } from '../native';
-import { Tensor, hostStorage, isTensor, newTensor, sizeOf } from '../tensor';
+import { Tensor, hostStorage, isTensor, newTensor, sizeOf, disposeOnThrow } from '../tensor';
 import { checkInteger, expected, typedArrayFacts } from '../validate';
 import { FAST, shapeError, tensorArgument } from './common';
 
 export function crossEntropy(logitsValue: Tensor, labelsValue: Int32Array | Tensor, ignoreIndexValue = -100): Tensor {
-  const logits = tensorArgument('crossEntropy', 'logits', logitsValue);
-  if (logits.shape.length < 2 || logits.size === 0) throw shapeError('crossEntropy', 'logits of shape [..., V] with elements', logits);
-  if (logits.dtype !== 'f32' && logits.dtype !== 'bf16') throw shapeError('crossEntropy', 'f32 or bf16 logits', logits);
-  const ignoreIndex = checkInteger('ignoreIndex', ignoreIndexValue, -2147483648, 2147483647);
-  const vocab = logits.shape[logits.shape.length - 1];
-  const rows = logits.shape.length === 2 ? 1 : sizeOf(logits.shape.slice(0, -2));
-  const tokens = logits.size / vocab / rows;
-  let labels: Int32Array;
-  if (isTensor(labelsValue)) {
-    if (labelsValue.dtype !== 'i32' || labelsValue.size !== rows * tokens) {
-      throw new TypeError(expected(`an i32 tensor of ${rows * tokens} labels`, 'crossEntropy labels', labelsValue));
+  return disposeOnThrow(() => {
+    const logits = tensorArgument('crossEntropy', 'logits', logitsValue);
+    if (logits.shape.length < 2 || logits.size === 0) throw shapeError('crossEntropy', 'logits of shape [..., V] with elements', logits);
+    if (logits.dtype !== 'f32' && logits.dtype !== 'bf16') throw shapeError('crossEntropy', 'f32 or bf16 logits', logits);
+    const ignoreIndex = checkInteger('ignoreIndex', ignoreIndexValue, -2147483648, 2147483647);
+    const vocab = logits.shape[logits.shape.length - 1];
+    const rows = logits.shape.length === 2 ? 1 : sizeOf(logits.shape.slice(0, -2));
+    const tokens = logits.size / vocab / rows;
+    let labels: Int32Array;
+    if (isTensor(labelsValue)) {
+      if (labelsValue.dtype !== 'i32' || labelsValue.size !== rows * tokens) {
+        throw new TypeError(expected(`an i32 tensor of ${rows * tokens} labels`, 'crossEntropy labels', labelsValue));
+      }
+      labels = labelsValue.toArray() as Int32Array;
+    } else {
+      const facts = typedArrayFacts(labelsValue);
+      if (!facts || facts.kind !== 'Int32Array' || facts.length !== rows * tokens) {
+        throw new TypeError(expected(`an Int32Array of ${rows * tokens} labels`, 'crossEntropy labels', labelsValue));
+      }
+      labels = Int32Array.prototype.slice.call(labelsValue);  // the forward pass's own copy
     }
-    labels = labelsValue.toArray() as Int32Array;
-  } else {
-    const facts = typedArrayFacts(labelsValue);
-    if (!facts || facts.kind !== 'Int32Array' || facts.length !== rows * tokens) {
-      throw new TypeError(expected(`an Int32Array of ${rows * tokens} labels`, 'crossEntropy labels', labelsValue));
+    const bad = labels.findIndex((y) => (y < 0 || y >= vocab) && y !== ignoreIndex);
+    if (bad >= 0) throw new RangeError(`crossEntropy: expected labels in [0, ${vocab}) or ${ignoreIndex} but received ${labels[bad]} at position ${bad}`);
+    const source = hostStorage(logits, 'crossEntropy');
+    const dtype = logits.dtype === 'f32' ? 0 : 1;
+    const result = runLoss({
+      impl: FAST, dtype, rows, tokens, vocab, labels, ignoreIndex,
+      logits: source.storage, logitsByteOffset: source.byteOffset,
+      allowNonFinite: false, withLoss: false, returnLse: true,
+    }, 'crossEntropy');
+    if (result.nonFinite) {
+      const { row, token, vocab: v } = result.nonFinite;
+      throw new RangeError(`crossEntropy: expected finite logits but found a non-finite one at row ${row}, token ${token}, vocabulary index ${v}`);
     }
-    labels = Int32Array.prototype.slice.call(labelsValue);  // the forward pass's own copy
-  }
-  const bad = labels.findIndex((y) => (y < 0 || y >= vocab) && y !== ignoreIndex);
-  if (bad >= 0) throw new RangeError(`crossEntropy: expected labels in [0, ${vocab}) or ${ignoreIndex} but received ${labels[bad]} at position ${bad}`);
-  const source = hostStorage(logits, 'crossEntropy');
-  const dtype = logits.dtype === 'f32' ? 0 : 1;
-  const result = runLoss({
-    impl: FAST, dtype, rows, tokens, vocab, labels, ignoreIndex,
-    logits: source.storage, logitsByteOffset: source.byteOffset,
-    allowNonFinite: false, withLoss: false, returnLse: true,
-  }, 'crossEntropy');
-  if (result.nonFinite) {
-    const { row, token, vocab: v } = result.nonFinite;
-    throw new RangeError(`crossEntropy: expected finite logits but found a non-finite one at row ${row}, token ${token}, vocabulary index ${v}`);
-  }
-  let logpSum = 0;
-  let count = 0;
-  result.logps!.forEach((p, s) => {
-    logpSum += p;
-    count += result.tokenCounts![s];
-  });
-  const lse = result.lse!;
-  const out = Tensor.from([count > 0 ? -logpSum / count : 0], []);
-  return record(out, {
-    op: 'crossEntropy',
-    inputs: [logits],
-    saved: [logits],
-    backward: (g) => {
-      const dlogits = newTensor('crossEntropy backward', logits.shape, logits.dtype);
-      const input = hostStorage(logits, 'crossEntropy backward');
-      const output = hostStorage(dlogits, 'crossEntropy backward');
-      native().logsoftmaxGatherBackward({
-        impl: FAST, dtype, rows, tokens, vocab, ignoreIndex, labels, lse,
-        coef: new Float32Array(rows).fill(count > 0 ? -g.item() / count : 0),
-        logits: input.storage, logitsByteOffset: input.byteOffset,
-        dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
-      });
-      return [dlogits];
-    },
+    let logpSum = 0;
+    let count = 0;
+    result.logps!.forEach((p, s) => {
+      logpSum += p;
+      count += result.tokenCounts![s];
+    });
+    const lse = result.lse!;
+    const out = Tensor.from([count > 0 ? -logpSum / count : 0], []);
+    return record(out, {
+      op: 'crossEntropy',
+      inputs: [logits],
+      saved: [logits],
+      backward: (g) => {
+        const dlogits = newTensor('crossEntropy backward', logits.shape, logits.dtype);
+        const input = hostStorage(logits, 'crossEntropy backward');
+        const output = hostStorage(dlogits, 'crossEntropy backward');
+        native().logsoftmaxGatherBackward({
+          impl: FAST, dtype, rows, tokens, vocab, ignoreIndex, labels, lse,
+          coef: new Float32Array(rows).fill(count > 0 ? -g.item() / count : 0),
+          logits: input.storage, logitsByteOffset: input.byteOffset,
+          dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
+        });
+        return [dlogits];
+      },
+    });
   });
 }

@@ -11,7 +11,7 @@
  */
 import { record } from '../autograd';
 import { native } from '../native';
-import { Tensor, checkShape, newTensor, sizeOf } from '../tensor';
+import { Tensor, checkShape, newTensor, sizeOf, disposeOnThrow } from '../tensor';
 import { checkNumber, expected, readArgs } from '../validate';
 import {
   FAST, checkNoOverlap, f32, floatLength, gradsFor, implOf, optionalF32, outputArray, tensorArgument, type F32Operand, type Options,
@@ -157,20 +157,22 @@ export function scaleInPlace(target: F32Operand, s: number, count: number): void
 // ---- the Tensor forms ------------------------------------------------------------------------
 
 function binary(op: Binary, aValue: Tensor, bValue: Tensor): Tensor {
-  const a = tensorArgument(op, 'a', aValue);
-  const b = tensorArgument(op, 'b', bValue);
-  const { rows, cols } = broadcast(op, a.shape, b.shape);
-  const out = newTensor(op, a.shape);
-  binaryForwardKernel(op, FAST, a, b, out, rows, cols);
-  return record(out, {
-    op,
-    inputs: [a, b],
-    saved: op === 'mul' ? [a, b] : [],
-    backward: (g) => {
-      const [da, db] = gradsFor(op, [a, b]);
-      binaryBackwardKernel(op, FAST, op === 'mul' ? a : null, op === 'mul' ? b : null, g, da, db, rows, cols);
-      return [da, db];
-    },
+  return disposeOnThrow(() => {
+    const a = tensorArgument(op, 'a', aValue);
+    const b = tensorArgument(op, 'b', bValue);
+    const { rows, cols } = broadcast(op, a.shape, b.shape);
+    const out = newTensor(op, a.shape);
+    binaryForwardKernel(op, FAST, a, b, out, rows, cols);
+    return record(out, {
+      op,
+      inputs: [a, b],
+      saved: op === 'mul' ? [a, b] : [],
+      backward: (g) => {
+        const [da, db] = gradsFor(op, [a, b]);
+        binaryBackwardKernel(op, FAST, op === 'mul' ? a : null, op === 'mul' ? b : null, g, da, db, rows, cols);
+        return [da, db];
+      },
+    });
   });
 }
 
@@ -186,18 +188,20 @@ export function mul(a: Tensor, b: Tensor): Tensor {
 
 /** a * s for a number s. */
 export function scale(aValue: Tensor, s: number): Tensor {
-  const a = tensorArgument('scale', 'a', aValue);
-  if (typeof s !== 'number' || !Number.isFinite(s)) throw new TypeError(expected('a finite number', 'scale s', s));
-  const out = newTensor('scale', a.shape);
-  if (a.size > 0) scaleForwardKernel(FAST, a, s, out, a.size);
-  return record(out, {
-    op: 'scale',
-    inputs: [a],
-    saved: [],
-    backward: (g) => {
-      const [da] = gradsFor('scale', [a]);
-      if (da && a.size > 0) scaleBackwardKernel(FAST, g, s, da, a.size);
-      return [da];
-    },
+  return disposeOnThrow(() => {
+    const a = tensorArgument('scale', 'a', aValue);
+    if (typeof s !== 'number' || !Number.isFinite(s)) throw new TypeError(expected('a finite number', 'scale s', s));
+    const out = newTensor('scale', a.shape);
+    if (a.size > 0) scaleForwardKernel(FAST, a, s, out, a.size);
+    return record(out, {
+      op: 'scale',
+      inputs: [a],
+      saved: [],
+      backward: (g) => {
+        const [da] = gradsFor('scale', [a]);
+        if (da && a.size > 0) scaleBackwardKernel(FAST, g, s, da, a.size);
+        return [da];
+      },
+    });
   });
 }

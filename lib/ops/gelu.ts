@@ -7,7 +7,7 @@
  */
 import { record } from '../autograd';
 import { native } from '../native';
-import { Tensor, newTensor } from '../tensor';
+import { Tensor, newTensor, disposeOnThrow } from '../tensor';
 import { readArgs } from '../validate';
 import { FAST, checkNoOverlap, f32, floatLength, gradsFor, implOf, outputArray, tensorArgument, type F32Operand, type Options } from './common';
 
@@ -44,17 +44,19 @@ export function geluBackward(args: { inp: Float32Array; dout: Float32Array; dinp
 
 /** GELU, tanh approximation (GPT-2's). */
 export function gelu(xValue: Tensor): Tensor {
-  const x = tensorArgument('gelu', 'x', xValue);
-  const out = newTensor('gelu', x.shape);
-  if (x.size > 0) geluForwardKernel(FAST, x, out, x.size);
-  return record(out, {
-    op: 'gelu',
-    inputs: [x],
-    saved: [x],
-    backward: (g) => {
-      const [dx] = gradsFor('gelu', [x]);
-      if (dx && x.size > 0) geluBackwardKernel(FAST, x, g, dx, x.size);
-      return [dx];
-    },
+  return disposeOnThrow(() => {
+    const x = tensorArgument('gelu', 'x', xValue);
+    const out = newTensor('gelu', x.shape);
+    if (x.size > 0) geluForwardKernel(FAST, x, out, x.size);
+    return record(out, {
+      op: 'gelu',
+      inputs: [x],
+      saved: [x],
+      backward: (g) => {
+        const [dx] = gradsFor('gelu', [x]);
+        if (dx && x.size > 0) geluBackwardKernel(FAST, x, g, dx, x.size);
+        return [dx];
+      },
+    });
   });
 }

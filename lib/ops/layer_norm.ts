@@ -9,7 +9,7 @@
  */
 import { record } from '../autograd';
 import { native } from '../native';
-import { Tensor, newTensor } from '../tensor';
+import { Tensor, newTensor, disposeOnThrow } from '../tensor';
 import { readArgs } from '../validate';
 import { FAST, checkNoOverlap, dim, f32, implOf, outputArray, shapeError, tensorArgument, type F32Operand, type Options } from './common';
 
@@ -83,27 +83,30 @@ export function layerNormBackward(
 
 /** Layer normalization over the last dim C (eps 1e-5), with weight and bias [C]. */
 export function layerNorm(xValue: Tensor, weightValue: Tensor, biasValue: Tensor): Tensor {
-  const x = tensorArgument('layerNorm', 'x', xValue);
-  const weight = tensorArgument('layerNorm', 'weight', weightValue);
-  const bias = tensorArgument('layerNorm', 'bias', biasValue);
-  if (x.shape.length < 1 || x.size === 0) throw shapeError('layerNorm', 'an input with elements', x);
-  const channels = x.shape[x.shape.length - 1];
-  if (weight.shape.length !== 1 || weight.shape[0] !== channels) throw shapeError('layerNorm', `a weight of shape [${channels}]`, weight);
-  if (bias.shape.length !== 1 || bias.shape[0] !== channels) throw shapeError('layerNorm', `a bias of shape [${channels}]`, bias);
-  const rows = x.size / channels;
-  const out = newTensor('layerNorm', x.shape);
-  const mean = newTensor('layerNorm', [rows]);
-  const rstd = newTensor('layerNorm', [rows]);
-  layerNormForwardKernel(FAST, x, weight, bias, out, mean, rstd, rows, channels);
-  return record(out, {
-    op: 'layerNorm',
-    inputs: [x, weight, bias],
-    saved: [x, weight, mean, rstd],
-    backward: (g) => {
-      // The kernel writes all three: scratch for the ones nobody needs (autograd drops them).
-      const grads = [x, weight, bias].map((t) => newTensor('layerNorm backward', t.shape));
-      layerNormBackwardKernel(FAST, g, x, weight, mean, rstd, grads[0], grads[1], grads[2], rows, channels);
-      return grads;
-    },
+  return disposeOnThrow(() => {
+    const x = tensorArgument('layerNorm', 'x', xValue);
+    const weight = tensorArgument('layerNorm', 'weight', weightValue);
+    const bias = tensorArgument('layerNorm', 'bias', biasValue);
+    if (x.shape.length < 1 || x.size === 0) throw shapeError('layerNorm', 'an input with elements', x);
+    const channels = x.shape[x.shape.length - 1];
+    if (weight.shape.length !== 1 || weight.shape[0] !== channels) throw shapeError('layerNorm', `a weight of shape [${channels}]`, weight);
+    if (bias.shape.length !== 1 || bias.shape[0] !== channels) throw shapeError('layerNorm', `a bias of shape [${channels}]`, bias);
+    const rows = x.size / channels;
+    const out = newTensor('layerNorm', x.shape);
+    const mean = newTensor('layerNorm', [rows]);
+    const rstd = newTensor('layerNorm', [rows]);
+    layerNormForwardKernel(FAST, x, weight, bias, out, mean, rstd, rows, channels);
+    return record(out, {
+      op: 'layerNorm',
+      inputs: [x, weight, bias],
+      saved: [x, weight, mean, rstd],
+      owned: [mean, rstd],
+      backward: (g) => {
+        // The kernel writes all three: scratch for the ones nobody needs (autograd drops them).
+        const grads = [x, weight, bias].map((t) => newTensor('layerNorm backward', t.shape));
+        layerNormBackwardKernel(FAST, g, x, weight, mean, rstd, grads[0], grads[1], grads[2], rows, channels);
+        return grads;
+      },
+    });
   });
 }

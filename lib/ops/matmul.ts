@@ -15,7 +15,7 @@
  */
 import { record, tracksGrad } from '../autograd';
 import { native } from '../native';
-import { Tensor, isTensor, newTensor, sizeOf } from '../tensor';
+import { Tensor, isTensor, newTensor, sizeOf, disposeOnThrow } from '../tensor';
 import { checkBoolean, checkInteger, checkOneOf, expected, readArgs } from '../validate';
 import { FAST, checkNoOverlap, f32, implOf, shapeError, tensorArgument, type F32Operand } from './common';
 import { add } from './elementwise';
@@ -150,49 +150,53 @@ export function matmul(args: MatmulArgs): Float32Array;
 export function matmul(a: Tensor, b: Tensor, options?: { transB?: boolean }): Tensor;
 export function matmul(first: MatmulArgs | Tensor, second?: Tensor, options: { transB?: boolean } = {}): Float32Array | Tensor {
   if (!isTensor(first)) return matmulArrays(first);
-  const a = tensorArgument('matmul', 'a', first);
-  const b = tensorArgument('matmul', 'b', second);
-  const { transB: transBValue } = readArgs('matmul', options, ['transB'] as const);
-  const transB = checkOptionalBoolean('transB', transBValue);
-  if (a.shape.length < 2) throw shapeError('matmul', 'a of shape [..., M, K]', a);
-  const k = a.shape[a.shape.length - 1];
-  const shared = b.shape.length === 2;
-  const leading = a.shape.slice(0, -2);
-  if (!shared && (b.shape.length !== a.shape.length || leading.some((d, i) => d !== b.shape[i]))) {
-    throw new TypeError(`matmul: expected b of shape [K, N] or [${leading}, K, N] but received [${b.shape}] with a of [${a.shape}]`);
-  }
-  if (b.shape.length < 2) throw shapeError('matmul', 'b of shape [K, N]', b);
-  const bk = b.shape[b.shape.length - (transB ? 1 : 2)];
-  const n = b.shape[b.shape.length - (transB ? 2 : 1)];
-  if (bk !== k) {
-    throw new TypeError(`matmul: expected b's K (${transB ? 'last' : 'second to last'} dim) to be ${k} but received [${b.shape}] with a of [${a.shape}]${transB ? ', transB' : ''}`);
-  }
-  // A shared b lets every row of a's leading dims go through one product of M' = all rows.
-  const batch = shared ? 1 : sizeOf(leading);
-  const m = shared ? (k === 0 ? sizeOf(a.shape.slice(0, -1)) : a.size / k) : a.shape[a.shape.length - 2];
-  const outShape = [...a.shape.slice(0, -1), n];
-  const out = product({ a, b, transA: false, transB, batch, m, n, k }, outShape);
-  return record(out, {
-    op: 'matmul',
-    inputs: [a, b],
-    saved: [a, b],
-    backward: (g) => {
-      // dA [M, K] = dC [M, N] @ op(B)^T: B is [K, N] -> transB; B is [N, K] -> as stored.
-      const da = tracksGrad(a) ? product({ a: g, b, transA: false, transB: !transB, batch, m, n: k, k: n }, a.shape) : null;
-      // dB = op(A)^T dC: [K, N] = A^T [K, M] @ dC [M, N]; with transB, [N, K] = dC^T @ A.
-      const db = !tracksGrad(b) ? null : transB
-        ? product({ a: g, b: a, transA: true, transB: false, batch, m: n, n: k, k: m }, b.shape)
-        : product({ a, b: g, transA: true, transB: false, batch, m: k, n, k: m }, b.shape);
-      return [da, db];
-    },
+  return disposeOnThrow(() => {
+    const a = tensorArgument('matmul', 'a', first);
+    const b = tensorArgument('matmul', 'b', second);
+    const { transB: transBValue } = readArgs('matmul', options, ['transB'] as const);
+    const transB = checkOptionalBoolean('transB', transBValue);
+    if (a.shape.length < 2) throw shapeError('matmul', 'a of shape [..., M, K]', a);
+    const k = a.shape[a.shape.length - 1];
+    const shared = b.shape.length === 2;
+    const leading = a.shape.slice(0, -2);
+    if (!shared && (b.shape.length !== a.shape.length || leading.some((d, i) => d !== b.shape[i]))) {
+      throw new TypeError(`matmul: expected b of shape [K, N] or [${leading}, K, N] but received [${b.shape}] with a of [${a.shape}]`);
+    }
+    if (b.shape.length < 2) throw shapeError('matmul', 'b of shape [K, N]', b);
+    const bk = b.shape[b.shape.length - (transB ? 1 : 2)];
+    const n = b.shape[b.shape.length - (transB ? 2 : 1)];
+    if (bk !== k) {
+      throw new TypeError(`matmul: expected b's K (${transB ? 'last' : 'second to last'} dim) to be ${k} but received [${b.shape}] with a of [${a.shape}]${transB ? ', transB' : ''}`);
+    }
+    // A shared b lets every row of a's leading dims go through one product of M' = all rows.
+    const batch = shared ? 1 : sizeOf(leading);
+    const m = shared ? (k === 0 ? sizeOf(a.shape.slice(0, -1)) : a.size / k) : a.shape[a.shape.length - 2];
+    const outShape = [...a.shape.slice(0, -1), n];
+    const out = product({ a, b, transA: false, transB, batch, m, n, k }, outShape);
+    return record(out, {
+      op: 'matmul',
+      inputs: [a, b],
+      saved: [a, b],
+      backward: (g) => {
+        // dA [M, K] = dC [M, N] @ op(B)^T: B is [K, N] -> transB; B is [N, K] -> as stored.
+        const da = tracksGrad(a) ? product({ a: g, b, transA: false, transB: !transB, batch, m, n: k, k: n }, a.shape) : null;
+        // dB = op(A)^T dC: [K, N] = A^T [K, M] @ dC [M, N]; with transB, [N, K] = dC^T @ A.
+        const db = !tracksGrad(b) ? null : transB
+          ? product({ a: g, b: a, transA: true, transB: false, batch, m: n, n: k, k: m }, b.shape)
+          : product({ a, b: g, transA: true, transB: false, batch, m: k, n, k: m }, b.shape);
+        return [da, db];
+      },
+    });
   });
 }
 
 /** x [..., in] @ weight^T + bias: weight [out, in] (PyTorch's layout), bias [out] or none. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  const w = tensorArgument('linear', 'weight', weight);
-  if (w.shape.length !== 2) throw shapeError('linear', 'a weight of shape [out, in]', w);
-  const y = matmul(x, w, { transB: true });
-  if (bias === undefined || bias === null) return y;
-  return add(y, tensorArgument('linear', 'bias', bias));
+  return disposeOnThrow(() => {
+    const w = tensorArgument('linear', 'weight', weight);
+    if (w.shape.length !== 2) throw shapeError('linear', 'a weight of shape [out, in]', w);
+    const y = matmul(x, w, { transB: true });
+    if (bias === undefined || bias === null) return y;
+    return add(y, tensorArgument('linear', 'bias', bias));
+  });
 }

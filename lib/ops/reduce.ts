@@ -6,7 +6,7 @@
  */
 import { record } from '../autograd';
 import { native } from '../native';
-import { Tensor, checkShape, newTensor, sizeOf } from '../tensor';
+import { Tensor, checkShape, newTensor, sizeOf, disposeOnThrow } from '../tensor';
 import { checkOneOf, readArgs } from '../validate';
 import { FAST, checkNoOverlap, f32, gradsFor, implOf, outputArray, shapeError, tensorArgument, type F32Operand, type Options } from './common';
 
@@ -70,19 +70,21 @@ export function reduceBackward(
 // ---- the Tensor forms ------------------------------------------------------------------------
 
 function reduceAll(reduction: Reduction, aValue: Tensor): Tensor {
-  const a = tensorArgument(reduction, 'a', aValue);
-  if (a.size === 0) throw shapeError(reduction, 'a tensor with elements', a);
-  const out = newTensor(reduction, []);
-  reduceForwardKernel(reduction, FAST, a, out, 1, a.size);
-  return record(out, {
-    op: reduction,
-    inputs: [a],
-    saved: [],
-    backward: (g) => {
-      const [da] = gradsFor(reduction, [a]);
-      if (da) reduceBackwardKernel(reduction, FAST, g, da, 1, a.size);
-      return [da];
-    },
+  return disposeOnThrow(() => {
+    const a = tensorArgument(reduction, 'a', aValue);
+    if (a.size === 0) throw shapeError(reduction, 'a tensor with elements', a);
+    const out = newTensor(reduction, []);
+    reduceForwardKernel(reduction, FAST, a, out, 1, a.size);
+    return record(out, {
+      op: reduction,
+      inputs: [a],
+      saved: [],
+      backward: (g) => {
+        const [da] = gradsFor(reduction, [a]);
+        if (da) reduceBackwardKernel(reduction, FAST, g, da, 1, a.size);
+        return [da];
+      },
+    });
   });
 }
 

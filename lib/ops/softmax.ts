@@ -8,7 +8,7 @@
  */
 import { record } from '../autograd';
 import { native } from '../native';
-import { Tensor, newTensor } from '../tensor';
+import { Tensor, newTensor, disposeOnThrow } from '../tensor';
 import { readArgs } from '../validate';
 import { FAST, checkNoOverlap, dim, f32, gradsFor, implOf, outputArray, shapeError, tensorArgument, type F32Operand, type Options } from './common';
 
@@ -51,20 +51,22 @@ export function softmaxBackward(
 
 /** Softmax over the last dim. */
 export function softmax(xValue: Tensor): Tensor {
-  const x = tensorArgument('softmax', 'x', xValue);
-  const cols = x.shape[x.shape.length - 1];
-  if (x.shape.length < 1 || cols === 0 || x.size === 0) throw shapeError('softmax', 'a tensor with a non-empty last dim', x);
-  const rows = x.size / cols;
-  const out = newTensor('softmax', x.shape);
-  softmaxForwardKernel(FAST, x, out, rows, cols);
-  return record(out, {
-    op: 'softmax',
-    inputs: [x],
-    saved: [out],
-    backward: (g) => {
-      const [dx] = gradsFor('softmax', [x]);
-      if (dx) softmaxBackwardKernel(FAST, out, g, dx, rows, cols);
-      return [dx];
-    },
+  return disposeOnThrow(() => {
+    const x = tensorArgument('softmax', 'x', xValue);
+    const cols = x.shape[x.shape.length - 1];
+    if (x.shape.length < 1 || cols === 0 || x.size === 0) throw shapeError('softmax', 'a tensor with a non-empty last dim', x);
+    const rows = x.size / cols;
+    const out = newTensor('softmax', x.shape);
+    softmaxForwardKernel(FAST, x, out, rows, cols);
+    return record(out, {
+      op: 'softmax',
+      inputs: [x],
+      saved: [out],
+      backward: (g) => {
+        const [dx] = gradsFor('softmax', [x]);
+        if (dx) softmaxBackwardKernel(FAST, out, g, dx, rows, cols);
+        return [dx];
+      },
+    });
   });
 }
