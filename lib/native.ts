@@ -8,6 +8,7 @@
  *   which node-gyp-build cannot choose between, so this
  *   loader looks for it itself and uses it only when a CUDA device answers.
  *
+ * `FUSEDPO_ADDON` names one CPU addon file to load instead (a sanitizer build, for the tests).
  * `FUSEDPO_DEVICE` picks: `auto` (default: CUDA when a device answers, else CPU), `cpu`, `cuda`
  * (an error when no device answers). `FUSEDPO_THREADS` sets the CPU thread pool's size (default:
  * `os.availableParallelism()`), `FUSEDPO_SIMD` caps the CPU's instruction set
@@ -416,6 +417,22 @@ export function loadAddon(): LoadedAddon {
   const tried: string[] = [];
   let cudaSkipped = 'FUSEDPO_DEVICE=cpu';
   let cudaInfo: CudaInfo | null = null;
+
+  // FUSEDPO_ADDON: this CPU addon and no other (a sanitizer build, test/sanitizers/run.sh).
+  const override = process.env.FUSEDPO_ADDON;
+  if (override) {
+    const file = path.resolve(override);
+    tried.push(file);
+    let addon: NativeAddon;
+    try {
+      addon = requireAddon(file);
+    } catch (error) {
+      throw loadError(tried, [`FUSEDPO_ADDON=${override}: ${(error as Error).message.split('\n')[0]}`]);
+    }
+    addon.setThreadCount(threads);
+    cached = { addon, kind: 'cpu', path: file, cudaSkipped: `FUSEDPO_ADDON=${override}`, cudaInfo: null };
+    return cached;
+  }
 
   if (device !== 'cpu') {
     const cuda = tryCudaAddon(tried);

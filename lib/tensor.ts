@@ -59,14 +59,22 @@ export interface StorageView {
 
 // ---- The host storage pool -------------------------------------------------------------------
 
+/**
+ * Under the sanitizers (test/sanitizers/run.sh sets FUSEDPO_SANITIZER), storages are exactly as
+ * large as their tensors and never pooled: a kernel that writes past a tensor, or reads one after
+ * it was freed, then touches memory AddressSanitizer knows is not its own.
+ */
+const SANITIZED = !!process.env.FUSEDPO_SANITIZER;
+
 /** Freed host storages kept for reuse, at most this many bytes in all. */
-const HOST_CACHE_LIMIT = 256 * 2 ** 20;
+const HOST_CACHE_LIMIT = SANITIZED ? 0 : 256 * 2 ** 20;
 
 /**
  * The size class of a request: 64 bytes at least, then 8 classes per power of two (a class
  * wastes at most 12.5%), so that tensors of nearby sizes share storages.
  */
 export function sizeClass(bytes: number): number {
+  if (SANITIZED) return bytes;
   if (bytes <= 64) return 64;
   const step = 2 ** (Math.floor(Math.log2(bytes)) - 3);
   return Math.ceil(bytes / step) * step;

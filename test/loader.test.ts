@@ -16,7 +16,7 @@ function fusedpo(args: string[], env: Record<string, string> = {}, cwd = root, e
   const result = spawnSync(process.execPath, [entry, ...args], {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, FUSEDPO_DEVICE: '', FUSEDPO_THREADS: '', FUSEDPO_SIMD: '', ...env },
+    env: { ...process.env, FUSEDPO_DEVICE: '', FUSEDPO_THREADS: '', FUSEDPO_SIMD: '', FUSEDPO_ADDON: '', ...env },
   });
   return { status: result.status, out: result.stdout + result.stderr };
 }
@@ -50,6 +50,18 @@ test('a bad FUSEDPO_DEVICE names the value and the choices', () => {
   const { status, out } = fusedpo(['doctor'], { FUSEDPO_DEVICE: 'gpu' });
   assert.is(status, 1);
   assert.match(out, "Expected FUSEDPO_DEVICE to be one of 'auto', 'cpu', 'cuda' but received 'gpu'");
+});
+
+test('FUSEDPO_ADDON loads that CPU addon and no other, or says why not', () => {
+  const addon = path.join(root, 'build', 'Release', 'fusedpo.node');
+  const { status, out } = fusedpo(['doctor', '--json'], { FUSEDPO_ADDON: addon });
+  assert.is(status, 0, out);
+  const report = JSON.parse(out);
+  assert.is(report.binary.path, addon);
+  assert.is(report.binary.kind, 'cpu');
+  const missing = fusedpo(['doctor'], { FUSEDPO_ADDON: '/nonexistent/fusedpo.node' });
+  assert.is(missing.status, 1);
+  assert.match(missing.out, /FUSEDPO_ADDON=\/nonexistent\/fusedpo.node: Cannot find module/);
 });
 
 test('bad FUSEDPO_THREADS and FUSEDPO_SIMD are refused', () => {

@@ -21,3 +21,10 @@ export function residentMiB(): number {
   collectGarbage();
   return process.memoryUsage().rss / 2 ** 20;
 }
+
+/**
+ * Whether the addon under test is the sanitized build (test/sanitizers/run.sh): its storages are
+ * not pooled and AddressSanitizer keeps freed memory in quarantine, so resident-memory bounds and
+ * the pool's reuse are not what that run measures (memory errors are).
+ */
+export const SANITIZED = !!process.env.FUSEDPO_SANITIZER;
