@@ -7,7 +7,7 @@
  *   policy forward with the tape -> fused DPO loss on the logits Tensor -> backward -> AdamW
  *
  * Median of --steps steps after one warm-up, and the split of that time between matmul,
- * attention, the fused loss (forward, reference log-probs and backward) and the rest (layernorm,
+ * attention, the fused loss (forward, reference log-probs and backward) and the rest (layerNorm,
  * gelu, adds, embedding, AdamW, allocation, the tape's JavaScript). The split times the native
  * calls themselves: every function of the addon is wrapped with a timer, by name.
  *
@@ -97,7 +97,7 @@ function wrapAddon(addon: NativeAddon): void {
 
 function category(kernel: string): 'matmul' | 'attention' | 'loss' | 'rest' {
   if (/matmul|gemm|linear/i.test(kernel)) return 'matmul';
-  if (/^attention/.test(kernel)) return 'attention';
+  if (/^causalSelfAttention/.test(kernel)) return 'attention';
   if (kernel === 'preferenceLoss' || kernel === 'logsoftmaxGatherBackward') return 'loss';
   return 'rest';
 }
