@@ -28,3 +28,17 @@ export function residentMiB(): number {
  * the pool's reuse are not what that run measures (memory errors are).
  */
 export const SANITIZED = !!process.env.FUSEDPO_SANITIZER;
+
+/**
+ * The live-tensor count once the finalizers of every collectable tensor have run (they run as
+ * tasks): a baseline that tensors other tests dropped cannot move later.
+ */
+export async function settledLiveTensors(count: () => number): Promise<number> {
+  let previous = -1;
+  for (let k = 0; k < 10 && count() !== previous; k++) {
+    previous = count();
+    collectGarbage();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return count();
+}
