@@ -217,13 +217,6 @@ export function checkTypedArray<C extends TypedArrayConstructor>(
   return value as InstanceType<C>;
 }
 
-/** The length of a typed array of `kind` as V8 knows it (for arrays whose length is not given). */
-export function typedArrayLengthOf<C extends TypedArrayConstructor>(name: string, value: unknown, kind: C, why = ''): number {
-  const facts = typedArrayFacts(value);
-  if (!facts || facts.kind !== kind.name) throw new TypeError(expected(`a ${kind.name}${why}`, name, value));
-  return facts.length;
-}
-
 /** Whether a typed array's buffer was detached (transferred or freed). */
 export function isDetached(facts: TypedArrayFacts): boolean {
   if (facts.shared) return false;  // a SharedArrayBuffer cannot be detached

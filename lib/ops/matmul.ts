@@ -14,7 +14,7 @@
  * (and between SIMD levels) in the last bits, as sums in another order do.
  */
 import { record, tracksGrad } from '../autograd';
-import { native } from '../native';
+import { native, type NativeMatmulRequest } from '../native';
 import { Tensor, isTensor, newTensor, sizeOf, disposeOnThrow } from '../tensor';
 import { checkBoolean, checkInteger, checkOneOf, expected, readArgs } from '../validate';
 import { FAST, checkNoOverlap, f32, implOf, shapeError, tensorArgument, type F32Operand } from './common';
@@ -65,23 +65,11 @@ function checkStride(name: string, value: unknown, contiguous: number): number {
   return value === undefined ? contiguous : checkInteger(name, value, 0, Number.MAX_SAFE_INTEGER);
 }
 
-/** One product, checked: the sizes, strides and operands that both forms hand to the kernel. */
-interface Product {
-  impl: 0 | 1;
-  a: F32Operand;
-  b: F32Operand;
-  c: F32Operand;
-  batch: number;
-  m: number;
-  n: number;
-  k: number;
-  transA: boolean;
-  transB: boolean;
-  strideA: number;
-  strideB: number;
-  strideC: number;
-  accumulate: boolean;
-}
+/**
+ * One product as both forms hand it to the kernel: the native request's sizes and strides, with
+ * operands (typed arrays or tensors) not yet checked against them.
+ */
+type Product = Omit<NativeMatmulRequest, 'a' | 'b' | 'c'> & { a: F32Operand; b: F32Operand; c: F32Operand };
 
 function matmulKernel(p: Product): void {
   const { batch, m, n, k, transA, transB, strideA, strideB, strideC } = p;

@@ -4,6 +4,7 @@
  *   npm run fuzz -- --runs 20000 --seed 7        programs 0..19999 of seed 7
  *   npm run fuzz -- --seed 7 --only 123           one program again (its JSON is printed)
  *   npm run fuzz -- --json                        the tallies and failures as JSON
+ *   npm run fuzz -- --timeout 5000                a program's time limit in ms (default 20000)
  *
  * FUSEDPO_FUZZ_PACKAGE=<path to a built index.js> fuzzes another build (an older commit, say).
  * Exit status 1 when any program crashed, hung, leaked, gave a wrong result or an unclear error.
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   if (only !== null) console.log(JSON.stringify(programs[0], null, 2));
   const started = Date.now();
   const judged = await runPrograms(programs, {
+    timeoutMs: option('timeout', 20_000),
     onResult: (j, done) => {
       if (!json && (done % 100 === 0 || done === programs.length)) {
         process.stderr.write(`\rfuzz: ${done}/${programs.length} programs, ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -41,7 +43,12 @@ async function main(): Promise<void> {
   const counts = tally(judged);
   const failures = judged.filter((j) => FAILURES.includes(j.verdict));
   if (json) {
-    console.log(JSON.stringify({ seed, runs: programs.length, counts, failures: failures.map((f) => ({ id: f.program.id, family: f.program.family, verdict: f.verdict, detail: f.detail })) }, null, 2));
+    const byFamily: Record<string, Record<string, number>> = {};
+    for (const f of failures) {
+      const family = (byFamily[f.program.family] ??= {});
+      family[f.verdict] = (family[f.verdict] ?? 0) + 1;
+    }
+    console.log(JSON.stringify({ seed, runs: programs.length, counts, byFamily, failures: failures.map((f) => ({ id: f.program.id, family: f.program.family, verdict: f.verdict, detail: f.detail.slice(0, 300) })) }, null, 2));
   } else {
     console.log(`fuzz: seed ${seed}, ${programs.length} programs in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     console.log(Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', '));
