@@ -39,11 +39,6 @@ struct BorrowedBuffers {
   Napi::Value dlogits;  // empty when there is no gradient buffer, or in place
 };
 
-// The byte offset of a storage field: the field `name` when present, else 0.
-size_t byteOffsetField(const Napi::Object& request, const char* name) {
-  return request.Get(name).IsUndefined() ? 0 : static_cast<size_t>(integerField(request, name));
-}
-
 // Fills job's inputs from the request object built by lib/losses.ts (NativeLossRequest), each
 // field read once; copies the labels (checked against the vocabulary) and refLogps.
 void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& borrowed) {
@@ -53,8 +48,7 @@ void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& bor
   const size_t logitCount = static_cast<size_t>(job.shape.rows * job.shape.tokens * job.shape.vocab);
   const Element kind = logitsElement(job.dtype);
   borrowed.logits = requireField(request, "logits");
-  job.logits = bufferArgument(borrowed.logits, kind, logitCount, byteOffsetField(request, "logitsByteOffset"),
-                              "native request", "logits");
+  job.logits = bufferValue(request, borrowed.logits, "logits", kind, logitCount);
   job.ignoreIndex = ignoreIndexField(request);
   job.labels = labelsField(request, job.shape, job.ignoreIndex);
   job.allowNonFinite = boolField(request, "allowNonFinite");
@@ -67,8 +61,7 @@ void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& bor
   }
   Napi::Value dlogits = request.Get("dlogits");
   if (!isAbsent(dlogits)) {
-    job.dlogits = bufferArgument(dlogits, kind, logitCount, byteOffsetField(request, "dlogitsByteOffset"),
-                                 "native request", "dlogits");
+    job.dlogits = bufferValue(request, dlogits, "dlogits", kind, logitCount);
     if (job.dlogits != job.logits) borrowed.dlogits = dlogits;
     OverlapCheck overlaps;
     const size_t bytes = logitCount * elementBytes(kind);

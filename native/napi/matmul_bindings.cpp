@@ -15,13 +15,12 @@
 namespace fusedpo {
 namespace {
 
-// Elements a batch of `batch` matrices of `size` elements, `stride` apart, spans (each factor is
-// below 2^53 and checked: the sum of two such products stays exact in a double-sized int64).
-int64_t span(int64_t batch, int64_t stride, int64_t size) {
+// Elements a batch of `batch` matrices of `size` elements, `stride` apart, spans; a RangeError
+// past 2^53 elements (the inputs are each below 2^53, so the sum is exact before the check).
+int64_t span(Napi::Env env, int64_t batch, int64_t stride, int64_t size) {
   if (batch == 0) return 0;
-  const double extent = static_cast<double>(batch - 1) * static_cast<double>(stride) + static_cast<double>(size);
-  if (extent > 9007199254740992.0) return -1;  // refused by the caller's checkedProduct
-  return (batch - 1) * stride + size;
+  const int64_t extent = checkedProduct(env, "matmul", {batch - 1, stride}) + size;
+  return checkedProduct(env, "matmul", {extent, 4}) / 4;  // its bytes fit as well
 }
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
@@ -48,10 +47,9 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   if (shape.batch > 1 && shape.strideC < sizeC) {
     throw Napi::RangeError::New(env, "matmul: expected strideC >= m*n when batch > 1 (the output matrices must not overlap)");
   }
-  const int64_t lengthA = span(shape.batch, shape.strideA, checkedProduct(env, "matmul", {shape.M, shape.K}));
-  const int64_t lengthB = span(shape.batch, shape.strideB, checkedProduct(env, "matmul", {shape.K, shape.N}));
-  const int64_t lengthC = span(shape.batch, shape.strideC, sizeC);
-  for (int64_t length : {lengthA, lengthB, lengthC}) checkedProduct(env, "matmul", {length, 4});
+  const int64_t lengthA = span(env, shape.batch, shape.strideA, checkedProduct(env, "matmul", {shape.M, shape.K}));
+  const int64_t lengthB = span(env, shape.batch, shape.strideB, checkedProduct(env, "matmul", {shape.K, shape.N}));
+  const int64_t lengthC = span(env, shape.batch, shape.strideC, sizeC);
   const auto* a = static_cast<const float*>(bufferField(request, "a", Element::F32, static_cast<size_t>(lengthA)));
   const auto* b = static_cast<const float*>(bufferField(request, "b", Element::F32, static_cast<size_t>(lengthB)));
   auto* c = static_cast<float*>(bufferField(request, "c", Element::F32, static_cast<size_t>(lengthC)));

@@ -75,14 +75,18 @@ inline bool isAbsent(const Napi::Value& value) { return value.IsNull() || value.
 // The data of a field holding `length` elements of `kind`: a typed array of that kind and length,
 // or a tensor's NativeStorage (storage.h) holding them from the byte offset in the field
 // `<name>ByteOffset` (0 when absent).
-inline void* bufferField(const Napi::Object& object, const char* name, Element kind, size_t length) {
-  Napi::Value value = requireField(object, name);
+// The same for a field's value already read (`value` is object[name]).
+inline void* bufferValue(const Napi::Object& object, const Napi::Value& value, const char* name, Element kind, size_t length) {
   size_t byteOffset = 0;
   if (!value.IsTypedArray()) {
     const std::string offsetName = std::string(name) + "ByteOffset";
     if (!object.Get(offsetName).IsUndefined()) byteOffset = static_cast<size_t>(integerField(object, offsetName.c_str()));
   }
   return bufferArgument(value, kind, length, byteOffset, "native request", name);
+}
+
+inline void* bufferField(const Napi::Object& object, const char* name, Element kind, size_t length) {
+  return bufferValue(object, requireField(object, name), name, kind, length);
 }
 
 // A copy of a field of `length` floats (a typed array or a storage), each finite.
