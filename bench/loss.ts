@@ -163,7 +163,7 @@ function main(): void {
   const f32Bytes = batch.logits.byteLength;
   const inputs: Record<LogitsDType, Logits> = { f32: batch.logits, bf16: toBf16(batch.logits), f16: batch.logits };
 
-  // Two floors. Nominal: 3 full passes over the logits (LOSSES.md). Moved: the bytes the kernels
+  // Two floors. Nominal: 3 full passes over the logits (docs/losses.md). Moved: the bytes the kernels
   // must move here, where a quarter of each row is prompt: forward reads the counted tokens
   // only, backward reads them and writes every token (zeros where masked).
   const counted = batch.labels.filter((y) => y !== -100).length / batch.labels.length;

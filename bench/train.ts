@@ -98,7 +98,7 @@ function wrapAddon(addon: NativeAddon): void {
 function category(kernel: string): 'matmul' | 'attention' | 'loss' | 'rest' {
   if (/matmul|gemm|linear/i.test(kernel)) return 'matmul';
   if (/^causalSelfAttention/.test(kernel)) return 'attention';
-  if (kernel === 'preferenceLoss' || kernel === 'logsoftmaxGatherBackward') return 'loss';
+  if (kernel === 'preferenceLoss' || kernel === 'preferenceLossBackward') return 'loss';
   return 'rest';
 }
 

@@ -20,6 +20,7 @@ import * as path from 'node:path';
 
 import { NativeLoadError } from './errors';
 import { expected } from './validate';
+import type { ParameterName } from './losses/registry';
 
 /**
  * A buffer the kernels read or write: a typed array, or a tensor's NativeStorage (then the
@@ -30,21 +31,20 @@ export type NativeBuffer<T extends ArrayBufferView> = T | NativeStorage;
 type F32 = NativeBuffer<Float32Array>;
 type I32 = NativeBuffer<Int32Array>;
 
-/** The loss and its parameters (LossParams of native/core/preference_loss.h). */
-export interface NativeLossParameters {
+/**
+ * The loss and its parameters (LossParams of native/core/preference_loss.h): `lossKind` is the
+ * loss's index in the registry (lib/losses/registry.ts), and every number parameter of the
+ * registry is a field, filled with its default where the loss does not take it.
+ */
+export type NativeLossParameters = {
   lossKind?: number;
-  beta?: number;
-  labelSmoothing?: number;
   averageLogProb?: boolean;
   nllWeight?: number;
-  dpopLambda?: number;
-  simpoGamma?: number;
-  orpoLambda?: number;
-  discopopTau?: number;
-  bcoDelta?: number;
-}
+  /** 0: tokenMean, 1: sum. */
+  nllReduction?: 0 | 1;
+} & { [K in ParameterName]?: number };
 
-/** What `lib/losses.ts` sends: every field validated there before the call. */
+/** What `lib/losses` sends: every field validated there before the call. */
 export interface NativeLossRequest extends NativeLossParameters, Partial<NativeLossOutputs> {
   impl: 0 | 1; // 0: the scalar reference, 1: the fast path
   logits: NativeBuffer<Float32Array | Uint16Array>;
@@ -57,9 +57,11 @@ export interface NativeLossRequest extends NativeLossParameters, Partial<NativeL
   ignoreIndex: number;
   allowNonFinite: boolean;
   withLoss: boolean;
-  /** Return the per-token lse (for logsoftmaxGatherBackward later). */
+  /** Return the per-token lse (for preferenceLossBackward later). */
   returnLse?: boolean;
   refLogps?: Float32Array | null;
+  /** exo's rewards, one per row. */
+  rewards?: Float32Array | null;
   /** A typed array (or, for a cpu tensor's gradient, its storage) to write dlogits into. */
   dlogits?: NativeBuffer<Float32Array | Uint16Array> | null;
   dlogitsByteOffset?: number;
@@ -91,6 +93,8 @@ export interface NativeMetrics {
   logpsChosen: number;
   logpsRejected: number;
   nll: number;
+  /** Absent for the reference-free losses. */
+  rejectedBelowReference?: number;
 }
 
 /**
@@ -143,7 +147,7 @@ export interface NativeLossResult {
 }
 
 /**
- * What `lib/losses.ts` sends to the CUDA addon: logits (and dlogits) are CudaStorage with their
+ * What `lib/losses` sends to the CUDA addon: logits (and dlogits) are CudaStorage with their
  * byte offsets; labels, refLogps, lse and coef are host arrays (small: never N*V).
  */
 export interface NativeCudaLossRequest extends NativeLossParameters, Partial<NativeLossOutputs> {
@@ -165,6 +169,9 @@ export interface NativeCudaLossRequest extends NativeLossParameters, Partial<Nat
   allowNonFinite?: boolean;
   returnLse?: boolean;
   refLogps?: Float32Array | null;
+  rewards?: Float32Array | null;
+  /** false: stages 1 and 2 alone (sequenceLogps); absent: true. */
+  withLoss?: boolean;
 }
 
 /** What `lib/ops/matmul.ts` sends: every field validated there before the call. */
@@ -237,7 +244,7 @@ export interface NativeAddon {
   preferenceLoss(request: NativeLossRequest): NativeLossResult;
   preferenceLossAsync(request: NativeLossRequest): Promise<NativeLossResult>;
   /** Stage 4 alone: dlogits = coef[s] * m * (onehot - exp(z - lse)). */
-  logsoftmaxGatherBackward(request: NativeBackwardRequest): void;
+  preferenceLossBackward(request: NativeBackwardRequest): void;
   NativeStorage: new (bytes: number) => NativeStorage;
   /** The external bytes reported to V8 so far (NativeStorage adds and removes its own). */
   externalMemory(): number;
@@ -247,6 +254,7 @@ export interface NativeAddon {
   /** Device memory behind a cuda Tensor (the CUDA addon only); the NativeStorage interface. */
   CudaStorage?: new (bytes: number) => NativeStorage;
   /** The fused loss on device memory, waited for (`undefined` for backwardOnly). */
+  /** The loss on cuda storage; undefined for a backward pass alone. */
   cudaPreferenceLoss?(request: NativeCudaLossRequest): NativeLossResult | undefined;
   /** The same on a worker thread: the event loop runs while the GPU works. */
   cudaPreferenceLossAsync?(request: NativeCudaLossRequest): Promise<NativeLossResult | undefined>;

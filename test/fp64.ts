@@ -1,5 +1,5 @@
 /**
- * An independent float64 implementation of LOSSES.md in TypeScript, written from the formulas
+ * An independent float64 implementation of docs/losses.md in TypeScript, written from the formulas
  * (not from the C++), for the tests: per-token log-softmax, the masked sums, every loss, and
  * gradients by central finite differences of this loss (never by its derivative formulas).
  */
@@ -108,12 +108,17 @@ export interface LossOptions {
   orpoLambda: number;
   discopopTau: number;
   bcoDelta: number;
+  groupSize: number;
+  exoRewardBeta: number;
+  nllReduction: 'tokenMean' | 'sum';
+  /** exo's rewards, one per row (absent: none). */
+  rewards?: Float32Array;
 }
 
 export function defaultOptions(loss: LossName, overrides: Partial<LossOptions> = {}): LossOptions {
   return {
     beta: loss === 'simpo' ? 2.0 : 0.1,
-    labelSmoothing: loss === 'exo_pair' ? 1e-3 : 0,
+    labelSmoothing: loss === 'exo_pair' || loss === 'exo' ? 1e-3 : 0,
     averageLogProb: false,
     nllWeight: 0,
     dpopLambda: 50,
@@ -121,6 +126,9 @@ export function defaultOptions(loss: LossName, overrides: Partial<LossOptions> =
     orpoLambda: 0.1,
     discopopTau: 0.05,
     bcoDelta: 0,
+    groupSize: 2,
+    exoRewardBeta: 0.5,
+    nllReduction: 'tokenMean',
     ...overrides,
   };
 }
@@ -138,7 +146,7 @@ const odds = (a: number) => {
 
 const LENGTH_NORMALIZED: readonly LossName[] = ['ipo', 'sigmoid_norm', 'simpo', 'orpo'];
 
-/** The loss of one pair, in float64, straight from the table of LOSSES.md. */
+/** The loss of one pair, in float64, straight from the table of docs/losses.md. */
 export function pairLoss64(loss: LossName, o: LossOptions, pw: number, pl: number, rw: number, rl: number, nw: number, nl: number): number {
   const b = o.beta;
   const e = o.labelSmoothing;
@@ -184,27 +192,57 @@ export function pairLoss64(loss: LossName, o: LossOptions, pw: number, pl: numbe
     case 'simpo':
       return -ls(b * D - o.simpoGamma);
     case 'orpo':
-      return -uw - o.orpoLambda * ls(odds(uw) - odds(ul));
+      return -o.orpoLambda * ls(odds(uw) - odds(ul));
+    case 'exo':
+      throw new Error('exo is a loss of a group: groupLoss64');
   }
 }
 
-/** The batch loss: mean over pairs, plus nllWeight * NLL over the chosen rows. */
+/** exo's loss of prompt i: KL(q || p) over its K responses, rows k*G + i, straight from docs/losses.md. */
+export function groupLoss64(o: LossOptions, G: number, i: number, pi: ArrayLike<number>, n: ArrayLike<number>, ref: ArrayLike<number>): number {
+  const K = o.groupSize;
+  const u: number[] = [];
+  for (let k = 0; k < K; k++) {
+    const row = k * G + i;
+    u.push(o.averageLogProb ? per(pi[row] - ref[row], n[row]) : pi[row] - ref[row]);
+  }
+  const softmax = (x: number[]) => {
+    const m = Math.max(...x);
+    const e = x.map((v) => Math.exp(v - m));
+    const total = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / total);
+  };
+  const q = softmax(u.map((v) => o.beta * v));
+  const rewards = o.rewards;
+  const p = rewards
+    ? softmax(u.map((_, k) => rewards[k * G + i] / o.exoRewardBeta))
+    : u.map((_, k) => (k === 0 ? 1 - o.labelSmoothing : o.labelSmoothing / (K - 1)));
+  return q.reduce((sum, qk, k) => sum + qk * (Math.log(qk) - Math.log(p[k])), 0);
+}
+
+/**
+ * The batch loss: mean over prompts (pairs, or exo's groups of K), plus orpo's chosen-token NLL
+ * and nllWeight * NLL (token mean, or the mean of -pw with nllReduction 'sum') over the chosen rows.
+ */
 export function batchLoss64(loss: LossName, o: LossOptions, pi: ArrayLike<number>, n: ArrayLike<number>, ref: ArrayLike<number> | null): number {
-  const P = pi.length / 2;
+  const K = loss === 'exo' ? o.groupSize : 2;
+  const P = pi.length / K;
   let sum = 0;
   for (let i = 0; i < P; i++) {
-    sum += pairLoss64(loss, o, pi[i], pi[P + i], ref ? ref[i] : 0, ref ? ref[P + i] : 0, n[i], n[P + i]);
+    sum += loss === 'exo'
+      ? groupLoss64(o, P, i, pi, n, ref!)
+      : pairLoss64(loss, o, pi[i], pi[P + i], ref ? ref[i] : 0, ref ? ref[P + i] : 0, n[i], n[P + i]);
   }
   let total = sum / P;
-  if (o.nllWeight > 0) {
-    let logps = 0;
-    let tokens = 0;
-    for (let i = 0; i < P; i++) {
-      logps += pi[i];
-      tokens += n[i];
-    }
-    if (tokens > 0) total += o.nllWeight * (-logps / tokens);
+  let logps = 0;
+  let tokens = 0;
+  for (let i = 0; i < P; i++) {
+    logps += pi[i];
+    tokens += n[i];
   }
+  const tokenMean = tokens > 0 ? -logps / tokens : 0;
+  if (loss === 'orpo') total += tokenMean;
+  if (o.nllWeight > 0) total += o.nllWeight * (o.nllReduction === 'sum' ? -logps / P : tokenMean);
   return total;
 }
 

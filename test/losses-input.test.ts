@@ -1,5 +1,5 @@
 /**
- * Bad input (LOSSES.md): every case throws a TypeError/RangeError naming the argument, what was
+ * Bad input (docs/losses.md): every case throws a TypeError/RangeError naming the argument, what was
  * expected and what came, before any native call; non-finite logits; detached buffers; the
  * async form; memory held flat over 10,000 calls.
  */
@@ -72,7 +72,7 @@ test('loss and parameters: unknown names, out-of-range values, missing refLogps'
   throwsWith({ ...good(), loss: 'robust', labelSmoothing: 0.5 }, RangeError, '>= 0 and < 0.5 for labelSmoothing');
   throwsWith({ ...good(), loss: 'exo_pair', labelSmoothing: 0 }, RangeError, '> 0 and < 1 for labelSmoothing');
   throwsWith({ ...good(), nllWeight: -1 }, RangeError, 'for nllWeight');
-  throwsWith({ ...good(), discopopTau: 0 }, RangeError, 'for discopopTau');
+  throwsWith({ ...good(), loss: 'discopop', discopopTau: 0 }, RangeError, 'for discopopTau');
   throwsWith({ ...good(), averageLogProb: 1 }, TypeError, 'Expected a boolean for averageLogProb but received 1 of type number');
   throwsWith({ ...good(), refLogps: undefined }, TypeError, "for refLogps, which loss 'minordpo' needs, but received undefined");
   throwsWith({ ...good(), refLogps: new Float32Array(3) }, RangeError, 'Expected a Float32Array of length 4 for refLogps but received Float32Array of length 3');

@@ -1,5 +1,6 @@
 /**
- * The README's code examples run as written (with the package name pointed at lib/).
+ * The code examples of README.md and docs/*.md run as written (with the package name pointed at
+ * lib/), and each prints a finite number first.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -7,16 +8,19 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 const root = path.resolve(__dirname, '..');
-const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
-
-test('the README has TypeScript examples', () => {
-  assert.ok(blocks.length >= 1);
+const documents = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const blocks = documents.flatMap((document) => {
+  const text = fs.readFileSync(path.join(root, document), 'utf8');
+  return [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m, i) => ({ document, i, code: m[1] }));
 });
 
-blocks.forEach((code, i) => {
-  test(`README example ${i + 1} runs and prints finite numbers`, () => {
-    const file = path.join(__dirname, `.readme-example-${i}.ts`);
+test('the README has TypeScript examples', () => {
+  assert.ok(blocks.some((b) => b.document === 'README.md'));
+});
+
+blocks.forEach(({ document, i, code }) => {
+  test(`${document} example ${i + 1} runs and prints finite numbers`, () => {
+    const file = path.join(__dirname, `.example-${document.replace(/[^a-z]/gi, '-')}-${i}.ts`);
     fs.writeFileSync(file, code.replace(/from 'fusedpo'/g, "from '../lib/index'"));
     const printed: unknown[][] = [];
     const log = console.log;

@@ -7,7 +7,8 @@
 //
 // Correctness (exit 1 on any failure, first mismatches printed):
 //   stage 1+2  lse, lp per counted token, logps, tokenCounts, nonFiniteToken vs the reference
-//   stage 3    coef and LossResult of all 16 losses vs preferenceLossFromLogps on the same logps
+//   stage 3    coef and LossResult of every loss of the registry (and variants: cDPO, RPO both
+//              reductions, exo with rewards and K = 3, 5) vs preferenceLossCoefficients
 //   stage 4    dlogits vs the reference backward on the same lse and coef; in place and with a
 //              misaligned output buffer bit-identical to the aligned out-of-place result
 //   repeat     a second run of every stage is bit-identical
@@ -77,20 +78,14 @@ const char* dtypeName(DType d) {
 }
 size_t dtypeBytes(DType d) { return d == DType::F32 ? 4 : 2; }
 
-const char* lossName(LossKind k) {
-  static const char* names[] = {"dpo",       "minordpo", "ipo",      "hinge",    "robust",
-                                "exo_pair",  "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
-                                "apo_down",  "discopop", "sigmoid_norm", "dpop", "simpo",
-                                "orpo"};
-  int i = static_cast<int>(k);
-  return i >= 0 && i < 16 ? names[i] : "?";
-}
+using fusedpo::lossName;
+using fusedpo::lossNeedsReference;
 
 LossParams defaultParams(LossKind kind) {
   LossParams p;
   p.kind = kind;
   p.beta = kind == LossKind::Simpo ? 2.0 : 0.1;
-  if (kind == LossKind::ExoPair) p.labelSmoothing = 1e-3;
+  if (kind == LossKind::ExoPair || kind == LossKind::Exo) p.labelSmoothing = 1e-3;
   if (kind == LossKind::Robust) p.labelSmoothing = 0.1;
   return p;
 }
@@ -351,7 +346,7 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
   std::vector<int64_t> refNonFinite(R);
   std::vector<double> refLogps(R);
   std::vector<int32_t> refCounts(R);
-  fusedpo::referenceLogsoftmaxGatherForward(data.logits.bytes.data(), dtype, shape,
+  fusedpo::referencePreferenceLossForward(data.logits.bytes.data(), dtype, shape,
                                             data.labels.data(), data.ignoreIndex, refLse.data(),
                                             refLp.data(), refNonFinite.data());
   fusedpo::sequenceSums(data.logits.bytes.data(), dtype, shape, data.labels.data(),
@@ -454,7 +449,7 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
   // ---- stage 3 for each loss, stage 4 for the first few ----
   std::vector<LossParams> losses;
   if (spec.allLosses) {
-    for (int k = 0; k < 16; ++k) losses.push_back(defaultParams(static_cast<LossKind>(k)));
+    for (int k = 0; k < fusedpo::kLossKindCount; ++k) losses.push_back(defaultParams(static_cast<LossKind>(k)));
     LossParams smooth = defaultParams(LossKind::Dpo);
     smooth.labelSmoothing = 0.1;
     losses.push_back(smooth);
@@ -467,6 +462,20 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
     LossParams bco = defaultParams(LossKind::BcoPair);
     bco.bcoDelta = 0.3;
     losses.push_back(bco);
+    LossParams rpoSum = rpo;
+    rpoSum.nllReduction = fusedpo::NllReduction::Sum;
+    losses.push_back(rpoSum);
+    LossParams orpoRpo = defaultParams(LossKind::Orpo);
+    orpoRpo.nllWeight = 0.25;
+    losses.push_back(orpoRpo);
+    LossParams rewarded = defaultParams(LossKind::Exo);  // rewards: the reference's log-probs
+    losses.push_back(rewarded);
+    for (int64_t k = 3; k <= 5; k += 2) {
+      if (R % k != 0) continue;
+      LossParams group = defaultParams(LossKind::Exo);
+      group.groupSize = static_cast<int32_t>(k);
+      losses.push_back(group);
+    }
   } else {
     losses.push_back(defaultParams(LossKind::Dpo));
     losses.push_back(defaultParams(LossKind::MinorDpo));
@@ -475,12 +484,14 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
   const StorageTolerance storage = storageTolerance(dtype);
   for (size_t li = 0; li < losses.size(); ++li) {
     const LossParams& params = losses[li];
-    const float* refPtr = (params.kind == LossKind::Simpo || params.kind == LossKind::Orpo)
-                              ? nullptr
-                              : dev.ref.as<float>();
+    const float* refPtr = lossNeedsReference(params.kind) ? dev.ref.as<float>() : nullptr;
+    // the variant of exo after the default one takes rewards (the reference's own values)
+    const bool rewarded = params.kind == LossKind::Exo && li > 0 && losses[li - 1].kind == LossKind::Exo &&
+                          params.groupSize == 2;
+    const float* rewardsPtr = rewarded ? dev.ref.as<float>() : nullptr;
     LossResult gpuResult;
     REQUIRE_OK(gpu::preferenceLossCoefficients(params, R, dev.logps.as<double>(),
-                                               dev.counts.as<int32_t>(), refPtr,
+                                               dev.counts.as<int32_t>(), refPtr, rewardsPtr,
                                                dev.coef.as<float>(), dev.result.as<LossResult>(),
                                                &gpuResult, stream));
     std::vector<float> gpuCoef;
@@ -491,9 +502,9 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
     // The same stage on the CPU from the GPU's logps: the same formulas, the sums in another
     // order.
     std::vector<float> cpuCoef(R);
-    const LossResult cpuResult = fusedpo::preferenceLossFromLogps(
+    const LossResult cpuResult = fusedpo::preferenceLossCoefficients(
         params, R, first.logps.data(), first.counts.data(),
-        refPtr ? refModel.data() : nullptr, cpuCoef.data());
+        refPtr ? refModel.data() : nullptr, rewarded ? refModel.data() : nullptr, cpuCoef.data());
     const char* name = lossName(params.kind);
     for (int64_t s = 0; s < R; ++s) {
       if (!check.close(gpuCoef[s], cpuCoef[s], 1e-6 * std::fabs(cpuCoef[s]) + 1e-12)) {
@@ -508,7 +519,8 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
                                 gpuResult.metrics.rewardsMargin,
                                 gpuResult.metrics.logpsChosen,
                                 gpuResult.metrics.logpsRejected,
-                                gpuResult.metrics.nll};
+                                gpuResult.metrics.nll,
+                                gpuResult.metrics.rejectedBelowReference};
     const double wantValues[] = {cpuResult.loss,
                                  cpuResult.metrics.rewardsChosen,
                                  cpuResult.metrics.rewardsRejected,
@@ -516,10 +528,12 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
                                  cpuResult.metrics.rewardsMargin,
                                  cpuResult.metrics.logpsChosen,
                                  cpuResult.metrics.logpsRejected,
-                                 cpuResult.metrics.nll};
+                                 cpuResult.metrics.nll,
+                                 cpuResult.metrics.rejectedBelowReference};
     const char* valueNames[] = {"loss", "rewardsChosen", "rewardsRejected", "rewardsAccuracy",
-                                "rewardsMargin", "logpsChosen", "logpsRejected", "nll"};
-    for (int k = 0; k < 8; ++k) {
+                                "rewardsMargin", "logpsChosen", "logpsRejected", "nll",
+                                "rejectedBelowReference"};
+    for (int k = 0; k < 9; ++k) {
       if (!check.close(gotValues[k], wantValues[k], 1e-9 * (1.0 + std::fabs(wantValues[k])))) {
         check.fail("%s (variant %zu): %s = %.12g, cpu %.12g", name, li, valueNames[k],
                    gotValues[k], wantValues[k]);
@@ -528,9 +542,9 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
     // End to end against the CPU's own fp64 logps: loose, catches gross errors only.
     {
       std::vector<float> e2eCoef(R);
-      const LossResult e2e = fusedpo::preferenceLossFromLogps(
+      const LossResult e2e = fusedpo::preferenceLossCoefficients(
           params, R, refLogps.data(), refCounts.data(), refPtr ? refModel.data() : nullptr,
-          e2eCoef.data());
+          rewarded ? refModel.data() : nullptr, e2eCoef.data());
       if (!spec.nonFinite && !check.close(gpuResult.loss, e2e.loss,
                                           1e-2 * std::fabs(e2e.loss) + 1e-2)) {
         check.fail("%s (variant %zu): end-to-end loss %.9g, cpu pipeline %.9g", name, li,
@@ -549,7 +563,7 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
       break;
     }
     std::vector<uint8_t> refGrad(logitsBytes);
-    fusedpo::referenceLogsoftmaxGatherBackward(data.logits.bytes.data(), dtype, shape,
+    fusedpo::referencePreferenceLossBackward(data.logits.bytes.data(), dtype, shape,
                                                data.labels.data(), data.ignoreIndex,
                                                first.lse.data(), gpuCoef.data(), refGrad.data());
     int64_t bad = 0;
@@ -616,7 +630,7 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
       }
       LossResult again;
       REQUIRE_OK(gpu::preferenceLossCoefficients(params, R, dev.logps.as<double>(),
-                                                 dev.counts.as<int32_t>(), refPtr,
+                                                 dev.counts.as<int32_t>(), refPtr, rewardsPtr,
                                                  dev.coef.as<float>(),
                                                  dev.result.as<LossResult>(), &again, stream));
       std::vector<float> coefAgain;
@@ -882,7 +896,7 @@ void runBenchmark(const Options& opt, void* stream, double copyBw, std::vector<B
         auto coefs = [&]() {
           return statusOk(gpu::preferenceLossCoefficients(params, R, logps.as<double>(),
                                                           counts.as<int32_t>(), ref.as<float>(),
-                                                          coef.as<float>(),
+                                                          nullptr, coef.as<float>(),
                                                           result.as<LossResult>(), nullptr,
                                                           stream),
                           "coefficients");
@@ -987,7 +1001,7 @@ int cpuSelfTest() {
   std::vector<int64_t> nonFinite(R);
   std::vector<double> logps(R);
   std::vector<int32_t> counts(R);
-  fusedpo::referenceLogsoftmaxGatherForward(d.logits.bytes.data(), spec.dtype, d.shape,
+  fusedpo::referencePreferenceLossForward(d.logits.bytes.data(), spec.dtype, d.shape,
                                             d.labels.data(), d.ignoreIndex, lse.data(), lp.data(),
                                             nonFinite.data());
   fusedpo::sequenceSums(d.logits.bytes.data(), spec.dtype, d.shape, d.labels.data(), d.ignoreIndex,
@@ -1015,8 +1029,8 @@ int cpuSelfTest() {
   std::vector<float> coef(R);
   LossParams p = defaultParams(LossKind::MinorDpo);
   std::vector<float> ref(logps.begin(), logps.end());
-  const LossResult r = fusedpo::preferenceLossFromLogps(p, R, logps.data(), counts.data(),
-                                                        ref.data(), coef.data());
+  const LossResult r = fusedpo::preferenceLossCoefficients(p, R, logps.data(), counts.data(),
+                                                           ref.data(), nullptr, coef.data());
   // policy == reference: MinorDPO's loss is log 2 and its gradient DPO's
   if (std::fabs(r.loss - std::log(2.0)) > 1e-5) ++failures;
   printf("cpu selftest: logps %g %g %g %g, minordpo loss at policy == reference %.12f: %s\n",

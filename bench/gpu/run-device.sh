@@ -43,7 +43,7 @@ timeout 180 node node_modules/tsx/dist/cli.mjs bench/gpu/node-loss.ts --gpu-chec
 
 if [[ ${NCU:-0} == 1 ]] && command -v ncu >/dev/null; then
   step "ncu: the forward kernel, bf16, V = 128256, no prompt"
-  timeout 120 ncu --clock-control none -k regex:logsoftmaxGatherForwardKernel --launch-skip 2 --launch-count 1 \
+  timeout 120 ncu --clock-control none -k regex:preferenceLossForwardKernel --launch-skip 2 --launch-count 1 \
     --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
     --section Occupancy --section WarpStateStats --section InstructionStats \
     .device/gpu-check/gpu_check --skip-correctness --iters 1 --bench-case bf16:128256:0 --out /tmp/ncu-run \

@@ -67,7 +67,7 @@ export function crossEntropy(logitsValue: Tensor, labelsValue: Int32Array | Tens
         const dlogits = newTensor('crossEntropy backward', logits.shape, logits.dtype);
         const input = hostStorage(logits, 'crossEntropy backward');
         const output = hostStorage(dlogits, 'crossEntropy backward');
-        native().logsoftmaxGatherBackward({
+        native().preferenceLossBackward({
           impl: FAST, dtype, rows, tokens, vocab, ignoreIndex, labels, lse,
           coef: new Float32Array(rows).fill(count > 0 ? -g.item() / count : 0),
           logits: input.storage, logitsByteOffset: input.byteOffset,

@@ -1,7 +1,7 @@
-// The loss of one preference pair and its derivatives (LOSSES.md), and the batch loss over all
+// The loss of one preference pair and its derivatives (docs/losses.md), and the batch loss over all
 // pairs. One header for g++ and nvcc: the CPU's stage 3 (reference.cpp) calls
-// preferenceLossOfBatch; the GPU's stage-3 kernel calls the same addPair and batchResult but
-// sums the pairs in a fixed tree, so the two agree up to the order of fp64 sums.
+// preferenceLossOfBatch; the GPU's stage-3 kernel calls the same addPrompt and batchResult but
+// sums the prompts in a fixed tree, so the two agree up to the order of fp64 sums.
 //
 // Inputs of a pair i (rows i and P+i):
 //   pw, pl   summed sequence log-probs pi[i], pi[P+i] (never averaged here)
@@ -56,25 +56,33 @@ FUSEDPO_HD inline double positivePart(double x) { return x < 0 ? 0.0 : x; }
 
 FUSEDPO_HD inline double inverseOrZero(double n) { return n > 0 ? 1.0 / n : 0.0; }
 
-FUSEDPO_HD inline bool isLengthNormalized(LossKind kind) {
-  return kind == LossKind::Ipo || kind == LossKind::SigmoidNorm || kind == LossKind::Simpo ||
-         kind == LossKind::Orpo;
-}
-
-FUSEDPO_HD inline bool isReferenceFree(LossKind kind) {
-  return kind == LossKind::Simpo || kind == LossKind::Orpo;
-}
-
-FUSEDPO_HD inline PairMargins pairMargins(const LossParams& p, double pw, double pl, double rw,
-                                          double rl, double nw, double nl) {
-  const bool dividesByLength = isLengthNormalized(p.kind) || p.averageLogProb;
-  if (isReferenceFree(p.kind)) rw = rl = 0.0;
+FUSEDPO_HD inline PairMargins marginsDividedIf(bool divide, bool referenceFree, double pw, double pl,
+                                              double rw, double rl, double nw, double nl) {
+  if (referenceFree) rw = rl = 0.0;
   PairMargins m;
-  m.kw = dividesByLength ? inverseOrZero(nw) : 1.0;
-  m.kl = dividesByLength ? inverseOrZero(nl) : 1.0;
+  m.kw = divide ? inverseOrZero(nw) : 1.0;
+  m.kl = divide ? inverseOrZero(nl) : 1.0;
   m.uw = (pw - rw) * m.kw;
   m.ul = (pl - rl) * m.kl;
   return m;
+}
+
+// The log-ratios the loss's formula takes: divided by length when the loss divides
+// (lossDividesByLength) or averageLogProb asks.
+FUSEDPO_HD inline PairMargins pairMargins(const LossParams& p, double pw, double pl, double rw,
+                                          double rl, double nw, double nl) {
+  return marginsDividedIf(lossDividesByLength(p.kind) || p.averageLogProb, !lossNeedsReference(p.kind),
+                          pw, pl, rw, rl, nw, nl);
+}
+
+// The log-ratios the metrics report (docs/losses.md, Metrics): the summed ones (divided only by
+// averageLogProb) for every loss with a reference, so ipo and sigmoid_norm report what dpo does,
+// as TRL; the mean token log-probs of the reference-free losses (simpo, orpo), as TRL's CPO and
+// ORPO trainers.
+FUSEDPO_HD inline PairMargins metricMargins(const LossParams& p, double pw, double pl, double rw,
+                                            double rl, double nw, double nl) {
+  const bool referenceFree = !lossNeedsReference(p.kind);
+  return marginsDividedIf(p.averageLogProb || referenceFree, referenceFree, pw, pl, rw, rl, nw, nl);
 }
 
 // ORPO's log-odds o(a) = log(p / (1 - p)) with p = e^a: a - log(-expm1(a)), and
@@ -239,19 +247,23 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
       break;
     }
     // ORPO (Hong 2024, arXiv 2403.07691), no reference, u = p/n (mean token log-prob, <= 0):
-    //   L = -uw - lam ls(o(uw) - o(ul)),  o(a) = a - log1p(-e^a)
-    //   dL/duw = -1 - lam s(-y) o'(uw);  dL/dul = lam s(-y) o'(ul),  y = o(uw) - o(ul)
-    // Each u is clamped to at most kOrpoMaxMeanLogp first (zero gradient past the bound).
+    //   L = -lam ls(o(uw) - o(ul)),  o(a) = a - log1p(-e^a)
+    //   dL/duw = -lam s(-y) o'(uw);  dL/dul = lam s(-y) o'(ul),  y = o(uw) - o(ul)
+    // Each u is clamped to at most kOrpoMaxMeanLogp first (zero gradient past the bound). Its NLL
+    // term is the batch's chosen-token mean, added once by batchResult (as TRL and Liger-Kernel).
     case LossKind::Orpo: {
       const double lam = p.orpoLambda;
       const double aw = fmin(uw, kOrpoMaxMeanLogp), al = fmin(ul, kOrpoMaxMeanLogp);
       const double y = orpoLogOdds(aw) - orpoLogOdds(al);
-      loss = -uw - lam * logSigmoid(y);
+      loss = -lam * logSigmoid(y);
       const double sy = sigmoid(-y);
-      gw = -1 - (uw <= kOrpoMaxMeanLogp ? lam * sy * orpoLogOddsSlope(aw) : 0.0);
+      gw = uw <= kOrpoMaxMeanLogp ? -lam * sy * orpoLogOddsSlope(aw) : 0.0;
       gl = ul <= kOrpoMaxMeanLogp ? lam * sy * orpoLogOddsSlope(al) : 0.0;
       break;
     }
+    // exo over K responses is a loss of a group, not of a pair: exoGroup below.
+    case LossKind::Exo:
+      break;
   }
   PairTerms t;
   t.loss = loss;
@@ -260,91 +272,167 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
   return t;
 }
 
-// The sums over pairs that the batch loss and its metrics are made of: an array, so that the
-// GPU folds them with one tree (cuda/preference_loss.cu), indexed by the names below.
-struct PairSums {
-  enum : int { kLoss, kUw, kUl, kWins, kLogpsChosen, kLogpsRejected, kCount };
-  double values[kCount] = {0, 0, 0, 0, 0, 0};
-};
-
-// d NLL / d pw_i for every chosen row, NLL = -(sum_i pw_i) / (sum_i nw_i): -nllWeight / sum(nw);
-// 0 without the NLL term (nllWeight 0, or no chosen row has a token).
-FUSEDPO_HD inline double nllSlopeOf(const LossParams& p, double chosenTokenSum) {
-  return p.nllWeight > 0 && chosenTokenSum > 0 ? -p.nllWeight / chosenTokenSum : 0.0;
+// EXO over K responses per prompt (Ji 2024, arXiv 2402.00856), prompt i of G, rows k*G + i:
+// u_k = pi_k - r_k (divided by length with averageLogProb), q = softmax_k(b u_k), p the target
+// distribution, L = sum_k q_k (log q_k - log p_k), dL/du_j = b q_j ((log q_j - log p_j) - L).
+//   p = softmax_k(R_k / br) with rewards R, else (1 - e, e/(K-1), ..., e/(K-1)).
+// Every sum over k is a loop over the rows (no array of K): the GPU runs it per thread. With
+// K = 2 and no rewards it is exo_pair's loss. Writes the K coefficients (dL/dpi divided by G);
+// returns the prompt's loss.
+FUSEDPO_HD inline double exoGroup(const LossParams& p, int64_t groups, int64_t i, const double* logps,
+                                  const int32_t* tokenCounts, const float* refLogps,
+                                  const float* rewards, float* coef) {
+  const int64_t K = p.groupSize;
+  const double b = p.beta, e = p.labelSmoothing;
+  auto u = [&](int64_t k) {
+    const int64_t row = k * groups + i;
+    const double scale = p.averageLogProb ? inverseOrZero(tokenCounts[row]) : 1.0;
+    return (logps[row] - double(refLogps[row])) * scale;
+  };
+  // log q_k = b u_k - logsumexp(b u); log p_k = R_k/br - logsumexp(R/br), or the smoothed labels.
+  double qMax = -HUGE_VAL, rMax = -HUGE_VAL;
+  for (int64_t k = 0; k < K; ++k) {
+    qMax = fmax(qMax, b * u(k));
+    if (rewards != nullptr) rMax = fmax(rMax, double(rewards[k * groups + i]) / p.exoRewardBeta);
+  }
+  double qSum = 0, rSum = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    qSum += exp(b * u(k) - qMax);
+    if (rewards != nullptr) rSum += exp(double(rewards[k * groups + i]) / p.exoRewardBeta - rMax);
+  }
+  const double qLse = qMax + log(qSum), rLse = rMax + log(rSum);
+  auto logTarget = [&](int64_t k) {
+    if (rewards != nullptr) return double(rewards[k * groups + i]) / p.exoRewardBeta - rLse;
+    return k == 0 ? log1p(-e) : log(e / double(K - 1));
+  };
+  double loss = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const double logQ = b * u(k) - qLse;
+    loss += exp(logQ) * (logQ - logTarget(k));
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t row = k * groups + i;
+    const double logQ = b * u(k) - qLse;
+    const double du = b * exp(logQ) * ((logQ - logTarget(k)) - loss);
+    const double scale = p.averageLogProb ? inverseOrZero(tokenCounts[row]) : 1.0;
+    coef[row] = tokenCounts[row] > 0 ? float(du * scale / double(groups)) : 0.0f;
+  }
+  return loss;
 }
 
-// Pair i of a batch of `pairs` (rows i and pairs + i): its loss and metric terms added to sums,
-// its two rows' coefficients written.
-FUSEDPO_HD inline void addPair(const LossParams& p, int64_t pairs, int64_t i, const double* logps,
-                               const int32_t* tokenCounts, const float* refLogps, double nllSlope,
-                               float* coef, PairSums& sums) {
-  const int64_t w = i, l = pairs + i;
+// The sums over prompts that the batch loss and its metrics are made of: an array, so that the
+// GPU folds them with one tree (cuda/preference_loss_coefficients.cu), indexed by the names below.
+struct PairSums {
+  enum : int { kLoss, kUw, kUl, kWins, kLogpsChosen, kLogpsRejected, kRejectedBelow, kCount };
+  double values[kCount] = {0, 0, 0, 0, 0, 0, 0};
+};
+
+// The NLL terms of the chosen rows 0..G-1, from the totals of their log-probs and tokens:
+//   nllWeight a: a * -(sum pw)/(sum nw) (tokenMean) or a * mean(-pw) (sum);
+//   orpo's own: -(sum pw)/(sum nw), once per batch (as TRL's ORPOTrainer and Liger-Kernel).
+struct NllTerms {
+  double value = 0;   // added to the batch loss
+  double metric = 0;  // the nll metric: the weighted term's NLL, else orpo's, else 0
+  double slope = 0;   // d value / d pw for every chosen row that has a token
+};
+
+FUSEDPO_HD inline NllTerms nllTermsOf(const LossParams& p, int64_t groups, double chosenLogpSum, double chosenTokenSum) {
+  NllTerms t;
+  const double tokenMean = chosenTokenSum > 0 ? -chosenLogpSum / chosenTokenSum : 0.0;
+  const double tokenSlope = chosenTokenSum > 0 ? -1.0 / chosenTokenSum : 0.0;
+  if (p.kind == LossKind::Orpo) {
+    t.value += tokenMean;
+    t.slope += tokenSlope;
+    t.metric = tokenMean;
+  }
+  if (p.nllWeight > 0) {
+    const bool sum = p.nllReduction == NllReduction::Sum;
+    const double nll = sum ? -chosenLogpSum / double(groups) : tokenMean;
+    t.value += p.nllWeight * nll;
+    t.slope += p.nllWeight * (sum ? -1.0 / double(groups) : tokenSlope);
+    t.metric = nll;
+  }
+  return t;
+}
+
+// Prompt i of a batch of `groups` prompts: its loss and metric terms added to sums, its rows'
+// coefficients written (the NLL's slope added to its chosen row). Response 0 (row i) is the
+// chosen answer and response 1 (row groups + i) the rejected one, for the metrics too.
+FUSEDPO_HD inline void addPrompt(const LossParams& p, int64_t groups, int64_t i, const double* logps,
+                                 const int32_t* tokenCounts, const float* refLogps, const float* rewards,
+                                 double nllSlope, float* coef, PairSums& sums) {
+  const int64_t w = i, l = groups + i;
   const double pw = logps[w], pl = logps[l];
   const double rw = refLogps != nullptr ? double(refLogps[w]) : 0.0;
   const double rl = refLogps != nullptr ? double(refLogps[l]) : 0.0;
   const double nw = tokenCounts[w], nl = tokenCounts[l];
-  const PairTerms t = pairLoss(p, pw, pl, rw, rl, nw, nl);
-  const PairMargins m = pairMargins(p, pw, pl, rw, rl, nw, nl);
-  coef[w] = float(t.dpw / double(pairs) + (nw > 0 ? nllSlope : 0.0));
-  coef[l] = float(t.dpl / double(pairs));
-  sums.values[PairSums::kLoss] += t.loss;
+  if (p.kind == LossKind::Exo) {
+    sums.values[PairSums::kLoss] += exoGroup(p, groups, i, logps, tokenCounts, refLogps, rewards, coef);
+  } else {
+    const PairTerms t = pairLoss(p, pw, pl, rw, rl, nw, nl);
+    coef[w] = float(t.dpw / double(groups));
+    coef[l] = float(t.dpl / double(groups));
+    sums.values[PairSums::kLoss] += t.loss;
+  }
+  if (nw > 0 && nllSlope != 0) coef[w] = float(double(coef[w]) + nllSlope);
+  const PairMargins m = metricMargins(p, pw, pl, rw, rl, nw, nl);
   sums.values[PairSums::kUw] += m.uw;
   sums.values[PairSums::kUl] += m.ul;
   sums.values[PairSums::kWins] += m.uw > m.ul ? 1.0 : 0.0;
   sums.values[PairSums::kLogpsChosen] += pw * m.kw;
   sums.values[PairSums::kLogpsRejected] += pl * m.kl;
+  sums.values[PairSums::kRejectedBelow] += m.ul < 0 ? 1.0 : 0.0;
 }
 
-// The batch loss and metrics from the sums over all its pairs (pairs > 0) and the chosen rows'
-// totals of log-probs and tokens (for the NLL).
-FUSEDPO_HD inline LossResult batchResult(const LossParams& p, int64_t pairs, const PairSums& sums,
+// The batch loss and metrics from the sums over all its prompts (groups > 0) and the chosen
+// rows' totals of log-probs and tokens (for the NLL).
+FUSEDPO_HD inline LossResult batchResult(const LossParams& p, int64_t groups, const PairSums& sums,
                                          double chosenLogpSum, double chosenTokenSum) {
   const double* v = sums.values;
-  const double inversePairs = 1.0 / double(pairs);
+  const double inverse = 1.0 / double(groups);
   const double rewardScale = p.kind == LossKind::Orpo ? p.orpoLambda : p.beta;
   LossResult result;
-  result.loss = v[PairSums::kLoss] * inversePairs;
-  result.metrics.rewardsChosen = rewardScale * v[PairSums::kUw] * inversePairs;
-  result.metrics.rewardsRejected = rewardScale * v[PairSums::kUl] * inversePairs;
-  result.metrics.rewardsAccuracy = v[PairSums::kWins] * inversePairs;
-  result.metrics.rewardsMargin = rewardScale * (v[PairSums::kUw] - v[PairSums::kUl]) * inversePairs;
-  result.metrics.logpsChosen = v[PairSums::kLogpsChosen] * inversePairs;
-  result.metrics.logpsRejected = v[PairSums::kLogpsRejected] * inversePairs;
-  if (p.nllWeight > 0 && chosenTokenSum > 0) {
-    result.metrics.nll = -chosenLogpSum / chosenTokenSum;
-    result.loss += p.nllWeight * result.metrics.nll;
-  }
+  result.loss = v[PairSums::kLoss] * inverse;
+  result.metrics.rewardsChosen = rewardScale * v[PairSums::kUw] * inverse;
+  result.metrics.rewardsRejected = rewardScale * v[PairSums::kUl] * inverse;
+  result.metrics.rewardsAccuracy = v[PairSums::kWins] * inverse;
+  result.metrics.rewardsMargin = rewardScale * (v[PairSums::kUw] - v[PairSums::kUl]) * inverse;
+  result.metrics.logpsChosen = v[PairSums::kLogpsChosen] * inverse;
+  result.metrics.logpsRejected = v[PairSums::kLogpsRejected] * inverse;
+  result.metrics.rejectedBelowReference = v[PairSums::kRejectedBelow] * inverse;
+  const NllTerms nll = nllTermsOf(p, groups, chosenLogpSum, chosenTokenSum);
+  result.loss += nll.value;
+  result.metrics.nll = nll.metric;
   return result;
 }
 
-// The batch: loss = mean over pairs of pairLoss + nllWeight * NLL, NLL = -(sum_i pw_i) /
-// (sum_i nw_i) over the chosen rows (summed log-probs: the token mean of the whole batch; 0 when
-// no chosen row has a token). coef[s] = dLoss/dpi[s] (0 for an empty row).
+// The batch: loss = mean over prompts of the loss of each (a pair's pairLoss, or exoGroup) plus
+// the NLL terms (nllTermsOf); coef[s] = dLoss/dpi[s] (0 for an empty row).
 //
-// Metrics (TRL's, LOSSES.md) use the margins each loss sees (pairMargins: after the division by
-// length when the loss or averageLogProb divides): rewards = b * mean(u), accuracy = mean(uw > ul),
-// margin = b * mean(uw - ul), logps = mean of pi * k (pi, or pi/n where the loss divides).
-// simpo and orpo have no reference: their u is pi/n itself, and b is beta for simpo (TRL's
-// CPOTrainer) and orpoLambda for orpo (TRL's ORPOTrainer calls its lambda beta).
+// Metrics (TRL's, docs/losses.md) use metricMargins: rewards = b * mean(u), accuracy =
+// mean(uw > ul), margin = b * mean(uw - ul), logps = mean of pi (or pi/n where the metrics
+// divide), rejectedBelowReference = mean(ul < 0); b is beta, and orpoLambda for orpo (TRL's
+// ORPOTrainer calls its lambda beta).
 //
-// Shapes: logps [R] (fp64), tokenCounts [R], refLogps [R] or nullptr (read as 0), coef [R] out.
-// Serial, in pair order: deterministic. The GPU runs addPair and batchResult too, with a tree.
+// Shapes: logps [R] (fp64), tokenCounts [R], refLogps [R] or nullptr (read as 0), rewards [R] or
+// nullptr, coef [R] out. Serial, in prompt order: deterministic. The GPU runs addPrompt and
+// batchResult too, with a tree.
 FUSEDPO_HD inline LossResult preferenceLossOfBatch(const LossParams& p, int64_t rows,
                                                    const double* logps, const int32_t* tokenCounts,
-                                                   const float* refLogps, float* coef) {
-  const int64_t pairs = rows / 2;
-  if (pairs <= 0) return LossResult{};
+                                                   const float* refLogps, const float* rewards, float* coef) {
+  const int64_t groups = rows / rowsPerPrompt(p);
+  if (groups <= 0) return LossResult{};
   double chosenLogpSum = 0, chosenTokenSum = 0;
-  for (int64_t i = 0; i < pairs; ++i) {
+  for (int64_t i = 0; i < groups; ++i) {
     chosenLogpSum += logps[i];
     chosenTokenSum += tokenCounts[i];
   }
-  const double nllSlope = nllSlopeOf(p, chosenTokenSum);
+  const double nllSlope = nllTermsOf(p, groups, chosenLogpSum, chosenTokenSum).slope;
   PairSums sums;
-  for (int64_t i = 0; i < pairs; ++i) {
-    addPair(p, pairs, i, logps, tokenCounts, refLogps, nllSlope, coef, sums);
+  for (int64_t i = 0; i < groups; ++i) {
+    addPrompt(p, groups, i, logps, tokenCounts, refLogps, rewards, nllSlope, coef, sums);
   }
-  return batchResult(p, pairs, sums, chosenLogpSum, chosenTokenSum);
+  return batchResult(p, groups, sums, chosenLogpSum, chosenTokenSum);
 }
 
 // The largest magnitude a gradient coefficient may have for dlogits stored in `dtype`: since

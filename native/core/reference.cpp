@@ -34,7 +34,7 @@ void storeGradient(void* dlogits, DType dtype, int64_t index, float value) {
 
 }  // namespace
 
-void referenceLogsoftmaxGatherForward(const void* logits, DType dtype, LogitsShape shape,
+void referencePreferenceLossForward(const void* logits, DType dtype, LogitsShape shape,
                                       const int32_t* labels, int32_t ignoreIndex, float* lse,
                                       float* lp, int64_t* nonFiniteToken) {
   const int64_t T = shape.tokens, V = shape.vocab;
@@ -73,7 +73,7 @@ void referenceLogsoftmaxGatherForward(const void* logits, DType dtype, LogitsSha
   }
 }
 
-void referenceLogsoftmaxGatherBackward(const void* logits, DType dtype, LogitsShape shape,
+void referencePreferenceLossBackward(const void* logits, DType dtype, LogitsShape shape,
                                        const int32_t* labels, int32_t ignoreIndex,
                                        const float* lse, const float* coef, void* dlogits) {
   const int64_t T = shape.tokens, V = shape.vocab;
@@ -130,15 +130,15 @@ void sequenceSums(const void* logits, DType dtype, LogitsShape shape, const int3
 // The policy's sums are compared with refLogps, which are fp32, and usually the fp32 logps this
 // same API reported for the reference model: they are rounded to fp32 first (where fp32 holds
 // them: bf16 logits near their largest value can push a sum past it), so that a reference equal
-// to the policy gives ul = 0 exactly, and MinorDPO's first step is exactly DPO's (LOSSES.md).
-LossResult preferenceLossFromLogps(const LossParams& params, int64_t rows, const double* logps,
-                                   const int32_t* tokenCounts, const float* refLogps,
-                                   float* coef) {
+// to the policy gives ul = 0 exactly, and MinorDPO's first step is exactly DPO's (docs/losses.md).
+LossResult preferenceLossCoefficients(const LossParams& params, int64_t rows, const double* logps,
+                                      const int32_t* tokenCounts, const float* refLogps,
+                                      const float* rewards, float* coef) {
   std::vector<double> asReported(logps, logps + rows);
   for (double& pi : asReported) {
     if (std::fabs(pi) <= double(std::numeric_limits<float>::max())) pi = double(float(pi));
   }
-  return preferenceLossOfBatch(params, rows, asReported.data(), tokenCounts, refLogps, coef);
+  return preferenceLossOfBatch(params, rows, asReported.data(), tokenCounts, refLogps, rewards, coef);
 }
 
 }  // namespace fusedpo

@@ -1,5 +1,5 @@
 // The plain scalar spec of stages 1 and 4 (Impl::Reference), called by the dispatchers of
-// logsoftmaxGatherForward/Backward in ../cpu/logsoftmax_gather.cpp. Shapes as in
+// preferenceLossForward/Backward in ../cpu/preference_loss.cpp. Shapes as in
 // preference_loss.h. The fast paths are tested against these.
 #pragma once
 
@@ -9,11 +9,11 @@
 
 namespace fusedpo {
 
-void referenceLogsoftmaxGatherForward(const void* logits, DType dtype, LogitsShape shape,
+void referencePreferenceLossForward(const void* logits, DType dtype, LogitsShape shape,
                                       const int32_t* labels, int32_t ignoreIndex, float* lse,
                                       float* lp, int64_t* nonFiniteToken);
 
-void referenceLogsoftmaxGatherBackward(const void* logits, DType dtype, LogitsShape shape,
+void referencePreferenceLossBackward(const void* logits, DType dtype, LogitsShape shape,
                                        const int32_t* labels, int32_t ignoreIndex,
                                        const float* lse, const float* coef, void* dlogits);
 

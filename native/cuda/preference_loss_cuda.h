@@ -1,5 +1,5 @@
 // The fused preference loss on an NVIDIA GPU: the same four stages as the CPU contract
-// (../core/preference_loss.h, LOSSES.md), on device buffers. Plain C++17: no CUDA type appears
+// (../core/preference_loss.h, docs/losses.md), on device buffers. Plain C++17: no CUDA type appears
 // here, so g++ can compile a binding against it without the CUDA headers. Streams are
 // `cudaStream_t` passed as `void*` (nullptr: the legacy default stream).
 //
@@ -15,6 +15,7 @@
 //   tokenCounts    [R]        int32
 //   nonFiniteToken [R]        int64; first counted token t of row s with a NaN/inf logit, or -1
 //   refLogps       [R]        float; nullptr for the reference-free losses (simpo, orpo)
+//   rewards        [R]        float; exo's optional rewards, else nullptr
 //   coef           [R]        float; c[s] = dLoss/dpi[s] (0 for a row without counted tokens)
 //   dlogits        [R, T, V]  same dtype as logits; may be the logits buffer itself (in place)
 //   workspace                 forwardWorkspaceBytes(shape) bytes (may be 0 bytes, nullptr)
@@ -93,13 +94,13 @@ CudaStatus preferenceLossForward(const void* logits, DType dtype, LogitsShape sh
                                  double* logps, int32_t* tokenCounts, int64_t* nonFiniteToken,
                                  void* workspace, size_t workspaceBytes, void* stream);
 
-// Stage 3: every pair's loss (pairLoss of ../core/pair_loss.h), the batch loss and metrics
-// (LOSSES.md), and coef [R], in one thread block, in a fixed order. deviceResult is a device
+// Stage 3: every prompt's loss (addPrompt of ../core/pair_loss.h), the batch loss and metrics
+// (docs/losses.md), and coef [R], in one thread block, in a fixed order. deviceResult is a device
 // buffer of sizeof(LossResult) bytes that receives the result; when hostResult is not nullptr
 // the result is copied into it and the stream is synchronized.
 CudaStatus preferenceLossCoefficients(const LossParams& params, int64_t rows, const double* logps,
                                       const int32_t* tokenCounts, const float* refLogps,
-                                      float* coef, LossResult* deviceResult,
+                                      const float* rewards, float* coef, LossResult* deviceResult,
                                       LossResult* hostResult, void* stream);
 
 // Stage 4: dlogits[s,t,v] = coef[s] * m[s,t] * ([v == y[s,t]] - exp(z[s,t,v] - lse[s,t])),

@@ -40,7 +40,7 @@ struct BorrowedBuffers {
 };
 
 // Fills job's inputs from the request object built by lib/losses.ts (NativeLossRequest), each
-// field read once; copies the labels (checked against the vocabulary) and refLogps.
+// field read once; copies the labels (checked against the vocabulary), refLogps and rewards.
 void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& borrowed) {
   job.impl = implField(request);
   job.dtype = dtypeField(request);
@@ -56,9 +56,6 @@ void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& bor
   job.withLoss = boolField(request, "withLoss");
   if (!job.withLoss) return;
 
-  if (!isAbsent(request.Get("refLogps"))) {
-    job.refLogps = finiteFloatsField(request, "refLogps", static_cast<size_t>(job.shape.rows));
-  }
   Napi::Value dlogits = request.Get("dlogits");
   if (!isAbsent(dlogits)) {
     job.dlogits = bufferValue(request, dlogits, "dlogits", kind, logitCount);
@@ -70,9 +67,7 @@ void readRequest(const Napi::Object& request, LossJob& job, BorrowedBuffers& bor
     overlaps.check(request.Env(), "preferenceLoss");
   }
   job.params = lossParamsFields(request);
-  if (job.params.kind != LossKind::Simpo && job.params.kind != LossKind::Orpo && job.refLogps.empty()) {
-    throw Napi::TypeError::New(request.Env(), "native request: this loss needs refLogps");
-  }
+  lossInputFields(request, job.params, job.shape, job.refLogps, job.rewards);
 }
 
 // "[R, T, V]" for messages.
@@ -99,9 +94,9 @@ Napi::Value PreferenceLoss(const Napi::CallbackInfo& info) {
 
 // Stage 4 alone: dlogits from the logits, the lse of an earlier forward call (returnLse) and
 // per-row coefficients given by the caller (autograd scales them by the upstream gradient).
-Napi::Value LogsoftmaxGatherBackward(const Napi::CallbackInfo& info) {
+Napi::Value PreferenceLossBackward(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) {
-    throw Napi::TypeError::New(info.Env(), "logsoftmaxGatherBackward: expected a request object");
+    throw Napi::TypeError::New(info.Env(), "preferenceLossBackward: expected a request object");
   }
   Napi::Object request = info[0].As<Napi::Object>();
   const Impl impl = implField(request);
@@ -122,11 +117,11 @@ Napi::Value LogsoftmaxGatherBackward(const Napi::CallbackInfo& info) {
   overlaps.input("lse", lse, tokenCount * 4);
   overlaps.input("coef", coef, static_cast<size_t>(shape.rows) * 4);
   overlaps.output("dlogits", dlogits, bytes, logits);
-  overlaps.check(info.Env(), "logsoftmaxGatherBackward");
+  overlaps.check(info.Env(), "preferenceLossBackward");
   try {
-    logsoftmaxGatherBackward(impl, logits, dtype, shape, labels.data(), ignoreIndex, lse, coef, dlogits);
+    preferenceLossBackward(impl, logits, dtype, shape, labels.data(), ignoreIndex, lse, coef, dlogits);
   } catch (const std::bad_alloc&) {
-    throw outOfMemory(info.Env(), "logsoftmaxGatherBackward", 0, "scratch");
+    throw outOfMemory(info.Env(), "preferenceLossBackward", 0, "scratch");
   }
   return info.Env().Undefined();
 }
@@ -293,8 +288,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("externalMemory", Napi::Function::New(env, ExternalMemory, "externalMemory"));
   exports.Set("setThreadCount", Napi::Function::New(env, SetThreadCount, "setThreadCount"));
   exports.Set("preferenceLoss", Napi::Function::New(env, PreferenceLoss, "preferenceLoss"));
-  exports.Set("logsoftmaxGatherBackward",
-              Napi::Function::New(env, LogsoftmaxGatherBackward, "logsoftmaxGatherBackward"));
+  exports.Set("preferenceLossBackward",
+              Napi::Function::New(env, PreferenceLossBackward, "preferenceLossBackward"));
   exports.Set("preferenceLossAsync",
               Napi::Function::New(env, PreferenceLossAsync, "preferenceLossAsync"));
   NativeStorage::addTo(env, exports);

@@ -246,20 +246,24 @@ CudaLossJob readCudaRequest(const Napi::Object& request, std::vector<CudaStorage
   }
   job.allowNonFinite = boolField(request, "allowNonFinite");
   job.returnLse = boolField(request, "returnLse");
-  if (!isAbsent(request.Get("refLogps"))) {
-    job.refLogps = finiteFloatsField(request, "refLogps", static_cast<size_t>(job.shape.rows));
+  const Napi::Value withLoss = request.Get("withLoss");  // absent: true
+  if (!withLoss.IsUndefined() && !withLoss.IsBoolean()) {
+    throw Napi::TypeError::New(request.Env(), "native request: expected a boolean for withLoss");
+  }
+  job.withLoss = withLoss.IsUndefined() || withLoss.As<Napi::Boolean>().Value();
+  if (!job.withLoss) {
+    if (job.dlogits != nullptr) throw Napi::TypeError::New(request.Env(), "native request: withLoss false takes no dlogits");
+    return job;
   }
   job.params = lossParamsFields(request);
-  if (job.params.kind != LossKind::Simpo && job.params.kind != LossKind::Orpo && job.refLogps.empty()) {
-    throw Napi::TypeError::New(request.Env(), "native request: this loss needs refLogps");
-  }
+  lossInputFields(request, job.params, job.shape, job.refLogps, job.rewards);
   return job;
 }
 
 // Where a job's results go: lib/'s arrays (none for the backward pass alone).
 LossOutputs cudaOutputFields(const Napi::Object& request, const CudaLossJob& job) {
   if (job.kind == CudaLossJob::Kind::BackwardOnly) return LossOutputs{};
-  return lossOutputFields(request, job.shape, true, job.returnLse);
+  return lossOutputFields(request, job.shape, job.withLoss, job.returnLse);
 }
 
 // What a finished job gives JavaScript: undefined for the backward pass alone, else the result.

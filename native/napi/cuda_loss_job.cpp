@@ -81,6 +81,7 @@ void runCudaLossJob(CudaLossJob& job) {
   const size_t countsAt = layout.add<int32_t>(rows);
   const size_t nonFiniteAt = layout.add<int64_t>(rows);
   const size_t refAt = layout.add<float>(rows);
+  const size_t rewardsAt = layout.add<float>(rows);
   const size_t coefAt = layout.add<float>(rows);
   const size_t resultAt = layout.add<LossResult>(1);
   const size_t probeAt = layout.add<int64_t>(1);
@@ -102,6 +103,7 @@ void runCudaLossJob(CudaLossJob& job) {
   auto* counts = reinterpret_cast<int32_t*>(base + countsAt);
   auto* nonFinite = reinterpret_cast<int64_t*>(base + nonFiniteAt);
   auto* ref = reinterpret_cast<float*>(base + refAt);
+  auto* rewards = reinterpret_cast<float*>(base + rewardsAt);
   auto* coef = reinterpret_cast<float*>(base + coefAt);
   auto* result = reinterpret_cast<LossResult*>(base + resultAt);
   auto* probe = reinterpret_cast<int64_t*>(base + probeAt);
@@ -153,13 +155,22 @@ void runCudaLossJob(CudaLossJob& job) {
     job.lse.assign(tokens, 0.f);
     check(cuda::copyToHost(job.lse.data(), lse, tokens * sizeof(float), stream), what + ", copying lse");
   }
+  if (!job.withLoss) {  // sequenceLogps: the sums alone
+    check(cuda::streamSynchronize(stream), what + ", forward");
+    return;
+  }
 
   if (!job.refLogps.empty()) {
     check(cuda::copyToDevice(ref, job.refLogps.data(), rows * sizeof(float), stream),
           what + ", copying refLogps");
   }
+  if (!job.rewards.empty()) {
+    check(cuda::copyToDevice(rewards, job.rewards.data(), rows * sizeof(float), stream),
+          what + ", copying rewards");
+  }
   check(cuda::preferenceLossCoefficients(job.params, rows, logps, counts,
-                                         job.refLogps.empty() ? nullptr : ref, coef, result,
+                                         job.refLogps.empty() ? nullptr : ref,
+                                         job.rewards.empty() ? nullptr : rewards, coef, result,
                                          &job.result, stream),
         what + ", loss");
   job.coef.assign(rows, 0.f);

@@ -39,9 +39,10 @@ struct CudaLossJob {
   std::vector<int32_t> labels;
   int32_t ignoreIndex = -100;
   std::vector<float> refLogps;  // empty for the reference-free losses
+  std::vector<float> rewards;   // exo's rewards, or empty
   LossParams params;
   bool allowNonFinite = false;
-  bool withLoss = true;  // always: loss_result.h reads it
+  bool withLoss = true;  // false: sequence log-probs only (sequenceLogps)
   bool returnLse = false;
   void* dlogits = nullptr;
   std::vector<float> coefIn;  // BackwardOnly: the coefficients to use

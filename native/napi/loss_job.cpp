@@ -11,9 +11,12 @@ void runLossJob(LossJob& job) {
   job.lse.assign(tokens, 0.0f);
   job.lp.assign(tokens, 0.0f);
   job.nonFiniteToken.assign(rows, -1);
+  job.logps.assign(rows, 0.0);
+  job.tokenCounts.assign(rows, 0);
   const int32_t* labels = job.labels.data();
-  logsoftmaxGatherForward(job.impl, job.logits, job.dtype, job.shape, labels, job.ignoreIndex,
-                          job.lse.data(), job.lp.data(), job.nonFiniteToken.data());
+  preferenceLossForward(job.impl, job.logits, job.dtype, job.shape, labels, job.ignoreIndex,
+                        job.lse.data(), job.lp.data(), job.logps.data(), job.tokenCounts.data(),
+                        job.nonFiniteToken.data());
 
   for (int64_t s = 0; s < rows; ++s) {
     if (job.nonFiniteToken[s] < 0) continue;
@@ -28,21 +31,18 @@ void runLossJob(LossJob& job) {
     return;
   }
 
-  job.logps.assign(rows, 0.0);
-  job.tokenCounts.assign(rows, 0);
-  sequenceSums(job.logits, job.dtype, job.shape, labels, job.ignoreIndex, job.lse.data(),
-               job.logps.data(), job.tokenCounts.data());
   if (!job.withLoss) return;
 
   job.coef.assign(rows, 0.0f);
-  job.result = preferenceLossFromLogps(job.params, rows, job.logps.data(), job.tokenCounts.data(),
-                                       job.refLogps.empty() ? nullptr : job.refLogps.data(), job.coef.data());
+  job.result = preferenceLossCoefficients(job.params, rows, job.logps.data(), job.tokenCounts.data(),
+                                          job.refLogps.empty() ? nullptr : job.refLogps.data(),
+                                          job.rewards.empty() ? nullptr : job.rewards.data(), job.coef.data());
   if (job.nonFiniteRow < 0) {
     job.unrepresentableRow = firstUnrepresentableCoefficient(job.coef.data(), rows, job.dtype, job.result.loss);
     if (job.unrepresentableRow >= 0) return;
   }
   if (job.dlogits != nullptr) {
-    logsoftmaxGatherBackward(job.impl, job.logits, job.dtype, job.shape, labels,
+    preferenceLossBackward(job.impl, job.logits, job.dtype, job.shape, labels,
                              job.ignoreIndex, job.lse.data(), job.coef.data(), job.dlogits);
   }
 }

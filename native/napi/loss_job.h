@@ -8,6 +8,7 @@
 //   labels  [N]        owned: copied and range-checked by the binding, so that nothing the caller
 //                      does after the check (or while a job runs) can change an index
 //   refLogps[R]        owned copy, empty for the reference-free losses
+//   rewards [R]        owned copy of exo's rewards, or empty
 //   dlogits [R, T, V]  borrowed output, or nullptr when no gradient; may equal logits
 //   lse, lp [N]        owned scratch (N floats each: never proportional to N*V)
 #pragma once
@@ -28,6 +29,7 @@ struct LossJob {
   std::vector<int32_t> labels;
   int32_t ignoreIndex = -100;
   std::vector<float> refLogps;  // empty: no reference
+  std::vector<float> rewards;   // exo's rewards, or empty
   LossParams params;
   bool withLoss = true;  // false: sequence log-probs only
   bool allowNonFinite = false;

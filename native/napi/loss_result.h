@@ -78,6 +78,7 @@ Napi::Object writeLossResult(Napi::Env env, const Job& job, const LossOutputs& o
   metrics.Set("logpsChosen", m.logpsChosen);
   metrics.Set("logpsRejected", m.logpsRejected);
   metrics.Set("nll", m.nll);
+  if (lossNeedsReference(job.params.kind)) metrics.Set("rejectedBelowReference", m.rejectedBelowReference);
   result.Set("metrics", metrics);
   return result;
 }

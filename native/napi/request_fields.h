@@ -130,23 +130,69 @@ inline int32_t ignoreIndexField(const Napi::Object& request) {
   return static_cast<int32_t>(integerField(request, "ignoreIndex", -2147483648LL, 2147483647));
 }
 
-// The loss and its parameters (the LossParameterFields of lib/losses.ts).
+// A number parameter of the loss, in the widest range the registry gives it (loss_registry.h).
+inline double parameterField(const Napi::Object& request, const char* name, double min, bool minExclusive, double max,
+                             bool maxExclusive, bool allowInfinity) {
+  Napi::Value value = requireField(request, name);
+  if (!value.IsNumber()) {
+    throw Napi::TypeError::New(request.Env(), std::string("native request: expected a number for ") + name);
+  }
+  const double x = value.As<Napi::Number>().DoubleValue();
+  const bool representable = std::isfinite(x) || (allowInfinity && x == HUGE_VAL);
+  const bool aboveMin = minExclusive ? x > min : x >= min;
+  const bool belowMax = maxExclusive ? x < max : x <= max;
+  if (!representable || !aboveMin || !belowMax) {
+    throw Napi::RangeError::New(request.Env(), std::string("native request: expected ") + name + " in " +
+                                                   (minExclusive ? "(" : "[") + std::to_string(min) + ", " +
+                                                   std::to_string(max) + (maxExclusive ? ")" : "]") + " but received " +
+                                                   std::to_string(x));
+  }
+  return x;
+}
+
+// The loss and its parameters (the LossParameterFields of lib/losses): every parameter of the
+// registry, each read once and checked against its widest range.
 inline LossParams lossParamsFields(const Napi::Object& request) {
   LossParams p;
-  p.kind = static_cast<LossKind>(integerField(request, "lossKind", 0, static_cast<int64_t>(LossKind::Orpo)));
-  p.beta = numberField(request, "beta");
-  p.labelSmoothing = numberField(request, "labelSmoothing");
+  p.kind = static_cast<LossKind>(integerField(request, "lossKind", 0, kLossKindCount - 1));
   p.averageLogProb = boolField(request, "averageLogProb");
   p.nllWeight = numberField(request, "nllWeight");
-  p.dpopLambda = numberField(request, "dpopLambda");
-  p.simpoGamma = numberField(request, "simpoGamma");
-  p.orpoLambda = numberField(request, "orpoLambda");
-  p.discopopTau = numberField(request, "discopopTau");
-  p.bcoDelta = numberField(request, "bcoDelta");
-  if (!(p.beta > 0) || !(p.discopopTau > 0)) {
-    throw Napi::RangeError::New(request.Env(), "native request: expected beta > 0 and discopopTau > 0");
+  if (!(p.nllWeight >= 0)) throw Napi::RangeError::New(request.Env(), "native request: expected nllWeight >= 0");
+  p.nllReduction = static_cast<NllReduction>(integerField(request, "nllReduction", 0, 1));
+#define FUSEDPO_READ_PARAMETER(type, name, value, min, minExclusive, max, maxExclusive, allowInfinity)       \
+  {                                                                                                          \
+    const double x = parameterField(request, #name, min, minExclusive, max, maxExclusive, allowInfinity);    \
+    if (static_cast<double>(static_cast<type>(x)) != x) {                                                    \
+      throw Napi::RangeError::New(request.Env(), "native request: expected an integer for " #name);          \
+    }                                                                                                        \
+    p.name = static_cast<type>(x);                                                                           \
   }
+  FUSEDPO_LOSS_PARAMETERS(FUSEDPO_READ_PARAMETER)
+#undef FUSEDPO_READ_PARAMETER
+  if (p.kind != LossKind::Exo) p.groupSize = 2;
   return p;
+}
+
+// The per-row inputs of stage 3 besides the logits, copied: refLogps (required by the losses with a
+// reference) and rewards (exo's, optional); and the row count checked against the responses per
+// prompt.
+inline void lossInputFields(const Napi::Object& request, const LossParams& params, LogitsShape shape,
+                            std::vector<float>& refLogps, std::vector<float>& rewards) {
+  const size_t rows = static_cast<size_t>(shape.rows);
+  if (shape.rows % rowsPerPrompt(params) != 0) {
+    throw Napi::RangeError::New(request.Env(), "native request: rows must be a multiple of " +
+                                                   std::to_string(rowsPerPrompt(params)) + " for loss " + lossName(params.kind));
+  }
+  if (!isAbsent(request.Get("refLogps"))) refLogps = finiteFloatsField(request, "refLogps", rows);
+  if (lossNeedsReference(params.kind) && refLogps.empty()) {
+    throw Napi::TypeError::New(request.Env(), std::string("native request: loss ") + lossName(params.kind) + " needs refLogps");
+  }
+  if (!isAbsent(request.Get("rewards"))) {
+    if (!lossTakesRewards(params.kind)) {
+      throw Napi::TypeError::New(request.Env(), std::string("native request: loss ") + lossName(params.kind) + " takes no rewards");
+    }
+    rewards = finiteFloatsField(request, "rewards", rows);
+  }
 }
 
 }  // namespace fusedpo

@@ -414,7 +414,7 @@ function compareWithReference(kind: NonNullable<Program['reference']>, args: Rec
   const loss = (args.loss as Fusedpo.LossName | undefined) ?? 'dpo';
   const options = defaultOptions(loss, Object.fromEntries(['beta', 'labelSmoothing', 'averageLogProb', 'nllWeight'].filter((k) => args[k] !== undefined).map((k) => [k, args[k]])));
   const ref = (args.refLogps as Float32Array | undefined) ?? null;
-  // The kernels compare fp32-rounded sums with the fp32 references (LOSSES.md): so does this.
+  // The kernels compare fp32-rounded sums with the fp32 references (docs/losses.md): so does this.
   const pi = Array.from(lp.pi, (x) => Math.fround(x));
   const expectedLoss = batchLoss64(loss, options, pi, lp.n, ref);
   const got = isTensor ? (result.loss as Fusedpo.Tensor).item() : (result.loss as number);

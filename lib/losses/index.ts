@@ -1,34 +1,35 @@
 /**
  * The fused preference losses: log-softmax at each label, masked sums per sequence, the loss of
- * every pair, its metrics and the gradient with respect to the logits, in one native call that
- * never materializes a log-softmax or probability tensor.
+ * every pair (or group of K responses), its metrics and the gradient with respect to the logits,
+ * in one native call that never materializes a log-softmax or probability tensor.
  *
- * The exact contract (formulas, kinks, layout, bad input) is LOSSES.md, summarized here:
+ * The contract (formulas, kinks, layout, metrics, bad input) is docs/losses.md; the list of
+ * losses and their parameters is the registry (./registry.ts). In short:
  *
  * - `logits` `[2P, T, V]`: rows `0..P-1` chosen, rows `P..2P-1` rejected (pair `i` is rows
- *   `i` and `P+i`). `labels[s,t]` is the token `logits[s,t,:]` predicts (no shift is done);
- *   `ignoreIndex` marks uncounted tokens.
+ *   `i` and `P+i`); for `exo`, `[K*P, T, V]` with row `k*P + i` response `k` of prompt `i`.
+ *   `labels[s,t]` is the token `logits[s,t,:]` predicts (no shift is done); `ignoreIndex` marks
+ *   uncounted tokens.
  * - `pi[s] = sum_t m[s,t] * (z[s,t,y] - logsumexp(z[s,t,:]))`; for pair `i`,
  *   `uw = pi[i] - ref[i]`, `ul = pi[P+i] - ref[P+i]`, `D = uw - ul`.
  * - `dpo`: `-(1-e)*logsigmoid(b*D) - e*logsigmoid(-b*D)` (Rafailov et al. 2023).
  * - `minordpo`: the same with `z = b*(uw - max(0, ul))` (arXiv 2408.09834): the rejected answer
  *   is pushed down only while the policy still rates it above the reference.
- * - and `ipo`, `hinge`, `robust`, `exo_pair`, `nca_pair`, `bco_pair`, `sppo_hard`, `apo_zero`,
- *   `apo_down`, `discopop`, `sigmoid_norm`, `dpop`, `simpo`, `orpo`: see README.md.
  * - `dlogits[s,t,v] = c[s] * m[s,t] * ([v == y] - softmax(z[s,t,:])[v])` with `c[s] = dLoss/dpi[s]`.
  */
 import { markAsUntransferable } from 'node:worker_threads';
 
-import { NonFiniteLogitError } from './errors';
-import { needsGrad, record } from './autograd';
+import { NonFiniteLogitError } from '../errors';
+import { needsGrad, record } from '../autograd';
 import {
   cudaAddon, lossOutputs, native, withLossOutputs, type NativeCudaLossRequest, type NativeLossRequest, type NativeLossResult, type NativeStorage,
-} from './native';
-import { Tensor, cudaStorage, disposeOnThrow, hostStorage, isTensor } from './tensor';
+} from '../native';
+import { Tensor, cudaStorage, disposeOnThrow, hostStorage, isTensor } from '../tensor';
+import { LOSS_INPUT_KEYS, LOSS_PARAMETER_KEYS, checkLoss, lossInputs, type CheckedLoss, type LossParameterArgs } from './parameters';
+import { LOSS_NAMES, REFERENCE_FREE_LOSSES, type LossName } from './registry';
 import {
   checkBoolean,
   checkInteger,
-  checkNumber,
   checkOneOf,
   checkTypedArray,
   describe,
@@ -37,34 +38,10 @@ import {
   readArgs,
   readArray,
   typedArrayFacts,
-} from './validate';
+} from '../validate';
 
-/** Every loss, in the order of `LossKind` in native/core/preference_loss.h. */
-export const LOSS_NAMES = [
-  'dpo',
-  'minordpo',
-  'ipo',
-  'hinge',
-  'robust',
-  'exo_pair',
-  'nca_pair',
-  'bco_pair',
-  'sppo_hard',
-  'apo_zero',
-  'apo_down',
-  'discopop',
-  'sigmoid_norm',
-  'dpop',
-  'simpo',
-  'orpo',
-] as const;
-
-/** A loss of the family; `sigmoid` is TRL's name for `dpo`. */
-export type LossName = (typeof LOSS_NAMES)[number] | 'sigmoid';
-const ACCEPTED_LOSS_NAMES: readonly LossName[] = [...LOSS_NAMES, 'sigmoid'];
-
-/** Losses that use no reference model. */
-export const REFERENCE_FREE_LOSSES: readonly LossName[] = ['simpo', 'orpo'];
+export { LOSSES, LOSS_NAMES, REFERENCE_FREE_LOSSES, PARAMETERS, lossEntry, type CanonicalLossName, type LossEntry, type LossName } from './registry';
+export type { LossNumberParameters, LossParameterArgs, NllReduction } from './parameters';
 
 export type LogitsDType = 'f32' | 'bf16' | 'f16';
 const DTYPES: readonly LogitsDType[] = ['f32', 'bf16', 'f16'];
@@ -91,27 +68,23 @@ export interface SequenceLogpsArgs {
   implementation?: 'fast' | 'reference';
 }
 
-export interface PreferenceLossArgs extends SequenceLogpsArgs {
-  /** The loss (default `dpo`). */
-  loss?: LossName;
-  /** `float32`, length `2P`, the reference model's sequence log-probs, chosen rows first. */
-  refLogps?: Float32Array;
-  /** Temperature `b` of the implicit reward (default 0.1; 2.0 for `simpo`). */
-  beta?: number;
-  /** `e` of `dpo`/`minordpo` (cDPO, [0, 0.5]), `robust` ([0, 0.5)), `exo_pair` ((0, 1), default 1e-3). */
-  labelSmoothing?: number;
-  /** Weight `a` of the NLL of the chosen rows added to the loss (RPO; default 0). */
-  nllWeight?: number;
-  /** `lam` of `dpop` (default 50). */
-  dpopLambda?: number;
-  /** `g` of `simpo` (default 0.5). */
-  simpoGamma?: number;
-  /** `lam` of `orpo` (default 0.1). */
-  orpoLambda?: number;
-  /** `tau` of `discopop` (default 0.05). */
-  discopopTau?: number;
-  /** `d` of `bco_pair` (default 0). */
-  bcoDelta?: number;
+/** The per-row inputs of the loss besides the logits (docs/losses.md). */
+export interface LossInputArgs {
+  /**
+   * The reference model's sequence log-probs, one per row in the rows' order (not for `simpo`,
+   * `orpo`): a Float32Array (or a `[rows]` f32 tensor), or an array of K of them, combined as
+   * MRPO (arXiv 2405.16388) with `referenceWeights` and `referenceClip`.
+   */
+  refLogps?: Float32Array | Tensor | readonly (Float32Array | Tensor)[];
+  /** K positive weights of the references (normalized; default 1/K each). */
+  referenceWeights?: readonly number[];
+  /** `eps` >= 0: each reference after the first is clipped to within `eps * |r_0|` of the first (default: no clip). */
+  referenceClip?: number;
+  /** `exo`'s rewards, one per row (optional): the target is `softmax_k(R_k / exoRewardBeta)`. */
+  rewards?: Float32Array | Tensor;
+}
+
+export interface PreferenceLossArgs extends SequenceLogpsArgs, LossParameterArgs, LossInputArgs {
   /** Compute `dlogits` (default true). */
   grad?: boolean;
   /** Write `dlogits` over `logits` (default false). */
@@ -130,8 +103,10 @@ export interface PreferenceMetrics {
   rewardsMargin: number;
   logpsChosen: number;
   logpsRejected: number;
-  /** The NLL term, when `nllWeight > 0` (else 0). */
+  /** The NLL term's NLL: the weighted one when `nllWeight > 0`, orpo's own otherwise, else 0. */
   nll: number;
+  /** The fraction of pairs whose rejected answer the policy rates below the reference (`ul < 0`); losses with a reference only. */
+  rejectedBelowReference?: number;
 }
 
 export interface SequenceLogpsResult {
@@ -162,7 +137,8 @@ interface CheckedShape {
   vocab: number;
 }
 
-function checkShape(shapeValue: unknown, needPairs: boolean): CheckedShape {
+/** The shape; with `rowsPerPrompt` (2 for pairs, K for exo), its rows a multiple of it. */
+function checkShape(shapeValue: unknown, rowsPerPrompt: number | null): CheckedShape {
   const shape = readArray(shapeValue, 8, 'shape');  // each dim read once
   const isTriple =
     shape !== null &&
@@ -174,9 +150,14 @@ function checkShape(shapeValue: unknown, needPairs: boolean): CheckedShape {
   const [rows, tokens, vocab] = shape as number[];
   if (rows * tokens * vocab > 2 ** 50) throw new RangeError(expected('a shape of at most 2^50 logits', 'shape', shapeValue));
   if (vocab > INT32_MAX) throw new RangeError(expected(`V <= ${INT32_MAX}`, 'shape', shape));
-  if (needPairs && rows % 2 !== 0) {
+  if (rowsPerPrompt === 2 && rows % 2 !== 0) {
     throw new RangeError(
       `Expected an even number of rows (2P: P chosen then P rejected) for shape but received ${rows} rows in [${shape}]`,
+    );
+  }
+  if (rowsPerPrompt !== null && rows % rowsPerPrompt !== 0) {
+    throw new RangeError(
+      `Expected a number of rows divisible by groupSize ${rowsPerPrompt} (K*P: response k of prompt i at row k*P + i) for shape but received ${rows} rows in [${shape}]`,
     );
   }
   return { rows, tokens, vocab };
@@ -212,11 +193,8 @@ type TypedLossRequest = NativeLossRequest & { logits: Logits; dlogits?: Logits |
 
 /** The arguments of sequenceLogps, and of every loss form. */
 const SEQUENCE_KEYS = ['logits', 'dtype', 'shape', 'labels', 'ignoreIndex', 'averageLogProb', 'allowNonFinite', 'implementation'] as const;
-/** The loss and its parameters. */
-const LOSS_PARAMETER_KEYS = ['loss', 'beta', 'labelSmoothing', 'nllWeight', 'dpopLambda', 'simpoGamma', 'orpoLambda', 'discopopTau',
-  'bcoDelta'] as const;
 /** Every argument preferenceLoss and preferenceLossAsync take, in either form. */
-const LOSS_KEYS = [...SEQUENCE_KEYS, ...LOSS_PARAMETER_KEYS, 'refLogps', 'grad', 'inPlace', 'out'] as const;
+const LOSS_KEYS = [...SEQUENCE_KEYS, ...LOSS_PARAMETER_KEYS, ...LOSS_INPUT_KEYS, 'grad', 'inPlace', 'out'] as const;
 
 /** The arguments of one call, each read once (validate.ts's readArgs): nothing trusted yet. */
 type Snapshot = { [K in (typeof LOSS_KEYS)[number]]?: unknown };
@@ -225,8 +203,8 @@ function snapshot(op: string, args: unknown, keys: readonly string[]): Snapshot 
   return readArgs(op, args, keys) as unknown as Snapshot;
 }
 
-function baseRequest(args: Snapshot, needPairs: boolean): TypedLossRequest {
-  const shape = checkShape(args.shape, needPairs);
+function baseRequest(args: Snapshot, rowsPerPrompt: number | null): TypedLossRequest {
+  const shape = checkShape(args.shape, rowsPerPrompt);
   const { dtype, logits } = checkLogits(args, shape);
   const labels = checkTypedArray('labels', args.labels, Int32Array, shape.rows * shape.tokens,
     ` (shape [${shape.rows}, ${shape.tokens}])`);
@@ -267,52 +245,9 @@ function newLogitsArray(dtype: 0 | 1 | 2, length: number): Logits {
   return dtype === 0 ? new Float32Array(buffer) : new Uint16Array(buffer);
 }
 
-function labelSmoothingRange(loss: LossName): { min: number; max: number; minExclusive?: boolean; maxExclusive?: boolean } {
-  if (loss === 'robust') return { min: 0, max: 0.5, maxExclusive: true };
-  if (loss === 'exo_pair') return { min: 0, max: 1, minExclusive: true, maxExclusive: true };
-  return { min: 0, max: 0.5 };
-}
-
-type LossParameterArgs = Pick<PreferenceLossArgs, 'loss' | 'beta' | 'labelSmoothing' | 'averageLogProb' | 'nllWeight' |
-  'dpopLambda' | 'simpoGamma' | 'orpoLambda' | 'discopopTau' | 'bcoDelta'>;
-type UncheckedLossParameters = { [K in keyof LossParameterArgs]?: unknown };
-
-/** The loss and its parameters, checked: the fields of NativeLossRequest they fill. */
-type LossParameterFields = Required<Pick<NativeLossRequest, 'lossKind' | 'beta' | 'labelSmoothing' | 'averageLogProb' |
-  'nllWeight' | 'dpopLambda' | 'simpoGamma' | 'orpoLambda' | 'discopopTau' | 'bcoDelta'>>;
-
-function lossParameters(args: UncheckedLossParameters): { loss: LossName; fields: LossParameterFields } {
-  const loss = checkOneOf('loss', args.loss ?? 'dpo', ACCEPTED_LOSS_NAMES);
-  return {
-    loss,
-    fields: {
-      lossKind: LOSS_NAMES.indexOf(loss === 'sigmoid' ? 'dpo' : loss),
-      beta: checkNumber('beta', args.beta ?? (loss === 'simpo' ? 2.0 : 0.1), { min: 0, minExclusive: true }),
-      labelSmoothing: checkNumber('labelSmoothing', args.labelSmoothing ?? (loss === 'exo_pair' ? 1e-3 : 0),
-        labelSmoothingRange(loss)),
-      averageLogProb: checkBoolean('averageLogProb', args.averageLogProb ?? false),
-      nllWeight: checkNumber('nllWeight', args.nllWeight ?? 0, { min: 0 }),
-      dpopLambda: checkNumber('dpopLambda', args.dpopLambda ?? 50, { min: 0 }),
-      simpoGamma: checkNumber('simpoGamma', args.simpoGamma ?? 0.5),
-      orpoLambda: checkNumber('orpoLambda', args.orpoLambda ?? 0.1, { min: 0 }),
-      discopopTau: checkNumber('discopopTau', args.discopopTau ?? 0.05, { min: 0, minExclusive: true }),
-      bcoDelta: checkNumber('bcoDelta', args.bcoDelta ?? 0),
-    },
-  };
-}
-
-/** refLogps: required unless the loss is reference-free; finite; one per row. */
-function checkRefLogps(value: unknown, loss: LossName, rows: number): Float32Array | null {
-  if (value === undefined && REFERENCE_FREE_LOSSES.includes(loss)) return null;
-  if (value === undefined) {
-    throw new TypeError(
-      `Expected a Float32Array of length ${rows} (the reference model's sequence log-probs, chosen rows first) for refLogps, which loss '${loss}' needs, but received undefined`,
-    );
-  }
-  const refLogps = checkTypedArray('refLogps', value, Float32Array, rows);
-  const bad = refLogps.findIndex((x) => !Number.isFinite(x));
-  if (bad >= 0) throw new RangeError(`Expected finite refLogps but received ${refLogps[bad]} at row ${bad}`);
-  return refLogps;
+/** The per-row arrays of a loss call: a tensor's data copied (checked against dtype f32 and shape [rows]). */
+function rowArray(name: string, value: unknown, rows: number): Float32Array | undefined {
+  return isTensor(value) ? arrayOfTensor<Float32Array>(name, value, 'f32', [rows]) : undefined;
 }
 
 /**
@@ -332,10 +267,11 @@ function gradientOptions(args: { grad?: unknown; inPlace?: unknown; out?: unknow
 }
 
 function lossRequest(args: Snapshot): { request: TypedLossRequest; inPlace: boolean } {
-  const request = baseRequest(args, true);
-  const { loss, fields } = lossParameters(args);
+  const loss = checkLoss(args);
+  const request = baseRequest(args, loss.rowsPerPrompt);
+  const { fields } = loss;
   const { grad, inPlace } = gradientOptions(args, 'array');
-  const refLogps = checkRefLogps(args.refLogps, loss, request.rows);
+  const { refLogps, rewards } = lossInputs(args, loss, request.rows, rowArray);
   const logitCount = request.rows * request.tokens * request.vocab;  // checked: the logits hold exactly this many
   let dlogits: Logits | null = null;
   if (args.out !== undefined) {
@@ -347,7 +283,7 @@ function lossRequest(args: Snapshot): { request: TypedLossRequest; inPlace: bool
   } else if (grad) {
     dlogits = inPlace ? request.logits : newLogitsArray(request.dtype, logitCount);
   }
-  return { inPlace, request: { ...request, ...fields, withLoss: true, refLogps, dlogits } };
+  return { inPlace, request: { ...request, ...fields, withLoss: true, refLogps, rewards, dlogits } };
 }
 
 /** The fused loss on the CPU, synchronously, with its result arrays made here (native.ts). */
@@ -468,13 +404,11 @@ export function preferenceLoss(args: PreferenceLossArgs | TensorPreferenceLossAr
  * The tensor forms' arguments: logits as a Tensor (cpu or cuda), labels and refLogps as tensors
  * (on either device) or arrays. `shape` and `dtype` may be given; they must be the logits'.
  */
-export interface TensorPreferenceLossArgs extends LossParameterArgs {
-  /** `[2P, T, V]`, f32, bf16 or f16, on the CPU or on cuda. */
+export interface TensorPreferenceLossArgs extends LossParameterArgs, LossInputArgs {
+  /** `[2P, T, V]` (`[K*P, T, V]` for exo), f32, bf16 or f16, on the CPU or on cuda. */
   logits: Tensor;
   /** `[2P, T]` i32 tensor, or an Int32Array of 2P*T labels (copied). */
   labels: Tensor | Int32Array;
-  /** `[2P]` f32 tensor or Float32Array (not for simpo, orpo). */
-  refLogps?: Tensor | Float32Array;
   ignoreIndex?: number;
   allowNonFinite?: boolean;
   implementation?: 'fast' | 'reference';
@@ -509,20 +443,22 @@ interface TensorRequestParts {
   /** The call's own copy. */
   labels: Int32Array;
   ignoreIndex: number;
-  loss: LossName;
-  fields: LossParameterFields;
+  loss: CheckedLoss;
+  fields: CheckedLoss['fields'];
   refLogps: Float32Array | null;
+  rewards: Float32Array | null;
   allowNonFinite: boolean;
   impl: 0 | 1;
 }
 
-function tensorRequestParts(args: Snapshot, operation: string): TensorRequestParts {
-  const logits = args.logits as Tensor;
+/** The logits tensor's shape (checked against `shape` and `dtype` when given), and its labels, copied and checked. */
+function tensorLogitsParts(args: Snapshot, logits: Tensor, rowsPerPrompt: number | null, operation: string):
+  { shape: CheckedShape; labels: Int32Array; ignoreIndex: number } {
   logits.assertAlive(operation);
   if (logits.dtype === 'i32' || logits.shape.length !== 3) {
-    throw new TypeError(expected('an f32, bf16 or f16 tensor of shape [2P, T, V]', 'logits', logits));
+    throw new TypeError(expected(`an f32, bf16 or f16 tensor of shape ${rowsPerPrompt === null ? '[rows, T, V]' : '[2P, T, V]'}`, 'logits', logits));
   }
-  const shape = checkShape([...logits.shape], true);
+  const shape = checkShape([...logits.shape], rowsPerPrompt);
   if (args.shape !== undefined) {
     const given = readArray(args.shape, 8, 'shape');
     if (!given || given.length !== 3 || given.some((d, i) => d !== logits.shape[i])) {
@@ -538,12 +474,17 @@ function tensorRequestParts(args: Snapshot, operation: string): TensorRequestPar
     : Int32Array.prototype.slice.call(checkTypedArray('labels', args.labels, Int32Array, rows * tokens, ` (shape [${rows}, ${tokens}])`));
   const ignoreIndex = checkInteger('ignoreIndex', args.ignoreIndex ?? -100, INT32_MIN, INT32_MAX);
   checkLabels(labels, shape, ignoreIndex);
-  const { loss, fields } = lossParameters(args);
-  const ref = isTensor(args.refLogps) ? arrayOfTensor<Float32Array>('refLogps', args.refLogps, 'f32', [rows]) : args.refLogps;
-  const refLogps = checkRefLogps(ref, loss, rows);
+  return { shape, labels, ignoreIndex };
+}
+
+function tensorRequestParts(args: Snapshot, operation: string): TensorRequestParts {
+  const logits = args.logits as Tensor;
+  const loss = checkLoss(args);
+  const { shape, labels, ignoreIndex } = tensorLogitsParts(args, logits, loss.rowsPerPrompt, operation);
+  const { refLogps, rewards } = lossInputs(args, loss, shape.rows, rowArray);
   const allowNonFinite = checkBoolean('allowNonFinite', args.allowNonFinite ?? false);
   const impl = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const) === 'reference' ? 0 : 1;
-  return { logits, dtype: DTYPE_CODES[logits.dtype], shape, labels, ignoreIndex, loss, fields, refLogps, allowNonFinite, impl };
+  return { logits, dtype: DTYPE_CODES[logits.dtype as LogitsDType], shape, labels, ignoreIndex, loss, fields: loss.fields, refLogps, rewards, allowNonFinite, impl };
 }
 
 /** Reads logit `index` of a tensor's storage (either device), for the error of a non-finite logit. */
@@ -562,11 +503,11 @@ function preferenceLossOnTensor(args: Snapshot): TensorPreferenceLossResult {
     const parts = tensorRequestParts(args, 'preferenceLoss');
     const wantGraph = checkBoolean('grad', args.grad ?? true) && needsGrad([parts.logits]);
     if (parts.logits.device === 'cuda') return preferenceLossOnCuda(parts, wantGraph);
-    const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, allowNonFinite, impl } = parts;
+    const { logits, dtype, shape, labels, ignoreIndex, fields, refLogps, rewards, allowNonFinite, impl } = parts;
     const { rows, tokens, vocab } = shape;
     const source = hostStorage(logits, 'preferenceLoss');
     const request: NativeLossRequest = {
-      impl, dtype, ...shape, labels, ignoreIndex, refLogps, ...fields,
+      impl, dtype, ...shape, labels, ignoreIndex, refLogps, rewards, ...fields,
       logits: source.storage, logitsByteOffset: source.byteOffset,
       allowNonFinite, withLoss: true, returnLse: wantGraph, dlogits: null,
     };
@@ -575,7 +516,7 @@ function preferenceLossOnTensor(args: Snapshot): TensorPreferenceLossResult {
     return autogradLoss(logits, result, (dlogits, coef) => {
       const input = hostStorage(logits, 'preferenceLoss backward');
       const output = hostStorage(dlogits, 'preferenceLoss backward');
-      native().logsoftmaxGatherBackward({
+      native().preferenceLossBackward({
         impl, dtype, rows, tokens, vocab, ignoreIndex, labels, lse: result.lse!, coef,
         logits: input.storage, logitsByteOffset: input.byteOffset,
         dlogits: output.storage, dlogitsByteOffset: output.byteOffset,
@@ -620,7 +561,7 @@ function cudaRequest(parts: TensorRequestParts, operation: string): NativeCudaLo
     dtype: parts.dtype, ...parts.shape, labels: parts.labels, ignoreIndex: parts.ignoreIndex,
     logits: source.storage, logitsByteOffset: source.byteOffset,
     dlogits: null, dlogitsByteOffset: 0, backwardOnly: false,
-    allowNonFinite: parts.allowNonFinite, returnLse: false, refLogps: parts.refLogps, ...parts.fields,
+    allowNonFinite: parts.allowNonFinite, returnLse: false, refLogps: parts.refLogps, rewards: parts.rewards, ...parts.fields,
   };
 }
 
@@ -715,7 +656,7 @@ async function preferenceLossOnTensorAsync(args: Snapshot): Promise<DevicePrefer
       source = input;
       result = await runLossAsync({
         impl: parts.impl, dtype: parts.dtype, ...parts.shape, labels: parts.labels, ignoreIndex: parts.ignoreIndex,
-        refLogps: parts.refLogps, ...parts.fields, allowNonFinite: parts.allowNonFinite, withLoss: true,
+        refLogps: parts.refLogps, rewards: parts.rewards, ...parts.fields, allowNonFinite: parts.allowNonFinite, withLoss: true,
         logits: input.storage, logitsByteOffset: input.byteOffset,
         dlogits: target?.storage ?? null, dlogitsByteOffset: target?.byteOffset ?? 0,
       });
@@ -775,17 +716,79 @@ export async function preferenceLossAsync(args: PreferenceLossArgs | DevicePrefe
   return toLossResult(request, await runLossAsync(request), inPlace);
 }
 
-/** Per-row sums of the log-softmax at each label, without a loss or gradient. */
-export function sequenceLogps(args: SequenceLogpsArgs): SequenceLogpsResult {
+/** The arguments of sequenceLogps with a Tensor of logits (cpu or cuda). */
+export interface TensorSequenceLogpsArgs {
+  /** `[rows, T, V]`, f32, bf16 or f16, on the CPU or on cuda: read where it lies, never copied. */
+  logits: Tensor;
+  /** `[rows, T]` i32 tensor, or an Int32Array of rows*T labels (copied). */
+  labels: Tensor | Int32Array;
+  ignoreIndex?: number;
+  averageLogProb?: boolean;
+  allowNonFinite?: boolean;
+  implementation?: 'fast' | 'reference';
+  /** When given, the logits' shape. */
+  shape?: readonly [number, number, number];
+  /** When given, the logits' dtype. */
+  dtype?: LogitsDType;
+}
+
+/** sequenceLogps on a tensor: stages 1 and 2 on the logits' own device, the row sums back. */
+function sequenceLogpsOnTensor(args: Snapshot): SequenceLogpsResult {
+  const operation = 'sequenceLogps';
+  const logits = args.logits as Tensor;
+  const { shape, labels, ignoreIndex } = tensorLogitsParts(args, logits, null, operation);
+  const allowNonFinite = checkBoolean('allowNonFinite', args.allowNonFinite ?? false);
+  const impl = checkOneOf('implementation', args.implementation ?? 'fast', ['fast', 'reference'] as const) === 'reference' ? 0 : 1;
+  const dtype = DTYPE_CODES[logits.dtype as LogitsDType];
+  const check = { allowNonFinite, tokens: shape.tokens, vocab: shape.vocab, dtype };
+  let result: NativeLossResult;
+  let source: { storage: NativeStorage; byteOffset: number };
+  if (logits.device === 'cuda') {
+    source = cudaStorage(logits, operation);
+    const outputs = lossOutputs(operation, shape.rows, shape.tokens, false, false);
+    result = withLossOutputs(cudaAddon(operation).cudaPreferenceLoss({
+      dtype, ...shape, labels, ignoreIndex, logits: source.storage, logitsByteOffset: source.byteOffset,
+      dlogits: null, dlogitsByteOffset: 0, backwardOnly: false, allowNonFinite, returnLse: false, withLoss: false, ...outputs,
+    })!, outputs);
+  } else {
+    source = hostStorage(logits, operation);
+    result = runLoss({
+      impl, dtype, ...shape, labels, ignoreIndex, allowNonFinite, withLoss: false,
+      logits: source.storage, logitsByteOffset: source.byteOffset,
+    }, operation);
+  }
+  throwIfStopped(check, result, (index) => storedLogit(source.storage, source.byteOffset, dtype, index));
+  return sequenceFields(result);
+}
+
+/** Divides each row's sum by its token count (averageLogProb), in place. */
+function averageRows(out: SequenceLogpsResult): SequenceLogpsResult {
+  const { logps, tokenCounts } = out;
+  for (let s = 0; s < logps.length; s++) logps[s] = tokenCounts[s] > 0 ? logps[s] / tokenCounts[s] : 0;
+  return out;
+}
+
+/**
+ * Per-row sums of the log-softmax at each label, without a loss or gradient: the reference
+ * model's pass. The logits may be a typed array, or a Tensor on the CPU or on cuda, read where it
+ * lies (only the row sums come back).
+ *
+ * @example
+ * const ref = sequenceLogps({ logits: referenceModelLogits, labels }); // a [rows, T, V] tensor
+ * preferenceLoss({ loss: 'minordpo', logits: policyLogits, labels, refLogps: ref.logps });
+ */
+export function sequenceLogps(args: TensorSequenceLogpsArgs): SequenceLogpsResult;
+export function sequenceLogps(args: SequenceLogpsArgs): SequenceLogpsResult;
+export function sequenceLogps(args: SequenceLogpsArgs | TensorSequenceLogpsArgs): SequenceLogpsResult {
   const x = snapshot('sequenceLogps', args, SEQUENCE_KEYS);
-  const request = baseRequest(x, false);
   const averageLogProb = checkBoolean('averageLogProb', x.averageLogProb ?? false);
+  if (isTensor(x.logits)) {
+    const out = sequenceLogpsOnTensor(x);
+    return averageLogProb ? averageRows(out) : out;
+  }
+  const request = baseRequest(x, null);
   const result = runLoss(request, 'sequenceLogps');
   throwIfStopped(request, result, (i) => logitValue(request.logits, request.dtype, i));
   const out = sequenceFields(result);
-  if (averageLogProb) {
-    const { logps, tokenCounts } = out;
-    for (let s = 0; s < logps.length; s++) logps[s] = tokenCounts[s] > 0 ? logps[s] / tokenCounts[s] : 0;
-  }
-  return out;
+  return averageLogProb ? averageRows(out) : out;
 }

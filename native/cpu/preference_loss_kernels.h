@@ -1,6 +1,6 @@
 // The per-SIMD-level kernels of stages 1 and 4 (Impl::Fast), each run by one thread over a
 // contiguous range of tokens [begin, end) of the flattened [R*T] token axis. The dispatcher
-// (logsoftmax_gather.cpp) picks a level once and splits the tokens over the thread pool; a token
+// (preference_loss.cpp) picks a level once and splits the tokens over the thread pool; a token
 // row's result never depends on the range it falls in.
 #pragma once
 

@@ -4,7 +4,7 @@
 // token row (max, then sum of exp), the row being in L2 by then; backward: one pass. exp is
 // simd_exp.h's expApprox; 16-bit values go through half.h.
 #include "../core/half.h"
-#include "logsoftmax_gather_kernels.h"
+#include "preference_loss_kernels.h"
 #include "simd_exp.h"
 
 namespace fusedpo::cpu {

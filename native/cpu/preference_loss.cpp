@@ -1,5 +1,5 @@
-// logsoftmaxGatherForward / logsoftmaxGatherBackward (core/preference_loss.h): the entry points
-// of stages 1 and 4. Impl::Reference runs the scalar spec (core/reference.cpp); Impl::Fast runs
+// preferenceLossForward / preferenceLossBackward (core/preference_loss.h): the entry points
+// of stages 1 and 2, and 4. Impl::Reference runs the scalar spec (core/reference.cpp); Impl::Fast runs
 // the kernels of the active SIMD level (cpu_features.h) over the thread pool, one contiguous
 // range of tokens per thread.
 //
@@ -16,7 +16,7 @@
 #include "../core/preference_loss.h"
 #include "../core/reference.h"
 #include "cpu_features.h"
-#include "logsoftmax_gather_kernels.h"
+#include "preference_loss_kernels.h"
 #include "thread_pool.h"
 
 namespace fusedpo {
@@ -69,12 +69,13 @@ void finishForward(const cpu::ForwardArgs& args, int64_t begin, int64_t end) {
 
 }  // namespace
 
-void logsoftmaxGatherForward(Impl impl, const void* logits, DType dtype, LogitsShape shape,
-                             const int32_t* labels, int32_t ignoreIndex, float* lse, float* lp,
-                             int64_t* nonFiniteToken) {
+void preferenceLossForward(Impl impl, const void* logits, DType dtype, LogitsShape shape,
+                           const int32_t* labels, int32_t ignoreIndex, float* lse, float* lp,
+                           double* logps, int32_t* tokenCounts, int64_t* nonFiniteToken) {
   if (impl == Impl::Reference) {
-    referenceLogsoftmaxGatherForward(logits, dtype, shape, labels, ignoreIndex, lse, lp,
-                                     nonFiniteToken);
+    referencePreferenceLossForward(logits, dtype, shape, labels, ignoreIndex, lse, lp,
+                                   nonFiniteToken);
+    sequenceSums(logits, dtype, shape, labels, ignoreIndex, lse, logps, tokenCounts);
     return;
   }
   const cpu::ForwardArgs args{logits, dtype, shape.vocab, labels, ignoreIndex, lse, lp};
@@ -94,14 +95,15 @@ void logsoftmaxGatherForward(Impl impl, const void* logits, DType dtype, LogitsS
       }
     }
   }
+  sequenceSums(logits, dtype, shape, labels, ignoreIndex, lse, logps, tokenCounts);
 }
 
-void logsoftmaxGatherBackward(Impl impl, const void* logits, DType dtype, LogitsShape shape,
+void preferenceLossBackward(Impl impl, const void* logits, DType dtype, LogitsShape shape,
                               const int32_t* labels, int32_t ignoreIndex, const float* lse,
                               const float* coef, void* dlogits) {
   if (impl == Impl::Reference) {
-    referenceLogsoftmaxGatherBackward(logits, dtype, shape, labels, ignoreIndex, lse, coef,
-                                      dlogits);
+    referencePreferenceLossBackward(logits, dtype, shape, labels, ignoreIndex, lse, coef,
+                                    dlogits);
     return;
   }
   const int64_t tokens = shape.rows * shape.tokens;

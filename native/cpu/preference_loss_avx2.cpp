@@ -1,5 +1,5 @@
 // Stages 1 and 4 with AVX2 + FMA + F16C, 8 fp32 lanes: the algorithm of
-// logsoftmax_gather_avx512.cpp (read that file's comment first) at half the width. Compiled for
+// preference_loss_avx512.cpp (read that file's comment first) at half the width. Compiled for
 // baseline x86-64: every function here carries FUSEDPO_TARGET_AVX2 and runs only after the
 // runtime dispatch. AVX2 has no masked 16-bit loads or stores, so a row's last < 8 elements go
 // through an 8-element buffer on the stack.
@@ -7,7 +7,7 @@
 
 #if FUSEDPO_X86_KERNELS
 
-#include "logsoftmax_gather_kernels.h"
+#include "preference_loss_kernels.h"
 #include "simd_exp.h"
 
 namespace fusedpo::cpu {

@@ -17,7 +17,7 @@
 
 #if FUSEDPO_X86_KERNELS
 
-#include "logsoftmax_gather_kernels.h"
+#include "preference_loss_kernels.h"
 #include "simd_exp.h"
 
 namespace fusedpo::cpu {
