@@ -108,6 +108,7 @@ export interface LossOptions {
   orpoLambda: number;
   discopopTau: number;
   bcoDelta: number;
+  chipoClip: number;
   groupSize: number;
   exoRewardBeta: number;
   nllReduction: 'tokenMean' | 'sum';
@@ -126,6 +127,7 @@ export function defaultOptions(loss: LossName, overrides: Partial<LossOptions> =
     orpoLambda: 0.1,
     discopopTau: 0.05,
     bcoDelta: 0,
+    chipoClip: Infinity,
     groupSize: 2,
     exoRewardBeta: 0.5,
     nllReduction: 'tokenMean',
@@ -193,6 +195,10 @@ export function pairLoss64(loss: LossName, o: LossOptions, pw: number, pl: numbe
       return -ls(b * D - o.simpoGamma);
     case 'orpo':
       return -o.orpoLambda * ls(odds(uw) - odds(ul));
+    case 'chipo': {
+      const h = o.beta * (Math.exp(uw) + uw - Math.exp(ul) - ul);
+      return -ls(Math.min(Math.max(h, -o.chipoClip), o.chipoClip));
+    }
     case 'exo':
       throw new Error('exo is a loss of a group: groupLoss64');
   }

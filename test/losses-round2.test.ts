@@ -1,6 +1,7 @@
 /**
- * The seed's other methods (docs/losses.md): several references (MRPO), exo over K = 2, 3, 5
- * responses with and without rewards, nllReduction both ways, orpo's batch-token-mean NLL, the rejectedBelowReference metric and the
+ * The seed's other methods (docs/losses.md): chipo with and without its clip and at its
+ * boundary, several references (MRPO), exo over K = 2, 3, 5 responses with and without rewards,
+ * nllReduction both ways, orpo's batch-token-mean NLL, the rejectedBelowReference metric and the
  * summed metrics of the length-normalized losses; against float64 (test/fp64.ts) and the scalar
  * reference in every dtype; bad input for every new parameter; sequenceLogps on tensors.
  */
@@ -28,6 +29,79 @@ function throwsWith(args: unknown, kind: typeof TypeError | typeof RangeError, t
 
 test('the generated header and tables match the registry (npm run generate)', () => {
   assert.equal(staleFiles(), [], 'run npm run generate');
+});
+
+// ---- chipo ------------------------------------------------------------------------------------
+
+/** chipo's h per pair, in float64, from the kernel's own logps (the same values it saw). */
+function chipoH(logps: Float32Array, ref: Float32Array, beta: number): number[] {
+  const P = logps.length / 2;
+  return Array.from({ length: P }, (_, i) => {
+    const uw = logps[i] - ref[i], ul = logps[P + i] - ref[P + i];
+    return beta * (Math.exp(uw) + uw - Math.exp(ul) - ul);
+  });
+}
+
+test('chipo: clipped and unclipped branches against float64, every dtype', () => {
+  for (const dtype of DTYPES) {
+    checkAgainstFp64({ pairs: 3, tokens: 6, vocab: 50, dtype, seed: 8 }, 'chipo', { beta: 0.5 });
+    checkAgainstFp64({ pairs: 3, tokens: 6, vocab: 50, dtype, seed: 8, emptyRows: [1] }, 'chipo', { beta: 0.5, chipoClip: 0.3 });
+    checkAgainstFp64({ pairs: 3, tokens: 6, vocab: 50, dtype, seed: 9 }, 'chipo', { averageLogProb: true, chipoClip: 2 });
+  }
+});
+
+test("chipo's clip boundary: inclusive, and the clipped pair's rows get no gradient", () => {
+  const batch = makeBatch({ pairs: 2, tokens: 4, vocab: 30, seed: 12, promptFraction: 0 });
+  const { logits, shape, labels } = batch;
+  const { logps } = sequenceLogps({ logits: logits as Float32Array, shape, labels });
+  const refLogps = refNear(Float64Array.from(logps), 3);
+  const [h0, h1] = chipoH(logps, refLogps, 1);
+  assert.ok(Math.abs(h0) !== Math.abs(h1) && Math.abs(h0) > 1e-3, `two distinct |h|: ${h0}, ${h1}`);
+  const rowGrad = (r: { dlogits?: Float32Array | Uint16Array }, row: number) => {
+    const size = shape[1] * shape[2];
+    return Math.max(...Array.from((r.dlogits as Float32Array).subarray(row * size, (row + 1) * size), Math.abs));
+  };
+  const run = (chipoClip: number) => preferenceLoss({ loss: 'chipo', beta: 1, chipoClip, logits, shape, labels, refLogps });
+  const above = run(Math.abs(h0) * (1 + 1e-6));
+  const below = run(Math.abs(h0) * (1 - 1e-6));
+  assert.ok(rowGrad(above, 0) > 0 && rowGrad(above, 2) > 0, 'at |h| <= c the pair has a gradient');
+  assert.is(rowGrad(below, 0), 0, 'clipped: no gradient on the chosen row');
+  assert.is(rowGrad(below, 2), 0, 'clipped: no gradient on the rejected row');
+  const ls = (x: number) => Math.min(x, 0) - Math.log1p(Math.exp(-Math.abs(x)));
+  const c = Math.abs(h0) * (1 - 1e-6);
+  const pair1 = Math.abs(h1) > c ? -ls(Math.sign(h1) * c) : -ls(h1);
+  assertClose('clipped loss', [below.loss], [(-ls(Math.sign(h0) * c) + pair1) / 2], () => 1e-6);
+});
+
+test('chipo: huge log-ratios are an error naming the pair unclipped, finite and gradient-free clipped; never NaN', () => {
+  const batch = makeBatch({ pairs: 2, tokens: 3, vocab: 9, seed: 4 });
+  const { logits, shape, labels } = batch;
+  const { logps } = sequenceLogps({ logits: logits as Float32Array, shape, labels });
+  const refLogps = Float32Array.from(logps);
+  refLogps[3] = logps[3] - 200;  // ul = 200 for pair 1: e^200 overflows fp32
+  throwsWith({ loss: 'chipo', logits, shape, labels, refLogps }, RangeError, 'pair 1');
+  const clipped = preferenceLoss({ loss: 'chipo', chipoClip: 5, logits, shape, labels, refLogps });
+  assert.ok(Number.isFinite(clipped.loss), `finite clipped loss: ${clipped.loss}`);
+  assert.ok(Array.from(clipped.dlogits as Float32Array).every(Number.isFinite), 'finite gradient');
+  // a large log-ratio on the chosen side: h is huge and positive, the loss tends to 0, the
+  // coefficient b exp(ls(-h) + softplus(uw)) underflows to 0 instead of 0 * inf
+  const high = Float32Array.from(logps);
+  high[0] = logps[0] - 800;
+  const r = preferenceLoss({ loss: 'chipo', logits, shape, labels, refLogps: high });
+  assert.ok(Number.isFinite(r.loss) && Array.from(r.dlogits as Float32Array).every(Number.isFinite), `finite: ${r.loss}`);
+  for (const ratio of [-1e4, -50, 0, 50, 88, 1e4]) {
+    for (const chipoClip of [Infinity, 1, 1e3]) {
+      const ref = Float32Array.from(logps, (p, s) => p - (s % 2 ? ratio : -ratio / 3));
+      try {
+        const out = preferenceLoss({ loss: 'chipo', chipoClip, logits, shape, labels, refLogps: ref });
+        assert.ok(Number.isFinite(out.loss), `loss finite at ratio ${ratio}, clip ${chipoClip}`);
+        assert.ok(Array.from(out.dlogits as Float32Array).every(Number.isFinite), `gradient finite at ratio ${ratio}, clip ${chipoClip}`);
+      } catch (error) {
+        assert.instance(error, RangeError, `only a RangeError: ${String(error)}`);
+        assert.ok(chipoClip === Infinity, `an error only unclipped (ratio ${ratio}, clip ${chipoClip}): ${String(error)}`);
+      }
+    }
+  }
 });
 
 // ---- exo over K responses -----------------------------------------------------------------------
@@ -96,7 +170,7 @@ test('several references: one and three, with and without clip, weights, against
   const listed = preferenceLoss({ loss: 'minordpo', logits, shape, labels, refLogps: [refs[0]] });
   assert.is(listed.loss, single.loss, 'an array of one reference is that reference');
   for (const [weights, clip] of [[[1, 1, 1], undefined], [[0.5, 0.3, 0.2], undefined], [[2, 1, 1], 0.01], [[1, 1, 1], 0]] as const) {
-    for (const loss of ['dpo', 'minordpo', 'exo'] as const) {
+    for (const loss of ['dpo', 'minordpo', 'chipo', 'exo'] as const) {
       const r = preferenceLoss({
         loss, logits, shape, labels, refLogps: refs, referenceWeights: [...weights],
         ...(clip === undefined ? {} : { referenceClip: clip }),
@@ -160,7 +234,7 @@ test('rejectedBelowReference, and ipo/sigmoid_norm report the summed metrics, as
   assert.ok(below > 0 && below < P, `a mix of signs: ${below}`);
   const dpo = preferenceLoss({ loss: 'dpo', logits, shape, labels, refLogps });
   assert.is(dpo.metrics.rejectedBelowReference, below / P);
-  for (const loss of ['ipo', 'sigmoid_norm', 'minordpo'] as const) {
+  for (const loss of ['ipo', 'sigmoid_norm', 'minordpo', 'chipo'] as const) {
     const r = preferenceLoss({ loss, logits, shape, labels, refLogps });
     assert.equal({ ...r.metrics, nll: 0 }, { ...dpo.metrics, nll: 0 }, `${loss}: the metrics of dpo`);
   }
@@ -180,11 +254,15 @@ test('bad input: a parameter the loss does not take, and each new parameter out 
     const refLogps = loss === 'hinge' ? good().refLogps : undefined;
     throwsWith({ ...good(), loss, refLogps, labelSmoothing: 0.1 }, TypeError, `Expected no labelSmoothing with loss '${loss}', which does not take it`);
   }
+  throwsWith({ ...good(), loss: 'dpo', chipoClip: 1 }, TypeError, "Expected no chipoClip with loss 'dpo'");
   throwsWith({ ...good(), loss: 'dpo', groupSize: 2 }, TypeError, "Expected no groupSize with loss 'dpo'");
   throwsWith({ ...good(), loss: 'simpo' }, TypeError, "Expected no refLogps with loss 'simpo', which uses no reference model");
   throwsWith({ ...good(), loss: 'orpo', refLogps: undefined, referenceWeights: [1] }, TypeError, 'Expected no referenceWeights');
   throwsWith({ ...good(), rewards: new Float32Array(6) }, TypeError, "Expected no rewards with loss 'dpo' (only exo takes rewards)");
   throwsWith({ ...good(), loss: 'exo', exoRewardBeta: 1 }, TypeError, 'Expected rewards with exoRewardBeta');
+  throwsWith({ ...good(), loss: 'chipo', chipoClip: 0 }, RangeError, 'for chipoClip but received 0');
+  throwsWith({ ...good(), loss: 'chipo', chipoClip: -Infinity }, RangeError, 'for chipoClip');
+  throwsWith({ ...good(), loss: 'chipo', chipoClip: NaN }, RangeError, 'for chipoClip');
   throwsWith({ ...good(), loss: 'exo', groupSize: 1 }, RangeError, 'for groupSize but received 1');
   throwsWith({ ...good(), loss: 'exo', groupSize: 2.5 }, RangeError, 'Expected an integer for groupSize but received 2.5');
   throwsWith({ ...good(), loss: 'exo', groupSize: 4 }, RangeError, 'Expected a number of rows divisible by groupSize 4');
@@ -199,6 +277,9 @@ test('bad input: a parameter the loss does not take, and each new parameter out 
   throwsWith({ ...good(), refLogps: [new Float32Array(6), new Float32Array(6)], referenceWeights: [1] }, RangeError, 'Expected 2 positive finite numbers (one per reference array) for referenceWeights');
   throwsWith({ ...good(), refLogps: [new Float32Array(6), new Float32Array(6)], referenceWeights: [1, -1] }, RangeError, 'for referenceWeights');
   throwsWith({ ...good(), referenceClip: -0.1 }, RangeError, 'Expected a finite number >= 0 for referenceClip but received -0.1');
+  // Infinity is chipo's default and a valid clip; the loss is the unclipped one
+  const args = { ...good(), loss: 'chipo' as const };
+  assert.is(preferenceLoss({ ...args, chipoClip: Infinity }).loss, preferenceLoss(args).loss);
 });
 
 test('the registry: every loss has a formula, a source and a unique kind; aliases resolve', () => {

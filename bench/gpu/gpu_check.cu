@@ -8,7 +8,7 @@
 // Correctness (exit 1 on any failure, first mismatches printed):
 //   stage 1+2  lse, lp per counted token, logps, tokenCounts, nonFiniteToken vs the reference
 //   stage 3    coef and LossResult of every loss of the registry (and variants: cDPO, RPO both
-//              reductions, exo with rewards and K = 3, 5) vs preferenceLossCoefficients
+//              reductions, chipo's clip, exo with rewards and K = 3, 5) vs preferenceLossCoefficients
 //   stage 4    dlogits vs the reference backward on the same lse and coef; in place and with a
 //              misaligned output buffer bit-identical to the aligned out-of-place result
 //   repeat     a second run of every stage is bit-identical
@@ -468,6 +468,9 @@ void checkCase(const CaseSpec& spec, uint64_t seed, void* stream, int& totalFail
     LossParams orpoRpo = defaultParams(LossKind::Orpo);
     orpoRpo.nllWeight = 0.25;
     losses.push_back(orpoRpo);
+    LossParams clipped = defaultParams(LossKind::Chipo);
+    clipped.chipoClip = 0.05;  // some pairs on each side of the clip
+    losses.push_back(clipped);
     LossParams rewarded = defaultParams(LossKind::Exo);  // rewards: the reference's log-probs
     losses.push_back(rewarded);
     for (int64_t k = 3; k <= 5; k += 2) {

@@ -56,6 +56,8 @@ export const PARAMETERS = {
   discopopTau: { default: 0.05, symbol: 'tau', min: 0, minExclusive: true, doc: 'temperature of the blend of the logistic and exponential terms' },
   /** `d` of `bco_pair`: the reward shift, the running mean of the rewards that the caller tracks (default 0). */
   bcoDelta: { default: 0, symbol: 'd', doc: 'reward shift (the running mean of the rewards, tracked by the caller)' },
+  /** `c` of `chipo`: the clip of `h` to `[-c, c]` (default `Infinity`: no clip). */
+  chipoClip: { default: Infinity, symbol: 'c', min: 0, minExclusive: true, allowInfinity: true, doc: 'clip of the chi-squared link difference (Infinity: none)' },
   /** `br` of `exo` with `rewards`: the temperature of the target distribution `softmax(R / br)` (default 0.5). */
   exoRewardBeta: { default: 0.5, symbol: 'br', min: 0, minExclusive: true, doc: 'temperature of the rewards\' target distribution' },
   /** `K` of `exo`: the responses per prompt, rows `k*P + i` (default 2). */
@@ -177,6 +179,11 @@ export const LOSSES = [
       labelSmoothing: { default: 1e-3, min: 0, minExclusive: true, max: 1, maxExclusive: true },
     },
     formula: 'KL(q || p), q = softmax_k(b*u_k), p = softmax_k(R_k/br) or (1-e, e/(K-1), ...)', source: 'EXO over K responses, Ji 2024 (arXiv 2402.00856)',
+  },
+  {
+    name: 'chipo', kind: 'Chipo', reference: true, dividesByLength: false,
+    parameters: { beta: {}, chipoClip: {} },
+    formula: '-ls(clip(b*(phi(uw) - phi(ul)), -c, c)), phi(u) = exp(u) + u', source: 'chi-squared PO, Huang 2024 (arXiv 2407.13399)',
   },
 ] as const satisfies readonly LossEntry[];
 

@@ -29,8 +29,9 @@ enum class LossKind : int32_t {
   Simpo = 14,       // simpo
   Orpo = 15,        // orpo
   Exo = 16,         // exo
+  Chipo = 17,       // chipo
 };
-constexpr int32_t kLossKindCount = 17;
+constexpr int32_t kLossKindCount = 18;
 
 // Every number parameter of the losses, as fields of LossParams:
 //   X(type, name, default, min, minExclusive, max, maxExclusive, allowInfinity)
@@ -44,6 +45,7 @@ constexpr int32_t kLossKindCount = 17;
   X(double, orpoLambda, 0.1, 0.0, false, HUGE_VAL, false, false) \
   X(double, discopopTau, 0.05, 0.0, true, HUGE_VAL, false, false) \
   X(double, bcoDelta, 0.0, -HUGE_VAL, false, HUGE_VAL, false, false) \
+  X(double, chipoClip, HUGE_VAL, 0.0, true, HUGE_VAL, false, true) \
   X(double, exoRewardBeta, 0.5, 0.0, true, HUGE_VAL, false, false) \
   X(int32_t, groupSize, 2.0, 2.0, false, 65536.0, false, false)
 
@@ -65,6 +67,7 @@ FUSEDPO_HD inline bool lossNeedsReference(LossKind kind) {
     case LossKind::SigmoidNorm:
     case LossKind::Dpop:
     case LossKind::Exo:
+    case LossKind::Chipo:
       return true;
     default:
       return false;
@@ -130,6 +133,8 @@ inline const char* lossName(LossKind kind) {
       return "orpo";
     case LossKind::Exo:
       return "exo";
+    case LossKind::Chipo:
+      return "chipo";
   }
   return "unknown";
 }

@@ -56,6 +56,9 @@ FUSEDPO_HD inline double positivePart(double x) { return x < 0 ? 0.0 : x; }
 
 FUSEDPO_HD inline double inverseOrZero(double n) { return n > 0 ? 1.0 / n : 0.0; }
 
+// log(1 + e^x), no overflow for any x.
+FUSEDPO_HD inline double softplus(double x) { return fmax(x, 0.0) + log1p(exp(-fabs(x))); }
+
 FUSEDPO_HD inline PairMargins marginsDividedIf(bool divide, bool referenceFree, double pw, double pl,
                                               double rw, double rl, double nw, double nl) {
   if (referenceFree) rw = rl = 0.0;
@@ -259,6 +262,31 @@ FUSEDPO_HD inline PairTerms pairLoss(const LossParams& p, double pw, double pl, 
       const double sy = sigmoid(-y);
       gw = uw <= kOrpoMaxMeanLogp ? -lam * sy * orpoLogOddsSlope(aw) : 0.0;
       gl = ul <= kOrpoMaxMeanLogp ? lam * sy * orpoLogOddsSlope(al) : 0.0;
+      break;
+    }
+    // Chi-squared PO (Huang 2024, arXiv 2407.13399): phi(u) = e^u + u (the link z + log z at
+    // z = pi/pi_ref), h = b (phi(uw) - phi(ul)), L = -ls(clip(h, -c, c)).
+    //   dL/duw = -s(-h) b (1 + e^uw),  dL/dul = s(-h) b (1 + e^ul)  where |h| <= c; 0 where clipped.
+    // The clip is decided before any product (0 * inf never happens); e^uw - e^ul is formed as
+    // e^m (-expm1(-|uw - ul|)) with m = max(uw, ul), exactly 0 when equal; each coefficient as
+    // b exp(ls(-h) + softplus(u)), finite wherever the true value is (s(-h) is tiny exactly where
+    // e^u is huge). What still overflows fp32 is reported by firstUnrepresentableCoefficient.
+    case LossKind::Chipo: {
+      double expGap = 0.0;  // e^uw - e^ul
+      if (uw != ul) {
+        const double mag = exp(fmax(uw, ul)) * -expm1(-fabs(uw - ul));
+        expGap = uw > ul ? mag : -mag;
+      }
+      const double h = b * (expGap + D);
+      const double c = p.chipoClip;
+      if (h > c || h < -c) {
+        loss = -logSigmoid(h > 0 ? c : -c);
+      } else {
+        loss = -logSigmoid(h);
+        const double lsh = logSigmoid(-h);
+        gw = -b * exp(lsh + softplus(uw));
+        gl = b * exp(lsh + softplus(ul));
+      }
       break;
     }
     // exo over K responses is a loss of a group, not of a pair: exoGroup below.
