@@ -171,6 +171,41 @@ if (hasCuda) {
     logits.dispose();
   });
 
+  test("the seed's other methods on cuda: chipo's clip, exo over K = 3 with rewards, references as cuda tensors, nllReduction", async () => {
+    const batch = makeBatch({ pairs: 3, tokens: 9, vocab: 301, dtype: 'bf16', emptyRows: [4], seed: 5 });
+    const ref = refLogpsFor(batch);
+    const second = Float32Array.from(ref, (r, s) => r + Math.cos(s) * 0.7);
+    const rewards = Float32Array.from({ length: 6 }, (_, s) => Math.sin(s * 1.3));
+    const logits = onCuda(batch);
+    const cudaRefs = [Tensor.from(ref, [6], 'f32', 'cuda'), Tensor.from(second, [6], 'f32', 'cuda')];
+    const cases: [string, Record<string, unknown>][] = [
+      ['chipo', { loss: 'chipo', chipoClip: 0.02 }],
+      ['chipo unclipped', { loss: 'chipo' }],
+      ['exo K = 3', { loss: 'exo', groupSize: 3 }],
+      ['exo K = 3 with rewards', { loss: 'exo', groupSize: 3, rewards, exoRewardBeta: 0.7 }],
+      ['dpo, nllReduction sum', { loss: 'dpo', nllWeight: 0.5, nllReduction: 'sum' }],
+      ['orpo with nllWeight', { loss: 'orpo', nllWeight: 0.2 }],
+    ];
+    for (const [what, extra] of cases) {
+      const refLogps = extra.loss === 'orpo' ? undefined : ref;
+      const gpu = await preferenceLossAsync({ ...extra, logits, labels: batch.labels, refLogps } as never);
+      assertMatches(what, gpu as never, reference(batch, extra.loss as LossName, refLogps, extra), 'bf16');
+      (gpu as { dlogits?: Tensor }).dlogits!.dispose();
+    }
+    const several = await preferenceLossAsync({ loss: 'minordpo', logits, labels: batch.labels, refLogps: cudaRefs, referenceWeights: [3, 1], referenceClip: 0.05 });
+    const cpuSeveral = reference(batch, 'minordpo', undefined, { refLogps: [ref, second], referenceWeights: [3, 1], referenceClip: 0.05 });
+    assertMatches('references as cuda tensors', several, cpuSeveral, 'bf16');
+    several.dlogits!.dispose();
+    // the reference model's pass on cuda: sequenceLogps reads the logits where they lie
+    const onDevice = sequenceLogps({ logits, labels: batch.labels });
+    const onHost = sequenceLogps({ logits: batch.logits, dtype: 'bf16', shape: batch.shape, labels: batch.labels, implementation: 'reference' });
+    assertClose('sequenceLogps on cuda', onDevice.logps, onHost.logps, (i) => 2e-5 * (1 + Math.abs(onHost.logps[i])));
+    assertSameValues('sequenceLogps tokenCounts on cuda', onDevice.tokenCounts, onHost.tokenCounts);
+    assert.equal(onDevice.emptyRows, [4]);
+    cudaRefs.forEach((t) => t.dispose());
+    logits.dispose();
+  });
+
   test('dpo and minordpo in f32, bf16 and f16 over odd shapes (V = 1, 2, 2049, 50257, 128256)', async () => {
     const shapes = [
       { pairs: 1, tokens: 5, vocab: 1 },

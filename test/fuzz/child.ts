@@ -20,6 +20,7 @@ import * as readline from 'node:readline';
 import type * as Fusedpo from '../../lib/index';
 import { mulberry32 } from '../../lib/example';
 import { batchLoss64, coefByFiniteDifference, decodeLogits, defaultOptions, dlogits64, numberToBf16, numberToF16, tokenLogps } from '../fp64';
+import { LOSS_PARAMETER_KEYS } from '../../lib/losses/parameters';
 import { collectGarbage } from '../memory';
 import type { AfterAction, FileKind, Fill, Outcome, ParamsKind, Program, TypedArrayType, ValueSpec } from './spec';
 
@@ -392,6 +393,17 @@ function snapshotInputs(args: Record<string, unknown>): Record<string, unknown> 
 }
 
 /**
+ * The reference of a call: one array, or several combined as docs/losses.md's MRPO with equal
+ * weights (the valid programs give no weights or clip), in float64, rounded to fp32 as the kernels
+ * see it.
+ */
+function referenceOf(refLogps: Float32Array | Float32Array[] | undefined): Float32Array | null {
+  if (refLogps === undefined) return null;
+  if (!Array.isArray(refLogps)) return refLogps;
+  return Float32Array.from(refLogps[0], (_, s) => -Math.log(refLogps.reduce((sum, r) => sum + Math.exp(-r[s]), 0) / refLogps.length));
+}
+
+/**
  * The float64 reference of a preference-loss call with valid arguments (`args` with the inputs
  * as they were before the call); null when the result matches it.
  */
@@ -412,8 +424,9 @@ function compareWithReference(kind: NonNullable<Program['reference']>, args: Rec
   }
   if (kind === 'sequenceLogps') return null;
   const loss = (args.loss as Fusedpo.LossName | undefined) ?? 'dpo';
-  const options = defaultOptions(loss, Object.fromEntries(['beta', 'labelSmoothing', 'averageLogProb', 'nllWeight'].filter((k) => args[k] !== undefined).map((k) => [k, args[k]])));
-  const ref = (args.refLogps as Float32Array | undefined) ?? null;
+  const options = defaultOptions(loss, Object.fromEntries([...LOSS_PARAMETER_KEYS, 'rewards'].filter((k) => k !== 'loss' && args[k] !== undefined)
+    .map((k) => [k, args[k]])));
+  const ref = referenceOf(args.refLogps as Float32Array | Float32Array[] | undefined);
   // The kernels compare fp32-rounded sums with the fp32 references (docs/losses.md): so does this.
   const pi = Array.from(lp.pi, (x) => Math.fround(x));
   const expectedLoss = batchLoss64(loss, options, pi, lp.n, ref);

@@ -11,7 +11,8 @@
  */
 import * as fc from 'fast-check';
 
-import { LOSS_NAMES } from '../../lib/losses';
+import { LOSS_NAMES, REFERENCE_FREE_LOSSES } from '../../lib/losses';
+import { LOSS_INPUT_KEYS, LOSS_PARAMETER_KEYS } from '../../lib/losses/parameters';
 import type { AfterAction, ArrayVariant, Fill, Program, TensorDTypeName, TypedArrayType, ValueSpec } from './spec';
 
 const num = (v: number | 'NaN' | 'Infinity' | '-Infinity' | '-0'): ValueSpec => ({ k: 'num', v });
@@ -77,7 +78,7 @@ const lossBase: fc.Arbitrary<LossBase> = fc.record({
   seed: fc.integer({ min: 1, max: 1000 }),
 });
 
-const REFERENCE_FREE = new Set(['simpo', 'orpo']);
+const REFERENCE_FREE = new Set<string>(REFERENCE_FREE_LOSSES);
 
 /** Valid arguments of the typed-array form, as named fields. */
 function validLossFields(b: LossBase, withLoss: boolean): [string, ValueSpec][] {
@@ -100,8 +101,9 @@ type Mutation = { fields: [string, ValueSpec][]; keepsValid: boolean; proxy?: 't
 
 /** One change to the fields: a hostile value, a buffer variant, a getter, an unknown key, ... */
 function mutation(b: LossBase): fc.Arbitrary<(m: Mutation) => Mutation> {
-  const fieldNames = ['logits', 'shape', 'labels', 'refLogps', 'dtype', 'loss', 'beta', 'labelSmoothing', 'ignoreIndex', 'averageLogProb',
-    'nllWeight', 'dpopLambda', 'simpoGamma', 'orpoLambda', 'discopopTau', 'bcoDelta', 'grad', 'inPlace', 'out', 'allowNonFinite', 'implementation'];
+  // every argument: the registry's parameters and the loss's per-row inputs included
+  const fieldNames = ['logits', 'shape', 'labels', 'dtype', 'ignoreIndex', ...LOSS_PARAMETER_KEYS, ...LOSS_INPUT_KEYS, 'grad', 'inPlace', 'out',
+    'allowNonFinite', 'implementation'];
   const replace = (name: string, value: ValueSpec, keepsValid = false) => (m: Mutation): Mutation => ({
     ...m, keepsValid: m.keepsValid && keepsValid, fields: [...m.fields.filter(([n]) => n !== name), [name, value]],
   });
@@ -135,6 +137,11 @@ function mutation(b: LossBase): fc.Arbitrary<(m: Mutation) => Mutation> {
     { weight: 1, arbitrary: fc.constant(replace('out', { k: 'ref', name: 'logits' })) },
     { weight: 1, arbitrary: fc.constant(replace('inPlace', { k: 'bool', v: true }, true)) },
     { weight: 1, arbitrary: fc.constant(replace('implementation', str('reference'), true)) },
+    // valid uses of the round-2 inputs: several references, exo's rewards
+    ...(REFERENCE_FREE.has(b.loss) ? [] : [{ weight: 1, arbitrary: fc.integer({ min: 1, max: 1000 }).map((seed) => replace('refLogps',
+      arr([ta('Float32Array', rows, 'random', b.vocab, 'plain', seed), ta('Float32Array', rows, 'random', b.vocab, 'plain', seed + 1)]), true)) }]),
+    ...(b.loss === 'exo' ? [{ weight: 1, arbitrary: fc.integer({ min: 1, max: 1000 }).map((seed) => replace('rewards',
+      ta('Float32Array', rows, 'random', b.vocab, 'plain', seed), true)) }] : []),
   );
 }
 
