@@ -15,8 +15,8 @@
 import { Module } from './nn/module';
 import { adamwUpdateKernel, checkAdamWHyperparameters, clipGradients } from './ops/adamw';
 import { FAST } from './ops/common';
-import { Tensor, isTensor, keep } from './tensor';
-import { checkInteger, checkNumber, describe, readArgs, readArray } from './validate';
+import { Tensor, hostStorage, isTensor, keep } from './tensor';
+import { checkInteger, checkNumber, describe, readArgs, readArray, typedArrayFacts } from './validate';
 
 /** A module, its parameters() list, or bare tensors. */
 export type Parameters = Module | readonly (readonly [string, Tensor])[] | readonly Tensor[];
@@ -56,6 +56,12 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Which parameters decay (default: rank >= 2). */
   decays?: (name: string, tensor: Tensor) => boolean;
+}
+
+/** What AdamW.state() returns and loadState() takes. */
+export interface AdamWState {
+  stepCount: number;
+  moments: { name: string; m: Float32Array; v: Float32Array }[];
 }
 
 export class AdamW {
@@ -104,6 +110,46 @@ export class AdamW {
       p.tensor.grad?.dispose();
       p.tensor.grad = null;
     }
+  }
+
+  /**
+   * The state a resumed run needs: the step count and each parameter's moments m and v (copies;
+   * absent for a parameter not updated yet). The learning rate is the caller's schedule.
+   */
+  state(): AdamWState {
+    return {
+      stepCount: this.stepCount,
+      moments: this.params.flatMap((p) => (p.m && p.v ? [{ name: p.name, m: p.m.toArray() as Float32Array, v: p.v.toArray() as Float32Array }] : [])),
+    };
+  }
+
+  /** Restores what state() returned, for the same parameters: every name and length is checked first. */
+  loadState(state: AdamWState): void {
+    const { stepCount, moments } = readArgs('AdamW.loadState', state, ['stepCount', 'moments'] as const) as unknown as AdamWState;
+    checkInteger('stepCount', stepCount, 0, Number.MAX_SAFE_INTEGER);
+    const list = readArray(moments, this.params.length, 'moments');
+    if (!list) throw new TypeError(`AdamW.loadState: expected at most ${this.params.length} moments but received ${describe(moments)}`);
+    const byName = new Map(this.params.map((p) => [p.name, p]));
+    const checked = (list as AdamWState['moments']).map((entry, k) => {
+      const p = entry && typeof entry === 'object' ? byName.get(entry.name) : undefined;
+      if (!p) throw new RangeError(`AdamW.loadState: moments[${k}] names no parameter of this optimizer (${describe(entry?.name)})`);
+      for (const key of ['m', 'v'] as const) {
+        const facts = typedArrayFacts(entry[key]);
+        if (!facts || facts.kind !== 'Float32Array' || facts.length !== p.tensor.size) {
+          throw new RangeError(`AdamW.loadState: expected a Float32Array of ${p.tensor.size} values for ${key} of ${p.name} but received ${describe(entry[key])}`);
+        }
+      }
+      return { p, m: entry.m, v: entry.v };
+    });
+    for (const { p, m, v } of checked) {
+      p.m ??= keep(Tensor.zeros(p.tensor.shape));
+      p.v ??= keep(Tensor.zeros(p.tensor.shape));
+      for (const [target, values] of [[p.m, m], [p.v, v]] as const) {
+        const { storage, byteOffset } = hostStorage(target, 'AdamW.loadState');
+        storage.write(values, byteOffset);
+      }
+    }
+    this.stepCount = stepCount;
   }
 
   /** Frees the state m, v (the parameters are the module's). */

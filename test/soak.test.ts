@@ -12,8 +12,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import * as path from 'node:path';
+
 import { AdamW, F, GPT, clipGradNorm, hostMemory, preferenceLoss, preferenceLossAsync, withScope } from '../lib/index';
+import { ByteTokenizer } from '../lib/data/tokenizer';
 import { mulberry32 } from '../lib/example';
+import { PreferenceTrainer } from '../lib/train/trainer';
 import { SANITIZED, residentMiB, settledLiveTensors } from './memory';
 
 const STEPS = Number(process.env.FUSEDPO_SOAK_STEPS ?? 5000);
@@ -98,6 +102,21 @@ test(`${STEPS} steps with 8 concurrent async loss calls each: resident memory wi
   assert.is(await settledLiveTensors(() => hostMemory().liveTensors), live + optimizerState(gpt), 'tensors alive at the end');
   resident.check('async, 8 calls a step');
   optimizer.dispose();
+  gpt.dispose();
+});
+
+test(`the preference trainer: ${STEPS} steps (frozen reference, dpo), resident memory within ${BOUND_MIB} MiB, nothing left alive`, async () => {
+  const tokenizer = new ByteTokenizer();
+  const gpt = new GPT({ layers: 1, width: 16, heads: 2, context: 8, vocab: tokenizer.vocabSize }, { seed: 4 });
+  const live = hostMemory().liveTensors;
+  const resident = new Resident();
+  const result = await new PreferenceTrainer({
+    model: gpt, tokenizer, train: path.join(__dirname, '..', 'examples', 'data', 'preferences.jsonl'), steps: STEPS, batchSize: 2, lr: 1e-4,
+    progress: false, callbacks: { onLog: (m) => resident.sample(m.step) },
+  }).train();
+  assert.is(result.steps, STEPS);
+  assert.is(hostMemory().liveTensors, live, 'the trainer leaves only the model alive (its optimizer and reference are freed)');
+  resident.check('PreferenceTrainer');
   gpt.dispose();
 });
 
