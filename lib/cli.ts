@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 /**
- * The `fusedpo` command: `demo` (the default), `doctor`, `build` (the CPU addon from source).
+ * The `fusedpo` command: `demo` (the default), `sft` and `train` (lib/cli/train.ts), `doctor`,
+ * `build` (the CPU addon from source).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { UsageError, didYouMean } from './cli/options';
+import { sftCommand, trainCommand } from './cli/train';
 import { DEFAULT_DEMO, runDemo } from './demo';
 import { doctorReport, formatDoctorReport } from './doctor';
 import { LOSS_NAMES, type LossName } from './losses';
@@ -19,6 +22,9 @@ usage: fusedpo [command] [options]
 commands:
   demo      the fused DPO and MinorDPO loss, forward and backward, on a built-in batch (default)
             --pairs N (4)  --tokens N (256)  --vocab N (32000)  --loss NAME[,NAME]  --repeats N (3)
+  sft       supervised fine-tuning: --data FILE --out DIR [--model DIR | --layers N ...]
+  train     preference tuning (DPO, MinorDPO, every loss): --model DIR --data FILE --out DIR [--loss NAME]
+            (fusedpo sft --help, fusedpo train --help: every option)
   doctor    the package version, the binary loaded, the CPU features, and CUDA's state
             --json   print it as JSON
   build     build the CPU addon from source into this package (needs g++, make, python3)
@@ -86,9 +92,32 @@ function build(): void {
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
 }
 
-function main(argv: string[]): void {
+const COMMANDS = ['demo', 'sft', 'train', 'doctor', 'build', 'help'];
+
+/** A trainer's error: its message, without a stack (the message names the file, line or option). */
+async function runTraining(command: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(error.message.startsWith('fusedpo ') ? error.message : `fusedpo ${command}: ${error.message}`);
+      process.exit(2);
+    }
+    if (error instanceof Error && ['TypeError', 'RangeError', 'DatasetError', 'TrainingFileError', 'Error'].includes(error.name)) {
+      console.error(`fusedpo ${command}: ${error.message}`);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
   const [command = 'demo', ...args] = argv;
   switch (command) {
+    case 'sft':
+      return runTraining('sft', () => sftCommand(args));
+    case 'train':
+      return runTraining('train', () => trainCommand(args));
     case 'demo':
       return demo(args);
     case 'doctor': {
@@ -107,9 +136,11 @@ function main(argv: string[]): void {
     case '--version':
       console.log(version);
       return;
-    default:
-      fail(`unknown command '${command}'\n\n${USAGE}`);
+    default: {
+      const near = didYouMean(command, COMMANDS);
+      fail(`unknown command '${command}'${near ? ` (did you mean '${near}'?)` : ''}\n\n${USAGE}`);
+    }
   }
 }
 
-main(process.argv.slice(2));
+void main(process.argv.slice(2));

@@ -1,0 +1,117 @@
+/**
+ * `fusedpo sft` and `fusedpo train` as a user runs them (the compiled dist/cli.js): data file in,
+ * tuned model out; --stop-after then --resume gives the bytes of an unbroken run; --help; "did
+ * you mean"; errors that name the file, line or option, with exit status 1 (bad input) or 2 (usage).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+
+const root = path.resolve(__dirname, '..', '..');
+const cli = path.join(root, 'dist', 'cli.js');
+const data = path.join(root, 'examples', 'data');
+
+function fusedpo(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const run = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FUSEDPO_THREADS: '1' } });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedpo-cli-'));
+const sftDir = path.join(base, 'sft');
+
+test('fusedpo sft then fusedpo train: a data file in, a tuned model and its metrics out', () => {
+  const sft = fusedpo('sft', '--data', path.join(data, 'sft.jsonl'), '--out', sftDir, '--context', '12', '--width', '32', '--steps', '20', '--batch', '8', '--seed', '1');
+  assert.is(sft.status, 0, sft.stderr);
+  for (const file of ['config.json', 'model.safetensors', 'metrics.jsonl', 'timings.jsonl', 'checkpoint/trainer_state.json']) {
+    assert.ok(fs.existsSync(path.join(sftDir, file)), `sft wrote ${file}`);
+  }
+  assert.match(sft.stderr, /fusedpo sft: 60 records, 60 kept, 0 truncated/);
+  const out = path.join(base, 'dpo');
+  const train = fusedpo('train', '--model', sftDir, '--data', path.join(data, 'preferences.jsonl'), '--eval', path.join(data, 'preferences-eval.jsonl'),
+    '--out', out, '--loss', 'minordpo', '--beta', '0.5', '--steps', '6', '--batch', '4', '--eval-every', '3');
+  assert.is(train.status, 0, train.stderr);
+  const summary = JSON.parse(train.stdout);
+  assert.is(summary.finished, true);
+  assert.is(summary.steps, 6);
+  for (const key of ['loss', 'learning_rate', 'grad_norm', 'rewards/chosen', 'rewards/rejected', 'rewards/accuracies', 'rewards/margins', 'logps/chosen',
+    'logps/rejected', 'rejectedBelowReference', 'num_tokens', 'epoch', 'step']) {
+    assert.type(summary.last[key], 'number', key);
+  }
+  assert.type(summary.eval['eval_rewards/accuracies'], 'number');
+  const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n');
+  assert.is(lines.length, 6 + 2, 'six steps and two evaluations');
+  assert.match(train.stderr, /eval at step 3/);
+});
+
+test('--stop-after then --resume: the same model and metrics bytes as an unbroken run', () => {
+  const args = ['--model', sftDir, '--data', path.join(data, 'preferences.jsonl'), '--loss', 'dpo', '--steps', '5', '--batch', '4', '--save-every', '2', '--quiet'];
+  assert.is(fusedpo('train', ...args, '--out', path.join(base, 'whole')).status, 0);
+  const stopped = fusedpo('train', ...args, '--out', path.join(base, 'broken'), '--stop-after', '3');
+  assert.is(stopped.status, 0, stopped.stderr);
+  assert.is(JSON.parse(stopped.stdout).finished, false);
+  const resumed = fusedpo('train', ...args, '--resume', path.join(base, 'broken'));
+  assert.is(resumed.status, 0, resumed.stderr);
+  for (const file of ['model.safetensors', 'metrics.jsonl']) {
+    assert.ok(fs.readFileSync(path.join(base, 'broken', file)).equals(fs.readFileSync(path.join(base, 'whole', file))), `${file}: the same bytes`);
+  }
+  const other = fusedpo('train', ...args.filter((a) => a !== '--quiet'), '--resume', path.join(base, 'broken'), '--lr', '0.01');
+  assert.is(other.status, 1);
+  assert.match(other.stderr, /resuming with other options than the checkpoint's: lr 0\.01/);
+});
+
+test('--help for each command; "did you mean" for commands and options', () => {
+  for (const command of ['sft', 'train']) {
+    const help = fusedpo(command, '--help');
+    assert.is(help.status, 0);
+    assert.match(help.stdout, new RegExp(`usage: fusedpo ${command} `));
+    assert.match(help.stdout, /--stop-after N/);
+  }
+  assert.match(fusedpo('train', '--help').stdout, /--label-smoothing X/, 'the registry\'s parameters are flags');
+  const command = fusedpo('trian');
+  assert.is(command.status, 2);
+  assert.match(command.stderr, /unknown command 'trian' \(did you mean 'train'\?\)/);
+  const flag = fusedpo('train', '--model', sftDir, '--data', 'x', '--bta', '0.1');
+  assert.is(flag.status, 2);
+  assert.match(flag.stderr, /unknown option --bta \(did you mean --beta\?\)/);
+  const loss = fusedpo('train', '--model', sftDir, '--data', 'x', '--loss', 'minodpo');
+  assert.match(loss.stderr, /expected one of .* after --loss but received 'minodpo' \(did you mean minordpo\?\)/);
+  assert.match(fusedpo('train', '--model', sftDir, '--data', 'x', '--steps', 'ten').stderr, /expected an integer after --steps but received 'ten'/);
+});
+
+test('bad input: the file, the line or the option, and exit status 1', () => {
+  const bad = path.join(base, 'bad.jsonl');
+  fs.writeFileSync(bad, '{"prompt":"a","chosen":"b","rejected":"c"}\nnot json\n');
+  const run = fusedpo('train', '--model', sftDir, '--data', bad, '--quiet');
+  assert.is(run.status, 1);
+  assert.match(run.stderr, /bad\.jsonl:2: not valid JSON/);
+  assert.match(fusedpo('train', '--model', path.join(base, 'nowhere'), '--data', bad).stderr, /nowhere: expected a model folder/);
+  assert.match(fusedpo('train', '--model', sftDir, '--data', path.join(base, 'none.jsonl')).stderr, /none\.jsonl: no such file/);
+  const simpo = fusedpo('train', '--model', sftDir, '--data', path.join(data, 'preferences.jsonl'), '--loss', 'simpo', '--label-smoothing', '0.1');
+  assert.is(simpo.status, 1);
+  assert.match(simpo.stderr, /Expected no labelSmoothing with loss 'simpo'/);
+  assert.match(fusedpo('train', '--data', bad).stderr, /expected --model DIR/);
+  assert.match(fusedpo('sft', '--data', bad, '--model', sftDir, '--layers', '3').stderr, /either --model or --layers/);
+});
+
+test("the README's training commands run as written (npx fusedpo: this package's cli; node_modules/fusedpo: this folder)", () => {
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const commands = readme.split('\n').filter((line) => /^npx fusedpo (sft|train) /.test(line));
+  assert.is(commands.length, 2, 'an sft and a train command');
+  const cwd = fs.mkdtempSync(path.join(base, 'readme-'));
+  for (const line of commands) {
+    const args = line.replace(/^npx fusedpo /, '').split(/\s+/).map((a) => a.replace(/^node_modules\/fusedpo\//, `${root}/`));
+    const run = spawnSync(process.execPath, [cli, ...args, '--quiet'], { cwd, encoding: 'utf8' });
+    assert.is(run.status, 0, `${line}: ${run.stderr}`);
+  }
+  const metrics = fs.readFileSync(path.join(cwd, 'runs', 'minordpo', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const last = metrics.filter((m) => 'rewards/accuracies' in m).slice(-20);
+  const accuracy = last.reduce((sum, m) => sum + m['rewards/accuracies'], 0) / last.length;
+  assert.ok(accuracy >= 0.8, `the README's run learns the task: train accuracy over its last 20 steps ${accuracy}`);
+});
+
+test.after(() => fs.rmSync(base, { recursive: true, force: true }));
+
+test.run();
