@@ -51,3 +51,40 @@ export {
   type SafetensorsFile,
   type SafetensorsTensor,
 } from './safetensors';
+export {
+  DatasetError,
+  readPreferenceDataset,
+  readSftDataset,
+  renderChat,
+  type BadRecord,
+  type ChatMessage,
+  type DatasetRead,
+  type PreferenceRecord,
+  type ReadOptions,
+  type SftRecord,
+} from './data/dataset';
+export { BpeTokenizer, ByteTokenizer, loadTokenizer, type Tokenizer, type TokenizerDescription } from './data/tokenizer';
+export {
+  collatePreferences,
+  collateSft,
+  shiftedLabels,
+  tokenizePreferences,
+  tokenizeSft,
+  type PreferenceBatch,
+  type TokenBatch,
+  type TokenizedPair,
+  type TokenizedSft,
+  type TruncationReport,
+} from './data/batch';
+export {
+  PreferenceTrainer,
+  SftTrainer,
+  type PreferenceTrainerOptions,
+  type SftTrainerOptions,
+  type StepMetrics,
+  type TrainerCallbacks,
+  type TrainerOptions,
+  type TrainResult,
+} from './train/trainer';
+export { TrainingFileError, loadModelFolder, saveModelFolder, type ModelFolder } from './train/files';
+export { extrapolatedReference, frozenCopy, pairLogps, precomputeReference, syncReference, type PairLogps } from './train/reference';

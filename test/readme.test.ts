@@ -19,7 +19,7 @@ test('the README has TypeScript examples', () => {
 });
 
 blocks.forEach(({ document, i, code }) => {
-  test(`${document} example ${i + 1} runs and prints finite numbers`, () => {
+  test(`${document} example ${i + 1} runs and prints finite numbers`, async () => {
     const file = path.join(__dirname, `.example-${document.replace(/[^a-z]/gi, '-')}-${i}.ts`);
     fs.writeFileSync(file, code.replace(/from 'fusedpo'/g, "from '../lib/index'"));
     const printed: unknown[][] = [];
@@ -27,6 +27,8 @@ blocks.forEach(({ document, i, code }) => {
     console.log = (...args: unknown[]) => printed.push(args);
     try {
       require(file);
+      // an async example (a trainer's run) prints when it is done: wait for it, a minute at most
+      for (let waited = 0; printed.length === 0 && waited < 60_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
     } finally {
       console.log = log;
       fs.rmSync(file, { force: true });
