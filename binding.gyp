@@ -1,6 +1,9 @@
 # The CPU addon, built by node-gyp (`npm run build:native`). CMakeLists.txt builds the same
 # sources with cmake-js, plus the CUDA addon when nvcc is found.
 #
+# -z nodelete: the addon is never unmapped. Node dlcloses an addon when the last worker thread that
+# loaded it exits, while the idle threads of its thread pool still wait inside its code.
+#
 # Baseline x86-64 code only: no -march flags. Faster instruction sets are chosen at run time
 # (native/cpu/cpu_features.*), per function, so one prebuilt binary runs everywhere.
 {
@@ -18,7 +21,7 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
       "cflags": ["-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-fno-math-errno"],
-      "ldflags": ["-pthread"],
+      "ldflags": ["-pthread", "-Wl,-z,nodelete"],
       "xcode_settings": {
         "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
         "CLANG_CXX_LANGUAGE_STANDARD": "c++17",

@@ -31,6 +31,13 @@ test('workers terminated or exiting mid-call end cleanly; several workers run at
   assert.equal(codes.parallel, [0, 0, 0, 0], 'four workers at once give the single-threaded result');
 });
 
+test('the addon is never unmapped (ELF flag NODELETE): Node dlcloses it when its last worker exits, under its idle pool threads', () => {
+  const addon = path.join(__dirname, '..', 'build', 'Release', 'fusedpo.node');
+  const run = spawnSync('readelf', ['-d', process.env.FUSEDPO_ADDON ?? addon], { encoding: 'utf8' });
+  if (run.error) throw new Error(`readelf is needed for this check (binutils): ${run.error.message}`);
+  assert.match(run.stdout, /FLAGS_1\)\s+Flags:.*NODELETE/, `no NODELETE in the dynamic section:\n${run.stdout}`);
+});
+
 test('under ulimit -v, allocations that fail are RangeErrors naming the operation and the bytes', () => {
   if (SANITIZED) return;  // AddressSanitizer reserves terabytes of shadow memory: no ulimit -v for it
   const run = runProgram(`ulimit -v 1500000; ${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(programs, 'out-of-memory.js'))}`, 120_000);
