@@ -15,6 +15,13 @@
         "<!@(node -p \"require('fs').readdirSync('native/core').filter(f => f.endsWith('.cpp')).map(f => 'native/core/' + f).join(' ')\")",
         "<!@(node -p \"require('fs').readdirSync('native/cpu').filter(f => f.endsWith('.cpp')).map(f => 'native/cpu/' + f).join(' ')\")"
       ],
+      "conditions": [
+        # The x86 SIMD kernels (*_avx2.cpp, *_avx512.cpp) are for x86 only: arm64 runs the generic
+        # kernels through the same run-time dispatch (NEON is ARMv8's baseline).
+        ["target_arch!='x64' and target_arch!='ia32'", {
+          "sources!": ["<!@(node -p \"require('fs').readdirSync('native/cpu').filter(f => /_avx(2|512)\\.cpp$/.test(f)).map(f => 'native/cpu/' + f).join(' ')\")"]
+        }]
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

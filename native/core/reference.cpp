@@ -127,13 +127,21 @@ void sequenceSums(const void* logits, DType dtype, LogitsShape shape, const int3
   }
 }
 
+// GCC 12 for aarch64 stops with an internal compiler error (vect_transform_reduction) when it
+// vectorizes the batch's sums inlined below; the loops run over rows, not tokens: no vectorizing.
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__)
+#define FUSEDPO_NO_VECTORIZE __attribute__((optimize("no-tree-vectorize")))
+#else
+#define FUSEDPO_NO_VECTORIZE
+#endif
+
 // The policy's sums are compared with refLogps, which are fp32, and usually the fp32 logps this
 // same API reported for the reference model: they are rounded to fp32 first (where fp32 holds
 // them: bf16 logits near their largest value can push a sum past it), so that a reference equal
 // to the policy gives ul = 0 exactly, and MinorDPO's first step is exactly DPO's (docs/losses.md).
-LossResult preferenceLossCoefficients(const LossParams& params, int64_t rows, const double* logps,
-                                      const int32_t* tokenCounts, const float* refLogps,
-                                      const float* rewards, float* coef) {
+FUSEDPO_NO_VECTORIZE LossResult preferenceLossCoefficients(const LossParams& params, int64_t rows, const double* logps,
+                                                           const int32_t* tokenCounts, const float* refLogps,
+                                                           const float* rewards, float* coef) {
   std::vector<double> asReported(logps, logps + rows);
   for (double& pi : asReported) {
     if (std::fabs(pi) <= double(std::numeric_limits<float>::max())) pi = double(float(pi));

@@ -56,7 +56,7 @@ FUSEDPO_TARGET_AVX512 void geluBackwardAvx512(const float* inp, const float* dou
 
 void geluForward(Impl impl, const float* inp, float* out, int64_t count) {
   if (impl == Impl::Reference) return referenceGeluForward(inp, out, count);
-  const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return geluForwardAvx512(inp, out, begin, end);
@@ -68,7 +68,7 @@ void geluForward(Impl impl, const float* inp, float* out, int64_t count) {
 
 void geluBackward(Impl impl, const float* inp, const float* dout, float* dinp, int64_t count) {
   if (impl == Impl::Reference) return referenceGeluBackward(inp, dout, dinp, count);
-  const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return geluBackwardAvx512(inp, dout, dinp, begin, end);

@@ -98,7 +98,7 @@ void layerNormForward(Impl impl, const float* inp, const float* weight, const fl
     return referenceLayerNormForward(inp, weight, bias, out, mean, rstd, rows, channels);
   }
   const int64_t C = channels;
-  const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layerNormRowsAvx512(inp, weight, bias, out, mean, rstd, begin, end, C);
@@ -116,7 +116,7 @@ void layerNormBackward(Impl impl, const float* dout, const float* inp, const flo
     return referenceLayerNormBackward(dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels);
   }
   const int64_t C = channels;
-  const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
   auto dinpRows = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layerNormDinpRowsAvx512(dout, inp, weight, mean, rstd, dinp, begin, end, C);

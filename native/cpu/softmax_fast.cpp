@@ -41,7 +41,7 @@ FUSEDPO_TARGET_AVX512 void softmaxBackwardRowsAvx512(const float* out, const flo
 
 void softmaxForward(Impl impl, const float* inp, float* out, int64_t rows, int64_t cols) {
   if (impl == Impl::Reference) return referenceSoftmaxForward(inp, out, rows, cols);
-  const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return softmaxRowsAvx512(inp, out, begin, end, cols);
@@ -54,7 +54,7 @@ void softmaxForward(Impl impl, const float* inp, float* out, int64_t rows, int64
 void softmaxBackward(Impl impl, const float* out, const float* dout, float* dinp, int64_t rows,
                      int64_t cols) {
   if (impl == Impl::Reference) return referenceSoftmaxBackward(out, dout, dinp, rows, cols);
-  const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return softmaxBackwardRowsAvx512(out, dout, dinp, begin, end, cols);
