@@ -82,13 +82,31 @@ function localNodeHeaders(): string[] {
   return fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
 }
 
+/**
+ * The CPU addon from source, into build/Release. An installed package has no binding.gyp at its
+ * root (npm would rebuild it on every install from a lockfile); its copy native/fusedpo.gyp is
+ * put there for this build and taken away after it.
+ */
 function build(): void {
-  const [command, ...rest] = nodeGypCommand();
-  console.log(`fusedpo: building the CPU addon from source in ${packageRoot}`);
-  const args = [...rest, 'rebuild', '-j', 'max', ...localNodeHeaders()];
-  const run = spawnSync(command, args, { cwd: packageRoot, stdio: 'inherit' });
-  if (run.error) fail(`could not start node-gyp (${run.error.message}); install it with npm install -g node-gyp`);
-  if (run.status !== 0) fail(`node-gyp exited with status ${run.status}; see its output above`);
+  const gyp = path.join(packageRoot, 'binding.gyp');
+  const shipped = path.join(packageRoot, 'native', 'fusedpo.gyp');
+  const placed = !fs.existsSync(gyp);
+  if (placed) {
+    if (!fs.existsSync(shipped)) fail(`no binding.gyp or native/fusedpo.gyp in ${packageRoot}: this copy of fusedpo cannot be built from source`);
+    fs.copyFileSync(shipped, gyp);
+  }
+  let failure: string | null = null;
+  try {
+    const [command, ...rest] = nodeGypCommand();
+    console.log(`fusedpo: building the CPU addon from source in ${packageRoot}`);
+    const args = [...rest, 'rebuild', '-j', 'max', ...localNodeHeaders()];
+    const run = spawnSync(command, args, { cwd: packageRoot, stdio: 'inherit' });
+    if (run.error) failure = `could not start node-gyp (${run.error.message}); install it with npm install -g node-gyp`;
+    else if (run.status !== 0) failure = `node-gyp exited with status ${run.status}; see its output above`;
+  } finally {
+    if (placed) fs.rmSync(gyp, { force: true });  // never left behind: npm would rebuild on the next install
+  }
+  if (failure) fail(failure);
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
 }
 

@@ -4,7 +4,8 @@
  * Two binaries may exist:
  * - the CPU addon, found by node-gyp-build: a local `build/Release/fusedpo.node` (built from
  *   source), then `prebuilds/<platform>-<arch>/` (shipped in the npm package);
- * - the CUDA addon (`build-cmake/Release/` or `prebuilds/<platform>-<arch>-cuda/fusedpo-cuda.node`),
+ * - the CUDA addon (`build-cmake/Release/` in a clone, or the optional package
+ *   `fusedpo-cuda-<platform>-<arch>` installed beside this one: `CUDA_PACKAGE`),
  *   which node-gyp-build cannot choose between, so this
  *   loader looks for it itself and uses it only when a CUDA device answers.
  *
@@ -307,13 +308,22 @@ export const packageRoot = path.resolve(__dirname, '..');
 
 const platformArch = `${process.platform}-${process.arch}`;
 
-/** Where the CUDA addon is looked for, in order. */
+/**
+ * The optional package that holds this platform's CUDA addon. It is not in the main tarball: at
+ * about 3.5 MB it would be eight times the CPU addon, for every user, most with no NVIDIA GPU
+ * (docs/install.md). `npm install fusedpo-cuda-linux-x64` beside fusedpo is how to get it.
+ */
+export const CUDA_PACKAGE = `fusedpo-cuda-${platformArch}`;
+
+/** Where the CUDA addon is looked for, in order: a local build, then the optional package. */
 export function cudaAddonCandidates(root = packageRoot): string[] {
-  return [
-    path.join(root, 'build-cmake', 'Release', 'fusedpo-cuda.node'),
-    // Beside, not inside, node-gyp-build's folder: it would take any .node file there for the CPU's.
-    path.join(root, 'prebuilds', `${platformArch}-cuda`, 'fusedpo-cuda.node'),
-  ];
+  const candidates = [path.join(root, 'build-cmake', 'Release', 'fusedpo-cuda.node')];
+  try {
+    candidates.push(require.resolve(`${CUDA_PACKAGE}/fusedpo-cuda.node`, { paths: [root] }));
+  } catch {
+    // not installed: the CPU addon alone
+  }
+  return candidates;
 }
 
 /** Where node-gyp-build looks for the CPU addon, in order. */
@@ -378,7 +388,7 @@ function loadError(tried: string[], reasons: string[]): NativeLoadError {
     '  to fix it:',
     '    npx fusedpo build        build the CPU addon from source (needs g++, make, python3)',
     '    npx fusedpo doctor       show what was found',
-    '  or, in a clone of the repository: npm install && npm run build',
+    '  or, in a clone of the repository: npm install && npm run compile',
   ];
   return new NativeLoadError(lines.join('\n'), tried);
 }
@@ -390,7 +400,7 @@ function requireAddon(file: string): NativeAddon {
 }
 
 function tryCudaAddon(tried: string[]): { loaded: LoadedAddon | null; reason: string; info: CudaInfo | null } {
-  let reason = 'no CUDA addon is built or shipped (npm run build:cuda builds one)';
+  let reason = `no CUDA addon is installed (npm install ${CUDA_PACKAGE} adds it; in a clone, npm run build:cuda builds it)`;
   let lastInfo: CudaInfo | null = null;
   for (const file of cudaAddonCandidates()) {
     if (!fs.existsSync(file)) continue;
@@ -497,7 +507,7 @@ export function cudaAddon(operation: string): NativeAddon & Required<Pick<Native
   const loaded = loadAddon();
   const addon = loaded.addon;
   if (!cudaUsable(loaded)) {
-    const why = loaded.kind === 'cuda' ? 'the CUDA addon is older than this package (rebuild it: npm run build:cuda)' : loaded.cudaSkipped;
+    const why = loaded.kind === 'cuda' ? `the CUDA addon is older than this package (install the ${CUDA_PACKAGE} of fusedpo's version)` : loaded.cudaSkipped;
     throw new Error(`${operation}: needs a usable CUDA device, but CUDA is not usable here: ${why}`);
   }
   return addon as ReturnType<typeof cudaAddon>;
