@@ -145,7 +145,7 @@ function littleEndianBytes(values: Float32Array): Uint8Array {
 }
 
 /** The file's bytes for named f32 tensors (a module's parameters(), or [name, tensor] pairs). */
-export function encodeSafetensors(tensors: NamedTensors, metadata: Record<string, string> = {}): Buffer {
+export function encodeSafetensors(tensors: NamedTensors, metadata: Record<string, string> = {}): Uint8Array {
   const { header, entries } = plan(tensors, metadata, 'encodeSafetensors');
   const total = header.length + entries.reduce((n, e) => n + e.bytes, 0);
   if (total > 2 ** 32) throw new RangeError(`encodeSafetensors: ${total} bytes do not fit one Buffer (4 GiB); use saveSafetensors, which writes by parts`);

@@ -31,7 +31,7 @@ test('byte for byte the reference serialization (tensor.rs test_serialization, t
     0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64,
   ]);
   // The header padded with spaces so that the data starts 8-byte aligned.
-  const aligned = encodeSafetensors([['attn0', { shape: [1, 1, 2, 3], data }]]);
+  const aligned = Buffer.from(encodeSafetensors([['attn0', { shape: [1, 1, 2, 3], data }]]));
   assert.is(aligned.readBigUInt64LE(0), 72n);
   assert.is(aligned.subarray(8, 80).toString().trimEnd(), '{"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}}');
   assert.equal([...encodeSafetensors([])], [8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32]);
@@ -73,7 +73,7 @@ test('F16 and BF16 tensors are read widened to f32', () => {
 });
 
 test('broken files: truncated, bad header, bad entries', () => {
-  const good = encodeSafetensors([['w', { shape: [2, 3], data: new Float32Array(6) }]]);
+  const good = Buffer.from(encodeSafetensors([['w', { shape: [2, 3], data: new Float32Array(6) }]]));
   assert.throws(() => readSafetensors(good.subarray(0, 5)), /safetensors \(buffer\): truncated: 5 bytes, fewer than the 8 of the header length/);
   const headerLength = Number(good.readBigUInt64LE(0));
   assert.throws(() => readSafetensors(good.subarray(0, 30)), new RegExp(`truncated: the header needs ${headerLength} bytes but only 22 follow its length`));

@@ -8,6 +8,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(_WIN32)
+#include <malloc.h>  // _aligned_malloc: MSVC's C library has no aligned_alloc
+#endif
 
 namespace fusedpo {
 
@@ -32,7 +35,11 @@ void* allocateHostMemory(size_t bytes) {
   }
 #endif
   const size_t rounded = bytes == 0 ? kAlignment : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+#if defined(_WIN32)
+  void* data = _aligned_malloc(rounded, kAlignment);
+#else
   void* data = std::aligned_alloc(kAlignment, rounded);
+#endif
   if (data != nullptr) std::memset(data, 0, rounded);
   return data;
 }
@@ -45,7 +52,11 @@ void freeHostMemory(void* data, size_t bytes) {
     return;
   }
 #endif
+#if defined(_WIN32)
+  _aligned_free(data);
+#else
   std::free(data);
+#endif
 }
 
 void adviseHugePages(void* data, size_t bytes) {

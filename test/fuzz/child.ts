@@ -161,7 +161,7 @@ function fn(kind: string): unknown {
 
 /** A small valid safetensors file's bytes. */
 function validFileBytes(random: () => number): Buffer {
-  return f.encodeSafetensors([['w', { shape: [2, 3], data: Float32Array.from({ length: 6 }, () => random()) }], ['b', { shape: [3], data: new Float32Array(3) }]], { note: 'fuzz' });
+  return Buffer.from(f.encodeSafetensors([['w', { shape: [2, 3], data: Float32Array.from({ length: 6 }, () => random()) }], ['b', { shape: [3], data: new Float32Array(3) }]], { note: 'fuzz' }));
 }
 
 function fileOf(header: unknown, data = new Uint8Array(0)): Buffer {

@@ -1,10 +1,13 @@
 /**
- * The test of "npm install gets a prebuilt binary that just works": pack the package (after
- * `npm run prebuild`), install the tarball into new apps on a PATH with no compiler, make or
- * python, once with npm's defaults (install scripts blocked) and once with fusedpo approved in
- * the app's allowScripts, then import and require it and call the native functions.
+ * The test of "npm install gets a prebuilt binary that just works": `npm pack` alone (its
+ * prepack compiles dist/ and the prebuilt addons, linux-x64 and the cross-built linux-arm64),
+ * then the tarball installed into new apps on a PATH with no compiler, make or python: with npm's
+ * defaults (install scripts blocked), with fusedpo approved in the app's allowScripts, then
+ * `npm ci` from the lockfile; each imports and requires it and calls the native functions. The
+ * README's examples type-check in a strict app with no @types/node. The optional CUDA package,
+ * when the CUDA addon was built, installs beside it and is found.
  *
- * Run by `npm run test:pack` (which runs the prebuild first) and by .ci/run.
+ * Run by `npm run test:pack` and by .ci/run (after the arm64 and CUDA builds' prerequisites).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -79,12 +82,20 @@ console.log('esm ok', report.binary.path);
 `;
 
 test.before(() => {
-  const prebuilds = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  assert.ok(fs.existsSync(prebuilds), `no ${prebuilds}: run npm run prebuild first`);
-  const packed = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8' });
-  tarball = path.join(work, (JSON.parse(packed) as { filename: string }[])[0].filename);
+  // npm pack alone: its prepack builds what the tarball needs (scripts/prepack.js)
+  execFileSync('npm', ['pack', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const packed = fs.readdirSync(work).filter((f) => f.endsWith('.tgz'));
+  assert.is(packed.length, 1, `one tarball: ${packed}`);
+  tarball = path.join(work, packed[0]);
   cleanPath = pathWithoutCompilers();
+  console.log(`  tarball ${packed[0]}: ${(fs.statSync(tarball).size / 1024).toFixed(0)} KiB; prebuilds ${['linux-x64', 'linux-arm64'].map((p) =>
+    `${p} ${(fs.statSync(path.join(root, 'prebuilds', p, 'fusedpo.node')).size / 1024).toFixed(0)} KiB`).join(', ')}`);
 });
+
+/** The bytes of one file of the tarball. */
+function fromTarball(file: string): Buffer {
+  return execFileSync('tar', ['-xzOf', tarball, file], { maxBuffer: 64 * 2 ** 20 });
+}
 
 test('the installing PATH has no compiler, make or python', () => {
   for (const tool of ['g++', 'gcc', 'cc', 'make', 'python3', 'python']) {
@@ -93,21 +104,24 @@ test('the installing PATH has no compiler, make or python', () => {
   }
 });
 
-test('the tarball ships the prebuilt binary, the compiled JS and the types', () => {
-  const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' });
-  const files = ['package/dist/index.js', 'package/dist/index.d.ts', 'package/dist/cli.js',
-    `package/prebuilds/${process.platform}-${process.arch}/fusedpo.node`];
-  // The CUDA addon ships when it was built (.ci/run builds it; it must compile even with no GPU).
-  if (fs.existsSync(path.join(root, 'build-cmake', 'Release', 'fusedpo-cuda.node'))) {
-    files.push(`package/prebuilds/${process.platform}-${process.arch}-cuda/fusedpo-cuda.node`);
+test('the tarball ships the prebuilt binaries (linux-x64, linux-arm64), the compiled JS and the types; no binding.gyp at its root', () => {
+  const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
+  const files = ['package/dist/index.js', 'package/dist/index.d.ts', 'package/dist/cli.js', 'package/native/fusedpo.gyp',
+    'package/prebuilds/linux-x64/fusedpo.node', 'package/prebuilds/linux-arm64/fusedpo.node', 'package/examples/data/preferences.jsonl',
+    'package/docs/losses.md'];
+  for (const file of files) assert.ok(listing.includes(file), `${file} missing from the tarball:\n${listing.join('\n')}`);
+  for (const platform of ['linux-x64', 'linux-arm64']) {
+    assert.equal(listing.filter((f) => f.startsWith(`package/prebuilds/${platform}/`)), [`package/prebuilds/${platform}/fusedpo.node`],
+      'node-gyp-build takes any .node file in its folder: only the CPU addon may be there');
   }
-  for (const file of files) {
-    assert.ok(listing.includes(file), `${file} missing from the tarball:\n${listing}`);
-  }
-  const cpuFolder = listing.split('\n').filter((f) => f.startsWith(`package/prebuilds/${process.platform}-${process.arch}/`));
-  assert.equal(cpuFolder, [`package/prebuilds/${process.platform}-${process.arch}/fusedpo.node`],
-    'node-gyp-build takes any .node file in its folder: only the CPU addon may be there');
-  assert.not.ok(listing.includes('package/build/'), 'a local build/ folder was packed');
+  const machine = (file: string) => fromTarball(file).readUInt16LE(18);  // ELF e_machine
+  assert.is(machine('package/prebuilds/linux-x64/fusedpo.node'), 62, 'linux-x64: an x86-64 ELF (EM_X86_64)');
+  assert.is(machine('package/prebuilds/linux-arm64/fusedpo.node'), 183, 'linux-arm64: an aarch64 ELF (EM_AARCH64)');
+  assert.not.ok(listing.includes('package/binding.gyp'), 'a binding.gyp at the root: npm would rebuild the package on every lockfile install');
+  assert.not.ok(listing.some((f) => f.startsWith('package/build/')), 'a local build/ folder was packed');
+  assert.not.ok(listing.some((f) => f.endsWith('fusedpo-cuda.node')), 'the CUDA addon belongs to its optional package');
+  const map = JSON.parse(fromTarball('package/dist/index.js.map').toString()) as { sourcesContent?: string[] };
+  assert.ok(map.sourcesContent?.[0]?.includes('export'), 'source maps carry their TypeScript: stack traces map to files a user has');
 });
 
 for (const mode of ['defaults', 'allowScripts'] as const) {
@@ -129,6 +143,52 @@ for (const mode of ['defaults', 'allowScripts'] as const) {
   });
 }
 
+for (const mode of ['defaults', 'allowScripts'] as const) test(`npm ci from the lockfile (${mode}), after rm -rf node_modules, no compiler: nothing is built, and it works`, () => {
+  const app = path.join(work, `app-${mode}`);
+  assert.ok(fs.existsSync(path.join(app, 'package-lock.json')), 'the install wrote a lockfile');
+  fs.rmSync(path.join(app, 'node_modules'), { recursive: true, force: true });
+  const log = run(app, 'npm', ['ci', '--prefer-offline', '--no-audit', '--no-fund', '--foreground-scripts']);
+  assert.not.match(log, /gyp (ERR|info)|node-gyp/, `npm ci built from source:\n${log}`);
+  assert.not.ok(fs.existsSync(path.join(app, 'node_modules', 'fusedpo', 'build')), 'a build/ folder appeared on npm ci');
+  assert.match(run(app, 'node', ['-e', USE_CJS]), 'cjs ok');
+});
+
+test("the README's TypeScript examples type-check in a strict app without @types/node", () => {
+  const app = path.join(work, 'app-defaults');
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+  const dir = path.join(app, 'readme');
+  fs.mkdirSync(dir, { recursive: true });
+  blocks.forEach((code, i) => fs.writeFileSync(path.join(dir, `example-${i}.ts`), `export {};\n${code}`));
+  // the app's own declaration of console: ES2022 has none, and this app has neither DOM nor Node types
+  fs.writeFileSync(path.join(dir, 'console.d.ts'), 'declare const console: { log(...values: unknown[]): void; error(...values: unknown[]): void };\n');
+  fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { strict: true, noEmit: true, types: [], lib: ['ES2022'], target: 'ES2022', module: 'node16', moduleResolution: 'node16', skipLibCheck: false },
+    include: ['*.ts'],
+  }, null, 2));
+  const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { cwd: app, encoding: 'utf8' });
+  assert.is(tsc.status, 0, `tsc with types: [] failed:\n${tsc.stdout}${tsc.stderr}`);
+});
+
+test('the optional CUDA package installs beside fusedpo and is the one the loader finds', () => {
+  if (!fs.existsSync(path.join(root, 'build-cmake', 'Release', 'fusedpo-cuda.node'))) {
+    console.log('  (no CUDA addon built here: npm run build:cuda; skipped)');
+    return;
+  }
+  const packed = execFileSync(process.execPath, [path.join(root, 'scripts', 'pack-cuda.js'), work], { cwd: root, encoding: 'utf8' });
+  console.log(`  ${packed.trim()}`);
+  const cudaTarball = fs.readdirSync(work).find((f) => f.startsWith(`fusedpo-cuda-${process.platform}-${process.arch}-`) && f.endsWith('.tgz'))!;
+  const app = path.join(work, 'app-cuda');
+  fs.mkdirSync(app);
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app-cuda', version: '1.0.0', private: true }));
+  run(app, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball, path.join(work, cudaTarball)]);
+  const doctor = run(app, 'npx', ['--no-install', 'fusedpo', 'doctor', '--json']);
+  const report = JSON.parse(doctor.slice(doctor.indexOf('{'))) as { binary: { path: string; kind: string } | null; cuda: unknown };
+  // With no usable GPU the CPU addon runs, and doctor says which CUDA addon it tried and why not.
+  assert.match(JSON.stringify(report), new RegExp(`node_modules/fusedpo-cuda-${process.platform}-${process.arch}/fusedpo-cuda\\.node`), doctor);
+  assert.match(run(app, 'node', ['-e', USE_CJS]), 'cjs ok');
+});
+
 test('npx fusedpo build: the explicit source build of an installed package, then used', () => {
   // Compilers allowed here: this is the fallback for a platform with no prebuild.
   const app = path.join(work, 'app-defaults');
@@ -137,6 +197,7 @@ test('npx fusedpo build: the explicit source build of an installed package, then
   const build = spawnSync('npx', ['--no-install', 'fusedpo', 'build'], { cwd: app, encoding: 'utf8', env });
   assert.is(build.status, 0, `fusedpo build failed:\n${build.stdout}\n${build.stderr}`);
   assert.ok(fs.existsSync(path.join(installed, 'build', 'Release', 'fusedpo.node')), 'no build/Release/fusedpo.node');
+  assert.not.ok(fs.existsSync(path.join(installed, 'binding.gyp')), 'the build left a binding.gyp behind: npm would rebuild on the next install');
   const doctor = spawnSync('npx', ['--no-install', 'fusedpo', 'doctor'], { cwd: app, encoding: 'utf8', env });
   assert.match(doctor.stdout, /binary: +cpu addon, .*build\/Release\/fusedpo\.node/, 'the local build comes first');
   const use = spawnSync('node', ['-e', USE_CJS], { cwd: app, encoding: 'utf8', env });
