@@ -59,45 +59,48 @@ function fit(prompt: number[], completion: number[], maxLength: number): { promp
   return { prompt, completion: completion.slice(0, room), cut: completion.length > room };
 }
 
-/** Tokenizes preference records: chosen and rejected get end-of-text, then are fitted to maxLength. */
-export function tokenizePreferences(records: readonly PreferenceRecord[], tokenizer: Tokenizer, maxLength: number): { pairs: TokenizedPair[]; report: TruncationReport } {
+/**
+ * Each record tokenized by `tokenize` (null: its prompt fills maxLength, so it is dropped; `cut`:
+ * something was cut), with the report of what was kept, truncated and dropped.
+ */
+function tokenizeAll<R extends { line: number }, E>(records: readonly R[], maxLength: number,
+  tokenize: (record: R) => { example: E; cut: boolean } | null): { examples: E[]; report: TruncationReport } {
   checkMaxLength(maxLength);
-  const pairs: TokenizedPair[] = [];
+  const examples: E[] = [];
   const report: TruncationReport = { records: records.length, kept: 0, truncated: 0, promptFilled: 0, droppedLines: [] };
   for (const record of records) {
-    const prompt = tokenizer.encode(record.prompt);
-    const chosen = fit(prompt, [...tokenizer.encode(record.chosen), tokenizer.eosId], maxLength);
-    const rejected = fit(prompt, [...tokenizer.encode(record.rejected), tokenizer.eosId], maxLength);
-    if (!chosen || !rejected) {
+    const done = tokenize(record);
+    if (!done) {
       report.promptFilled += 1;
       if (report.droppedLines.length < 20) report.droppedLines.push(record.line);
       continue;
     }
-    if (chosen.cut || rejected.cut) report.truncated += 1;
-    pairs.push({ prompt, chosen: chosen.completion, rejected: rejected.completion, line: record.line });
+    if (done.cut) report.truncated += 1;
+    examples.push(done.example);
   }
-  report.kept = pairs.length;
-  return { pairs, report };
+  report.kept = examples.length;
+  return { examples, report };
+}
+
+/** Tokenizes preference records: chosen and rejected get end-of-text, then are fitted to maxLength. */
+export function tokenizePreferences(records: readonly PreferenceRecord[], tokenizer: Tokenizer, maxLength: number): { pairs: TokenizedPair[]; report: TruncationReport } {
+  const { examples, report } = tokenizeAll(records, maxLength, (record) => {
+    const prompt = tokenizer.encode(record.prompt);
+    const chosen = fit(prompt, [...tokenizer.encode(record.chosen), tokenizer.eosId], maxLength);
+    const rejected = fit(prompt, [...tokenizer.encode(record.rejected), tokenizer.eosId], maxLength);
+    if (!chosen || !rejected) return null;
+    return { example: { prompt, chosen: chosen.completion, rejected: rejected.completion, line: record.line }, cut: chosen.cut || rejected.cut };
+  });
+  return { pairs: examples, report };
 }
 
 /** Tokenizes SFT records: the completion gets end-of-text, then is fitted to maxLength. */
 export function tokenizeSft(records: readonly SftRecord[], tokenizer: Tokenizer, maxLength: number): { examples: TokenizedSft[]; report: TruncationReport } {
-  checkMaxLength(maxLength);
-  const examples: TokenizedSft[] = [];
-  const report: TruncationReport = { records: records.length, kept: 0, truncated: 0, promptFilled: 0, droppedLines: [] };
-  for (const record of records) {
+  return tokenizeAll(records, maxLength, (record) => {
     const prompt = tokenizer.encode(record.prompt);
     const fitted = fit(prompt, [...tokenizer.encode(record.completion), tokenizer.eosId], maxLength);
-    if (!fitted) {
-      report.promptFilled += 1;
-      if (report.droppedLines.length < 20) report.droppedLines.push(record.line);
-      continue;
-    }
-    if (fitted.cut) report.truncated += 1;
-    examples.push({ prompt, completion: fitted.completion, line: record.line });
-  }
-  report.kept = examples.length;
-  return { examples, report };
+    return fitted && { example: { prompt, completion: fitted.completion, line: record.line }, cut: fitted.cut };
+  });
 }
 
 /** The rows of one batch: model inputs and shifted, masked labels, both `[rows, T]`. */

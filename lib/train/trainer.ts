@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { noGrad } from '../autograd';
 import { collatePreferences, collateSft, tokenizePreferences, tokenizeSft, type PreferenceBatch, type TokenBatch, type TokenizedPair, type TokenizedSft,
   type TruncationReport } from '../data/batch';
-import { readPreferenceDataset, readSftDataset, type PreferenceRecord, type SftRecord } from '../data/dataset';
+import { readPreferenceDataset, readSftDataset, type DatasetRead, type PreferenceRecord, type SftRecord } from '../data/dataset';
 import type { Tokenizer } from '../data/tokenizer';
 import { mulberry32 } from '../example';
 import { preferenceLoss, type LossParameterArgs } from '../losses';
@@ -251,10 +251,17 @@ abstract class Trainer<Example> {
     this.recordedOptions = Object.fromEntries(RUN_SHAPING.map((k) => [k, options[k] ?? null]));
   }
 
-  /** The records read, their skipped ones remembered for the report. */
-  protected counted<T>(read: { file: string; records: T[]; skipped: { line: number; reason: string }[] }): T[] {
-    this.skipped.push(...read.skipped.map((bad) => ({ file: read.file, ...bad })));
-    return read.records;
+  /** The records of `source` (a file, read with `reader`, its skipped records remembered for the report; or the records). */
+  protected async records<T>(source: string | readonly T[] | undefined, name: string,
+    reader: (file: string, options: { skipBadLines: boolean }) => Promise<DatasetRead<T>>): Promise<readonly T[]> {
+    if (source === undefined) return [];
+    if (typeof source === 'string') {
+      const read = await reader(source, { skipBadLines: this.skipBadLines });
+      this.skipped.push(...read.skipped.map((bad) => ({ file: read.file, ...bad })));
+      return read.records;
+    }
+    if (!Array.isArray(source)) throw new TypeError(`Expected a file path or an array of records for ${name} but received ${describe(source)}`);
+    return source;
   }
 
   /** Tokenized training and eval examples. */
@@ -423,15 +430,9 @@ export class SftTrainer extends Trainer<TokenizedSft> {
   }
 
   protected async prepare(): Promise<{ train: TokenizedSft[]; eval: TokenizedSft[]; report: TruncationReport }> {
-    const read = async (source: string | readonly SftRecord[] | undefined, name: string) => {
-      if (source === undefined) return [];
-      if (typeof source === 'string') return this.counted(await readSftDataset(source, { skipBadLines: this.skipBadLines }));
-      if (!Array.isArray(source)) throw new TypeError(`Expected a file path or an array of records for ${name} but received ${describe(source)}`);
-      return source;
-    };
-    const trainRecords = await read(this.options.train, 'train');
+    const trainRecords = await this.records(this.options.train, 'train', readSftDataset);
     const { examples, report } = tokenizeSft(trainRecords, this.tokenizer, this.settings.maxLength);
-    const evalExamples = tokenizeSft(await read(this.options.eval, 'eval'), this.tokenizer, this.settings.maxLength).examples;
+    const evalExamples = tokenizeSft(await this.records(this.options.eval, 'eval', readSftDataset), this.tokenizer, this.settings.maxLength).examples;
     return { train: examples, eval: evalExamples, report };
   }
 
@@ -523,14 +524,8 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   }
 
   protected async prepare(): Promise<{ train: TokenizedPair[]; eval: TokenizedPair[]; report: TruncationReport }> {
-    const read = async (source: string | readonly PreferenceRecord[] | undefined, name: string) => {
-      if (source === undefined) return [];
-      if (typeof source === 'string') return this.counted(await readPreferenceDataset(source, { skipBadLines: this.skipBadLines }));
-      if (!Array.isArray(source)) throw new TypeError(`Expected a file path or an array of records for ${name} but received ${describe(source)}`);
-      return source;
-    };
-    const { pairs, report } = tokenizePreferences(await read(this.options.train, 'train'), this.tokenizer, this.settings.maxLength);
-    const evalPairs = tokenizePreferences(await read(this.options.eval, 'eval'), this.tokenizer, this.settings.maxLength).pairs;
+    const { pairs, report } = tokenizePreferences(await this.records(this.options.train, 'train', readPreferenceDataset), this.tokenizer, this.settings.maxLength);
+    const evalPairs = tokenizePreferences(await this.records(this.options.eval, 'eval', readPreferenceDataset), this.tokenizer, this.settings.maxLength).pairs;
     return { train: pairs, eval: evalPairs, report };
   }
 
