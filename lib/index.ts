@@ -88,3 +88,4 @@ export {
 } from './train/trainer';
 export { TrainingFileError, loadModelFolder, saveModelFolder, type ModelFolder } from './train/files';
 export { extrapolatedReference, frozenCopy, pairLogps, precomputeReference, syncReference, type PairLogps } from './train/reference';
+export { PretrainedError, huggingFaceTokenizer, isHuggingFaceFolder, loadPretrained, savePretrained } from './nn/pretrained';

@@ -75,6 +75,22 @@ export class GPT extends Module {
   }
 
   /**
+   * A Hugging Face GPT-2 folder (config.json, model.safetensors in GPT2LMHeadModel's layout): see
+   * lib/nn/pretrained.ts. `loadPretrained` returns its tokenizer too.
+   */
+  static fromPretrained(directory: string): GPT {
+    // required here, not imported: pretrained.ts imports this module
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('./pretrained') as typeof import('./pretrained')).loadPretrained(directory).model;
+  }
+
+  /** Writes this model as a Hugging Face GPT-2 folder (and `tokenizer`'s tokenizer.json when it is a BPE one). */
+  savePretrained(directory: string, tokenizer?: import('../data/tokenizer').Tokenizer | null): void {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('./pretrained') as typeof import('./pretrained')).savePretrained(directory, this, tokenizer);
+  }
+
+  /**
    * tokens: an Int32Array of batch * T ids in [0, vocab), row-major [batch, T], T <= context.
    * Returns the logits [batch, T, vocab]: position t predicts token t + 1.
    */

@@ -30,6 +30,7 @@ import * as path from 'node:path';
 import type { Tokenizer, TokenizerDescription } from '../data/tokenizer';
 import { tokenizerFrom } from '../data/tokenizer';
 import { GPT, type GPTConfig } from '../nn/gpt';
+import { isHuggingFaceFolder, loadPretrained } from '../nn/pretrained';
 import { AdamW, type AdamWState } from '../optim';
 import { loadSafetensors, readSafetensors, saveSafetensors } from '../safetensors';
 import { version } from '../version';
@@ -95,9 +96,20 @@ export function saveModelFolder(directory: string, model: GPT, tokenizer: Tokeni
   writeFileAtomic(path.join(directory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 }
 
-/** Reads a model folder; every mismatch between config.json and the weights is an error naming the file. */
+/**
+ * Reads a model folder (a fusedpo one, or a Hugging Face GPT-2 one: lib/nn/pretrained.ts); every
+ * mismatch between config.json and the weights is an error naming the file.
+ */
 export function loadModelFolder(directory: string): ModelFolder {
   const configFile = path.join(directory, 'config.json');
+  if (isHuggingFaceFolder(directory)) {
+    const { model, tokenizer } = loadPretrained(directory);
+    if (!tokenizer) {
+      model.dispose();
+      throw new TrainingFileError(directory, 'a Hugging Face model folder without its tokenizer (tokenizer.json, or vocab.json and merges.txt)');
+    }
+    return { model, tokenizer, config: model.config };
+  }
   if (!fs.existsSync(directory) || !fs.statSync(directory).isDirectory()) {
     throw new TrainingFileError(directory, 'expected a model folder (config.json and model.safetensors) but there is no such folder');
   }
