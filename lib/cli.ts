@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { UsageError, didYouMean } from './cli/options';
+import { generateCommand } from './cli/generate';
 import { sftCommand, trainCommand } from './cli/train';
 import { DEFAULT_DEMO, runDemo } from './demo';
 import { doctorReport, formatDoctorReport } from './doctor';
@@ -25,6 +26,7 @@ commands:
   sft       supervised fine-tuning: --data FILE --out DIR [--model DIR | --layers N ...]
   train     preference tuning (DPO, MinorDPO, every loss): --model DIR --data FILE --out DIR [--loss NAME]
             (fusedpo sft --help, fusedpo train --help: every option)
+  generate  continue a prompt with a model folder: --model DIR --prompt TEXT [--temperature X --seed N]
   doctor    the package version, the binary loaded, the CPU features, and CUDA's state
             --json   print it as JSON
   build     build the CPU addon from source into this package (needs g++, make, python3)
@@ -110,7 +112,7 @@ function build(): void {
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
 }
 
-const COMMANDS = ['demo', 'sft', 'train', 'doctor', 'build', 'help'];
+const COMMANDS = ['demo', 'sft', 'train', 'generate', 'doctor', 'build', 'help'];
 
 /** A trainer's error: its message, without a stack (the message names the file, line or option). */
 async function runTraining(command: string, run: () => Promise<void>): Promise<void> {
@@ -136,6 +138,8 @@ async function main(argv: string[]): Promise<void> {
       return runTraining('sft', () => sftCommand(args));
     case 'train':
       return runTraining('train', () => trainCommand(args));
+    case 'generate':
+      return runTraining('generate', async () => generateCommand(args));
     case 'demo':
       return demo(args);
     case 'doctor': {

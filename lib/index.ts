@@ -89,3 +89,4 @@ export {
 export { TrainingFileError, loadModelFolder, saveModelFolder, type ModelFolder } from './train/files';
 export { extrapolatedReference, frozenCopy, pairLogps, precomputeReference, syncReference, type PairLogps } from './train/reference';
 export { PretrainedError, huggingFaceTokenizer, isHuggingFaceFolder, loadPretrained, savePretrained } from './nn/pretrained';
+export { generate, type GenerateOptions } from './nn/generate';

@@ -84,6 +84,15 @@ export class GPT extends Module {
     return (require('./pretrained') as typeof import('./pretrained')).loadPretrained(directory).model;
   }
 
+  /**
+   * New tokens after `prompt` (token ids), with a key-value cache: one forward of one position per
+   * token (lib/nn/generate.ts). Greedy at temperature 0; seeded draws otherwise.
+   */
+  generate(prompt: readonly number[] | Int32Array, options?: import('./generate').GenerateOptions): number[] {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('./generate') as typeof import('./generate')).generate(this, prompt, options);
+  }
+
   /** Writes this model as a Hugging Face GPT-2 folder (and `tokenizer`'s tokenizer.json when it is a BPE one). */
   savePretrained(directory: string, tokenizer?: import('../data/tokenizer').Tokenizer | null): void {
     // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -112,6 +112,19 @@ test("the README's training commands run as written (npx fusedpo: this package's
   assert.ok(accuracy >= 0.8, `the README's run learns the task: train accuracy over its last 20 steps ${accuracy}`);
 });
 
+test('fusedpo generate: the API\'s tokens for the same seed, the completion decoded', () => {
+  const hf = path.join(root, 'test', 'fixtures', 'hf-gpt2');
+  const run = fusedpo('generate', '--model', hf, '--prompt', 'a b', '--temperature', '0.8', '--seed', '5', '--max-new-tokens', '6', '--json');
+  assert.is(run.status, 0, run.stderr);
+  const printed = JSON.parse(run.stdout) as { tokens: number[]; completion: string };
+  const { loadPretrained } = require('../../lib/nn/pretrained') as typeof import('../../lib/nn/pretrained');
+  const { model, tokenizer } = loadPretrained(hf);
+  const tokens = model.generate(tokenizer!.encode('a b'), { temperature: 0.8, seed: 5, maxNewTokens: 6, stop: [tokenizer!.eosId] });
+  assert.equal(printed.tokens, tokens);
+  model.dispose();
+  assert.match(fusedpo('generate', '--model', hf).stderr, /expected --prompt TEXT/);
+});
+
 test.after(() => fs.rmSync(base, { recursive: true, force: true }));
 
 test.run();
