@@ -21,6 +21,7 @@ import * as path from 'node:path';
 
 import { NativeLoadError } from './errors';
 import { expected } from './validate';
+import type { PreferenceMetrics } from './losses';
 import type { ParameterName } from './losses/registry';
 
 /**
@@ -86,17 +87,8 @@ export interface NativeBackwardRequest {
   dlogitsByteOffset?: number;
 }
 
-export interface NativeMetrics {
-  rewardsChosen: number;
-  rewardsRejected: number;
-  rewardsAccuracy: number;
-  rewardsMargin: number;
-  logpsChosen: number;
-  logpsRejected: number;
-  nll: number;
-  /** Absent for the reference-free losses. */
-  rejectedBelowReference?: number;
-}
+/** The metrics object the addon returns: the public PreferenceMetrics, field for field. */
+export type NativeMetrics = PreferenceMetrics;
 
 /**
  * The arrays a loss call's per-row and per-token results are written into, made here in

@@ -58,7 +58,7 @@ class KeyValueCache {
   /** Runs position `length` (token `token`) through the model, filling the cache; returns its logits [V]. */
   step(token: number): Float32Array {
     const { model } = this;
-    const { width: C, heads, vocab } = model.config;
+    const { width: C, heads } = model.config;
     const hs = C / heads, t = this.length;
     return noGrad(() => withScope(() => {
       let x = add(embedding(model.wte.weight, Int32Array.of(token)), embedding(model.wpe.weight, Int32Array.of(t)));  // [1, C]
@@ -88,7 +88,7 @@ class KeyValueCache {
         x = add(x, block.mlp.proj.forward(gelu(block.mlp.fc.forward(block.ln2.forward(x)))));
       });
       this.length += 1;
-      return linear(model.lnF.forward(x), model.wte.weight).toArray().slice(0, vocab) as Float32Array;
+      return linear(model.lnF.forward(x), model.wte.weight).toArray() as Float32Array;  // [1, V]: a copy already
     }));
   }
 }

@@ -169,8 +169,7 @@ inline LossParams lossParamsFields(const Napi::Object& request) {
   }
   FUSEDPO_LOSS_PARAMETERS(FUSEDPO_READ_PARAMETER)
 #undef FUSEDPO_READ_PARAMETER
-  if (p.kind != LossKind::Exo) p.groupSize = 2;
-  return p;
+  return p;  // groupSize counts for exo alone: rowsPerPrompt is 2 for every other loss
 }
 
 // The per-row inputs of stage 3 besides the logits, copied: refLogps (required by the losses with a
