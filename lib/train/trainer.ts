@@ -571,10 +571,10 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
     return pairs.reduce((n, p) => n + 2 * p.prompt.length + p.chosen.length + p.rejected.length - 2, 0);
   }
 
-  /** The reference log-probs of a batch's rows: precomputed (by pair index) or from the frozen copy. */
+  /** The reference log-probs of a batch's rows: from a table (by pair index), or from the frozen copy. */
   private referenceOf(batch: PreferenceBatch, indices: number[] | null, evaluating: boolean): Float32Array | undefined {
     if (!this.needsReference) return undefined;
-    if (this.reference) return modelLogps(this.reference, batch.tokens, batch.labels, batch.shape);
+    if (this.reference && !(evaluating && this.evalReferenceLogps)) return modelLogps(this.reference, batch.tokens, batch.labels, batch.shape);
     const table = evaluating ? this.evalReferenceLogps! : { chosen: this.precomputed!.chosen, rejected: this.precomputed!.rejected };
     const P = batch.pairs;
     const out = new Float32Array(2 * P);
@@ -590,7 +590,7 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
    * NLL is `-(sum pw) / (sum nw)` over every micro-batch, so each one's weight is scaled by its
    * share of the chosen tokens (times the accumulation, which the 1/accumulation scale undoes).
    */
-  private nllWeightFor(batch: PreferenceBatch, pairs: TokenizedPair[], stepTokens: number): number | undefined {
+  private nllWeightFor(pairs: TokenizedPair[], stepTokens: number): number | undefined {
     const a = this.lossArgs.nllWeight;
     if (a === undefined || a === 0 || this.lossArgs.nllReduction === 'sum') return a;
     const chosenTokens = pairs.reduce((m, p) => m + p.chosen.length, 0);
@@ -600,7 +600,7 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   protected microStep(pairs: TokenizedPair[], indices: number[], weight: number, stepTokens: number): Record<string, number> {
     const batch = collatePreferences(pairs);
     const refLogps = this.referenceOf(batch, indices, false);
-    const nllWeight = this.nllWeightFor(batch, pairs, stepTokens);
+    const nllWeight = this.nllWeightFor(pairs, stepTokens);
     return withScope(() => {
       const logits = this.model.forward(batch.tokens, batch.shape);
       const r = preferenceLoss({ ...this.lossArgs, ...(nllWeight === undefined ? {} : { nllWeight }), logits, labels: batch.labels, refLogps });
@@ -615,6 +615,9 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   protected evaluate(evalSet: TokenizedPair[]): Record<string, number> {
     const sums: Record<string, number> = {};
     const B = this.settings.batchSize;
+    // A frozen copy's eval log-probs never change: computed at the first evaluation, in the same
+    // batches as below (so the same values), then read from the table. A synced one is rerun.
+    if (this.reference && !this.sync) this.evalReferenceLogps ??= pairLogps(this.reference, evalSet, B);
     for (let start = 0; start < evalSet.length; start += B) {
       const pairs = evalSet.slice(start, start + B);
       const batch = collatePreferences(pairs);
@@ -644,8 +647,4 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
     if (this.sync && this.reference && step % this.sync.every === 0) syncReference(this.reference, this.model, this.sync.alpha);
   }
 
-  /** The reference log-probs of pairs under the current model (for accelerated PO's iterations, and tests). */
-  static logpsOf(model: GPT, pairs: TokenizedPair[], batchSize = 8): PairLogps {
-    return pairLogps(model, pairs, batchSize);
-  }
 }
