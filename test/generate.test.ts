@@ -40,7 +40,8 @@ test('greedy decoding follows the full forward\'s argmax at every step', () => {
 test('stop tokens and the context end generation; bad options are named', () => {
   const greedy = model.generate(prompt, { maxNewTokens: 10, temperature: 0 });
   assert.equal(model.generate(prompt, { maxNewTokens: 10, temperature: 0, stop: [greedy[2]] }), greedy.slice(0, greedy.indexOf(greedy[2]) + 1));
-  assert.is(model.generate(prompt, { maxNewTokens: 100, temperature: 0 }).length, 16 - prompt.length, 'the context (16) ends it');
+  assert.is(model.generate(prompt, { maxNewTokens: 100, temperature: 0 }).length, 17 - prompt.length, 'the context (16) ends it: its last position still predicts one token');
+  assert.equal(model.generate(prompt, { maxNewTokens: 100, temperature: 0, cache: false }), model.generate(prompt, { maxNewTokens: 100, temperature: 0 }), 'cached to the full context');
   assert.throws(() => model.generate([], {}), /a prompt of 1 to 16 tokens but received 0/);
   assert.throws(() => model.generate([270], {}), /prompt token ids in \[0, 270\) but received 270/);
   assert.throws(() => model.generate(prompt, { temperature: -1 }), /for temperature but received -1/);

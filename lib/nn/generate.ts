@@ -19,7 +19,7 @@ import { checkInteger, checkNumber, describe, readArgs } from '../validate';
 import type { GPT } from './gpt';
 
 export interface GenerateOptions {
-  /** Tokens to add at most (default 32); generation also ends at the model's context. */
+  /** Tokens to add at most (default 32); generation also ends when prompt + new tokens reach the model's context + 1. */
   maxNewTokens?: number;
   /** 0: greedy (default 1). */
   temperature?: number;
@@ -133,13 +133,14 @@ export function generate(model: GPT, prompt: readonly number[] | Int32Array, opt
   let logits: Float32Array = new Float32Array(0);
   if (cache) for (const token of tokens) logits = cache.step(token);
   const out: number[] = [];
-  while (out.length < maxNewTokens && tokens.length < context) {
+  // The last position of a full context still predicts one token: the sequence may reach context + 1.
+  while (out.length < maxNewTokens) {
     if (!cache) logits = uncachedLogits(model, tokens);
     const next = choose(logits, temperature, topK, topP, random);
     out.push(next);
     tokens.push(next);
-    if (stop.has(next)) break;
-    if (cache && tokens.length < context && out.length < maxNewTokens) logits = cache.step(next);
+    if (stop.has(next) || tokens.length > context) break;
+    if (cache && out.length < maxNewTokens) logits = cache.step(next);
   }
   return out;
 }
