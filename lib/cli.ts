@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `fusedpo` command: `demo` (the default), `sft` and `train` (lib/cli/train.ts), `doctor`,
+ * The `fusedpo` command: `demo` (the default), `sft` and `train` (lib/cli/train.ts), `eval`,
+ * `generate`, `report`, `doctor`,
  * `build` (the CPU addon from source).
  */
 import { spawnSync } from 'node:child_process';
@@ -8,7 +9,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { UsageError, didYouMean } from './cli/options';
+import { evalCommand } from './cli/eval';
 import { generateCommand } from './cli/generate';
+import { reportCommand } from './cli/report';
 import { sftCommand, trainCommand } from './cli/train';
 import { DEFAULT_DEMO, runDemo } from './demo';
 import { doctorReport, formatDoctorReport } from './doctor';
@@ -26,7 +29,9 @@ commands:
   sft       supervised fine-tuning: --data FILE --out DIR [--model DIR | --layers N ...]
   train     preference tuning (DPO, MinorDPO, every loss): --model DIR --data FILE --out DIR [--loss NAME]
             (fusedpo sft --help, fusedpo train --help: every option)
+  eval      a model on held-out pairs: --model DIR --data FILE [--ref DIR] (preference, reward and task accuracy)
   generate  continue a prompt with a model folder: --model DIR --prompt TEXT [--temperature X --seed N]
+  report    the training report of run folders, overlaid: DIR [DIR...] [--out FILE] (an HTML file with charts)
   doctor    the package version, the binary loaded, the CPU features, and CUDA's state
             --json   print it as JSON
   build     build the CPU addon from source into this package (needs g++, make, python3)
@@ -112,7 +117,7 @@ function build(): void {
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
 }
 
-const COMMANDS = ['demo', 'sft', 'train', 'generate', 'doctor', 'build', 'help'];
+const COMMANDS = ['demo', 'sft', 'train', 'eval', 'generate', 'report', 'doctor', 'build', 'help'];
 
 /** A trainer's error: its message, without a stack (the message names the file, line or option). */
 async function runTraining(command: string, run: () => Promise<void>): Promise<void> {
@@ -138,8 +143,12 @@ async function main(argv: string[]): Promise<void> {
       return runTraining('sft', () => sftCommand(args));
     case 'train':
       return runTraining('train', () => trainCommand(args));
+    case 'eval':
+      return runTraining('eval', () => evalCommand(args));
     case 'generate':
       return runTraining('generate', async () => generateCommand(args));
+    case 'report':
+      return runTraining('report', async () => reportCommand(args));
     case 'demo':
       return demo(args);
     case 'doctor': {

@@ -90,3 +90,16 @@ export { TrainingFileError, loadModelFolder, saveModelFolder, type ModelFolder }
 export { extrapolatedReference, frozenCopy, pairLogps, precomputeReference, syncReference, type PairLogps } from './train/reference';
 export { PretrainedError, huggingFaceTokenizer, isHuggingFaceFolder, loadPretrained, savePretrained } from './nn/pretrained';
 export { generate, type GenerateOptions } from './nn/generate';
+export {
+  evaluatePreferences,
+  exactMatch,
+  formatEvaluation,
+  greedyCompletion,
+  type Checker,
+  type EvaluatedPair,
+  type EvaluateOptions,
+  type Evaluation,
+} from './train/evaluate';
+export { renderReport, writeReport } from './report/html';
+export { readRun, type MetricRow, type RunRecord, type SampleLog } from './report/run';
+export { formatSummary, sparkline } from './report/summary';

@@ -13,7 +13,7 @@ import { UsageError, helpText, lossParameterFlags, parseFlags, type Flag } from 
 const RUN_FLAGS: Flag[] = [
   { name: 'data', kind: 'path', help: 'the training data: JSONL (or a JSON array) in TRL\'s formats', option: 'train' },
   { name: 'eval', kind: 'path', help: 'held-out data of the same format, evaluated every --eval-every steps and at the end' },
-  { name: 'out', kind: 'path', help: 'the run folder: config.json, model.safetensors, metrics.jsonl, timings.jsonl, checkpoint/' },
+  { name: 'out', kind: 'path', help: 'the run folder: config.json, model.safetensors, metrics.jsonl, samples.jsonl, report.html, checkpoint/' },
   { name: 'steps', kind: 'integer', help: 'optimizer steps (default: one epoch)' },
   { name: 'batch', kind: 'integer', help: 'examples per micro-batch (pairs for train; default 8)', option: 'batchSize' },
   { name: 'grad-accum', kind: 'integer', help: 'micro-batches per step (default 1): the update of one batch of batch * grad-accum', option: 'gradientAccumulation' },
@@ -30,6 +30,8 @@ const RUN_FLAGS: Flag[] = [
   { name: 'stop-after', kind: 'integer', help: 'checkpoint at step N and stop there (for testing --resume)' },
   { name: 'resume', kind: 'path', help: 'continue the run in this folder from its checkpoint, with the same options (and writes there)' },
   { name: 'skip-bad-lines', kind: 'boolean', help: 'skip (and count) bad records of the data files instead of stopping at the first' },
+  { name: 'samples', kind: 'integer', help: 'prompts whose greedy generations are logged at the start, each evaluation and the end (default 3; 0: none)' },
+  { name: 'sample-tokens', kind: 'integer', help: 'tokens generated at most per sample (default 32)' },
   { name: 'quiet', kind: 'boolean', help: 'no progress output' },
 ];
 

@@ -67,6 +67,15 @@ export class Progress {
     this.write(`eval at step ${metrics.step}: loss ${fixed(metrics.eval_loss)}${accuracy === undefined ? '' : `  acc ${fixed(accuracy, 2)}  margin ${fixed(metrics['eval_rewards/margins'], 3)}`}`);
   }
 
+  /** Plain lines (the end-of-training summary). */
+  summary(text: string): void {
+    if (text !== '') for (const line of text.split('\n')) this.write(line);
+  }
+
+  note(line: string): void {
+    this.write(line);
+  }
+
   end(message: string): void {
     this.write(`${message} (${clock((Date.now() - this.begun) / 1000)})`);
   }

@@ -30,6 +30,10 @@ import { AdamW, clipGradNorm, cosineSchedule } from '../optim';
 import { withScope } from '../tensor';
 import { checkBoolean, checkInteger, checkNumber, describe, readArgs } from '../validate';
 import { checkpointDirectory, loadCheckpoint, readTrainerState, saveCheckpoint, saveModelFolder } from './files';
+import { writeReport } from '../report/html';
+import type { SampleLog } from '../report/run';
+import { formatSummary } from '../report/summary';
+import { greedyCompletion } from './evaluate';
 import { Progress } from './progress';
 import { frozenCopy, modelLogps, pairLogps, precomputeReference, syncReference, type PairLogps } from './reference';
 
@@ -84,6 +88,14 @@ export interface TrainerOptions {
   resume?: boolean;
   /** Skip (and count, and report) bad records of the data files instead of stopping at the first (default false). */
   skipBadLines?: boolean;
+  /**
+   * Prompts whose greedy generations (policy, and reference for preference runs) are logged at the
+   * start, at each evaluation and at the end, to samples.jsonl and the report: the first n of the
+   * eval set, else of the training set (default 3; 0: none).
+   */
+  samples?: number;
+  /** Tokens generated at most per sample (default 32). */
+  sampleTokens?: number;
   /** A progress line on stderr: true, false, or 'auto' (default: when stderr is a terminal, else plain lines when out is given). */
   progress?: boolean | 'auto';
   callbacks?: TrainerCallbacks;
@@ -121,7 +133,8 @@ export interface TrainResult {
 }
 
 const COMMON_KEYS = ['model', 'tokenizer', 'out', 'steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay',
-  'maxGradNorm', 'seed', 'maxLength', 'logEvery', 'evalEvery', 'saveEvery', 'stopAfter', 'resume', 'skipBadLines', 'progress', 'callbacks', 'train', 'eval'] as const;
+  'maxGradNorm', 'seed', 'maxLength', 'logEvery', 'evalEvery', 'saveEvery', 'stopAfter', 'resume', 'skipBadLines', 'samples', 'sampleTokens', 'progress', 'callbacks',
+  'train', 'eval'] as const;
 
 /** The options that shape the run's bytes: what a resumed run must share with its checkpoint. */
 const RUN_SHAPING = ['steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seed', 'maxLength',
@@ -142,6 +155,8 @@ interface CommonSettings {
   saveEvery: number;
   stopAfter: number | null;
   steps: number | null;
+  samples: number;
+  sampleTokens: number;
 }
 
 function positive(name: string, value: unknown, fallback: number): number {
@@ -170,6 +185,8 @@ function commonSettings(o: Record<string, unknown>, model: GPT, defaultLr: numbe
     evalEvery: nonNegative('evalEvery', 0),
     saveEvery: nonNegative('saveEvery', 0),
     stopAfter: o.stopAfter === undefined ? null : positive('stopAfter', o.stopAfter, 1),
+    samples: nonNegative('samples', 3),
+    sampleTokens: positive('sampleTokens', o.sampleTokens, 32),
   };
 }
 
@@ -209,7 +226,7 @@ function average(sums: Record<string, number>, count: number): Record<string, nu
 }
 
 /** The shared loop; the two trainers say what a micro-batch is and what it logs. */
-abstract class Trainer<Example> {
+abstract class Trainer<Example extends { prompt: number[] }> {
   protected readonly model: GPT;
   protected readonly tokenizer: Tokenizer;
   protected readonly out: string | null;
@@ -223,6 +240,8 @@ abstract class Trainer<Example> {
   protected readonly skipBadLines: boolean;
   /** Bad records skipped while reading (with skipBadLines), reported at the start. */
   protected skipped: { file: string; line: number; reason: string }[] = [];
+  /** The reference's sample generations when they do not change (a frozen reference): those of the start. */
+  private referenceSamples: string[] | null = null;
 
   protected constructor(readonly kind: 'sft' | 'preference', options: Record<string, unknown>, defaultLr: number) {
     if (!(options.model instanceof GPT)) throw new TypeError(`Expected a GPT for model but received ${describe(options.model)}`);
@@ -282,6 +301,33 @@ abstract class Trainer<Example> {
   /** Input tokens (not padding) of a micro-batch, for num_tokens. */
   protected abstract inputTokens(examples: Example[]): number;
   protected abstract dispose(): void;
+  /** Whether samples show a reference beside the policy. */
+  protected hasReference(): boolean { return false; }
+  /** A reference that changes during the run (TR-DPO's synced copy), sampled anew each time; null when it is frozen. */
+  protected changingReference(): GPT | null { return null; }
+  /** A frozen reference to sample from when the start's samples are not known (a resumed run without samples.jsonl). */
+  protected referenceModel(): GPT | null { return null; }
+
+  /** The sample log of `step`: each prompt's greedy completion by the policy (and the reference). */
+  private sampleLog(step: number, prompts: number[][]): SampleLog {
+    const n = this.settings.sampleTokens;
+    const policy = prompts.map((p) => greedyCompletion(this.model, this.tokenizer, p, n));
+    let reference: string[] | null = null;
+    if (this.hasReference()) {
+      const changing = this.changingReference();
+      if (changing) reference = prompts.map((p) => greedyCompletion(changing, this.tokenizer, p, n));
+      else {
+        if (step === 0) this.referenceSamples ??= policy;  // at the start the policy is the reference
+        const frozen = this.referenceModel();
+        this.referenceSamples ??= frozen ? prompts.map((p) => greedyCompletion(frozen, this.tokenizer, p, n)) : null;
+        reference = this.referenceSamples;
+      }
+    }
+    return {
+      step,
+      samples: prompts.map((p, i) => ({ prompt: this.tokenizer.decode(p), policy: policy[i], ...(reference ? { reference: reference[i] } : {}) })),
+    };
+  }
 
   async train(): Promise<TrainResult> {
     const { train, eval: evalSet, report } = await this.prepare();
@@ -296,12 +342,14 @@ abstract class Trainer<Example> {
     let resumedLogps: Record<string, Float32Array> | null = null;
     const metricsFile = this.out ? path.join(this.out, 'metrics.jsonl') : null;
     const timingsFile = this.out ? path.join(this.out, 'timings.jsonl') : null;
+    const samplesFile = this.out ? path.join(this.out, 'samples.jsonl') : null;
+    const sizeOf = (file: string | null) => (file && fs.existsSync(file) ? fs.statSync(file).size : 0);
     const state = (): Record<string, unknown> => ({
       format: 'fusedpo-trainer-state', version: 1, kind: this.kind, step, cursor, numTokens, totalSteps,
-      options: this.recordedOptions,
-      metricsBytes: metricsFile && fs.existsSync(metricsFile) ? fs.statSync(metricsFile).size : 0,
-      timingsBytes: timingsFile && fs.existsSync(timingsFile) ? fs.statSync(timingsFile).size : 0,
+      options: this.recordedOptions, settings: { ...s, steps: totalSteps, stopAfter: null },
+      metricsBytes: sizeOf(metricsFile), timingsBytes: sizeOf(timingsFile), samplesBytes: sizeOf(samplesFile),
     });
+    let lastSamples: SampleLog | null = null;
     try {
       if (this.out) fs.mkdirSync(this.out, { recursive: true });
       let checkpointAt: string | null = null;
@@ -312,14 +360,20 @@ abstract class Trainer<Example> {
         step = saved.step as number;
         cursor = saved.cursor as number;
         numTokens = saved.numTokens as number;
-        for (const [file, bytes] of [[metricsFile!, saved.metricsBytes], [timingsFile!, saved.timingsBytes]] as const) {
+        for (const [file, bytes] of [[metricsFile!, saved.metricsBytes], [timingsFile!, saved.timingsBytes], [samplesFile!, saved.samplesBytes ?? 0]] as const) {
           if (fs.existsSync(file)) fs.truncateSync(file, bytes as number);
+        }
+        if (fs.existsSync(samplesFile!)) {
+          const logs = fs.readFileSync(samplesFile!, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as SampleLog);
+          const start = logs.find((l) => l.step === 0);
+          if (start?.samples.every((x) => x.reference !== undefined)) this.referenceSamples = start.samples.map((x) => x.reference!);
+          lastSamples = logs.at(-1) ?? null;
         }
         if (fs.existsSync(metricsFile!)) {
           history.push(...fs.readFileSync(metricsFile!, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as StepMetrics));
         }
       } else if (this.out) {
-        for (const file of [metricsFile!, timingsFile!]) fs.rmSync(file, { force: true });
+        for (const file of [metricsFile!, timingsFile!, samplesFile!, path.join(this.out, 'report.html')]) fs.rmSync(file, { force: true });
       }
       if (checkpointAt) {
         // the reference's starting weights and the precomputed log-probs come from the checkpoint
@@ -331,10 +385,23 @@ abstract class Trainer<Example> {
       progress.start(this.kind, report, train.length, evalSet.length, step, this.skipped);
       const order = new DataOrder(train.length, s.seed);
       let lastEval: StepMetrics | null = null;
+      const samplePrompts = (evalSet.length > 0 ? evalSet : train).slice(0, s.samples).map((e) => e.prompt);
+      const logSamples = () => {
+        if (samplePrompts.length === 0) return;
+        lastSamples = noGrad(() => this.sampleLog(step, samplePrompts));
+        if (samplesFile) fs.appendFileSync(samplesFile, `${JSON.stringify(lastSamples)}\n`);
+      };
+      const finish = (message: string) => {
+        progress.summary(formatSummary(history, lastEval, lastSamples));
+        if (this.out) progress.note(`report: ${writeReport([this.out], path.join(this.out, 'report.html'))}`);
+        progress.end(message);
+      };
+      if (step === 0) logSamples();
       const runEval = () => {
         const metrics = { step, ...Object.fromEntries(Object.entries(noGrad(() => this.evaluate(evalSet))).map(([k, v]) => [`eval_${k}`, v])) };
         lastEval = metrics;
         if (metricsFile) fs.appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
+        logSamples();
         this.callbacks.onEval?.(metrics);
         progress.eval(metrics);
       };
@@ -379,17 +446,18 @@ abstract class Trainer<Example> {
         if (evalSet.length > 0 && s.evalEvery > 0 && step % s.evalEvery === 0 && step !== totalSteps) runEval();
         if (s.stopAfter !== null && step === s.stopAfter && step < totalSteps) {
           checkpoint();
-          progress.end(`stopped after step ${step} (checkpoint in ${path.join(this.out!, 'checkpoint')}; --resume continues it)`);
+          finish(`stopped after step ${step} (checkpoint in ${path.join(this.out!, 'checkpoint')}; --resume continues it)`);
           return { history, eval: lastEval, steps: step, data: report, finished: false };
         }
         if (s.saveEvery > 0 && step % s.saveEvery === 0 && step !== totalSteps) checkpoint();
       }
       if (evalSet.length > 0) runEval();
+      else logSamples();
       if (this.out) {
         checkpoint();
         saveModelFolder(this.out, this.model, this.tokenizer);
       }
-      progress.end(this.out ? `done: ${totalSteps} steps; model in ${this.out}` : `done: ${totalSteps} steps`);
+      finish(this.out ? `done: ${totalSteps} steps; model in ${this.out}` : `done: ${totalSteps} steps`);
       return { history, eval: lastEval, steps: step, data: report, finished: true };
     } finally {
       optimizer.dispose();
@@ -642,6 +710,10 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
     const { loss, ...rest } = this.renamed(averaged);
     return { loss, learning_rate: learningRate, grad_norm: gradNorm, ...rest };
   }
+
+  protected override hasReference(): boolean { return this.needsReference; }
+  protected override changingReference(): GPT | null { return this.sync ? this.reference : null; }
+  protected override referenceModel(): GPT | null { return this.reference; }
 
   protected override afterStep(step: number): void {
     if (this.sync && this.reference && step % this.sync.every === 0) syncReference(this.reference, this.model, this.sync.alpha);

@@ -1,0 +1,131 @@
+/**
+ * The training report: one self-contained HTML file (inline CSS and SVG, no script, nothing
+ * fetched at view time) with a chart per metric (train and eval, every run overlaid in its own
+ * colour), the runs' options and last figures, and the sample generations logged at each
+ * evaluation. `fusedpo train` writes it as `report.html` in its folder; `fusedpo report DIR...`
+ * overlays several runs.
+ */
+import * as path from 'node:path';
+
+import { lossEntry, parameterFor } from '../losses/registry';
+import { writeFileAtomic } from '../train/files';
+import { version } from '../version';
+import { escapeXml, lineChart, type Series } from './chart';
+import { readRun, type RunRecord } from './run';
+
+/** Distinct colours, the first for the first run. */
+export const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'] as const;
+
+/** The charts, in order: the metric's key in metrics.jsonl and its title. Absent metrics are skipped. */
+export const CHARTS: readonly [string, string][] = [
+  ['loss', 'loss'],
+  ['rewards/accuracies', 'reward accuracy (rewards/accuracies)'],
+  ['rewards/margins', 'reward margin (rewards/margins)'],
+  ['rewards/chosen', 'reward of chosen (rewards/chosen)'],
+  ['rewards/rejected', 'reward of rejected (rewards/rejected)'],
+  ['logps/chosen', 'log-prob of chosen (logps/chosen)'],
+  ['logps/rejected', 'log-prob of rejected (logps/rejected)'],
+  ['rejectedBelowReference', 'rejected below the reference (share)'],
+  ['nll', 'chosen NLL (nll)'],
+  ['learning_rate', 'learning rate'],
+  ['grad_norm', 'gradient norm (before clipping)'],
+];
+
+const STYLE = `
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; background: #fff; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 28px 0 8px; }
+.sub { color: #666; margin-bottom: 16px; }
+table { border-collapse: collapse; margin: 6px 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f5f5f5; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.swatch { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 6px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 12px; }
+svg.chart { background: #fff; }
+svg .title { font-size: 13px; font-weight: 600; fill: #222; } svg .tick { font-size: 11px; fill: #555; } svg .axis { font-size: 11px; fill: #888; }
+svg .frame { fill: none; stroke: #ccc; } svg .grid { stroke: #eee; } svg .note { fill: #999; font-size: 12px; } svg .warn { fill: #b00; font-size: 11px; }
+code, .gen { font-family: ui-monospace, "SF Mono", Menlo, Consolas, monospace; white-space: pre-wrap; }
+details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
+`;
+
+const fmt = (x: unknown) => (typeof x === 'number' ? (Number.isInteger(x) ? String(x) : Number(x.toPrecision(4)).toString()) : x === null || x === undefined ? '' : escapeXml(String(x)));
+
+function last(rows: RunRecord['train'], key: string): number | null | undefined {
+  for (let i = rows.length - 1; i >= 0; i--) if (key in rows[i]) return rows[i][key];
+  return undefined;
+}
+
+/** The loss's own beta when the run left it at the default; '' for a loss without beta. */
+function betaDefault(loss: string): number | string {
+  const entry = lossEntry(loss);
+  return entry && entry.parameters.beta ? parameterFor(entry, 'beta').default : '';
+}
+
+function runsTable(runs: readonly RunRecord[]): string {
+  const optionKeys = ['loss', 'beta', 'lr', 'batchSize', 'steps', 'seed'];
+  const head = ['run', 'kind', ...optionKeys, 'steps logged', 'last loss', 'eval loss', 'eval reward accuracy'];
+  const rows = runs.map((run, i) => {
+    const o: Record<string, unknown> = { ...(run.options ?? {}), ...(run.settings ?? {}), loss: run.options?.loss ?? (run.kind === 'preference' ? 'dpo' : run.kind === 'sft' ? 'cross-entropy' : '') };
+    const cells = [
+      `<span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>${escapeXml(run.name)}`,
+      run.kind ?? '',
+      ...optionKeys.map((k) => fmt(o[k] ?? (k === 'beta' ? betaDefault(String(o.loss)) : ''))),
+      String(run.train.length), fmt(last(run.train, 'loss')), fmt(last(run.eval, 'loss')), fmt(last(run.eval, 'rewards/accuracies')),
+    ];
+    return `<tr>${cells.map((c, k) => `<td${k >= 2 ? ' class="num"' : ''}>${c}</td>`).join('')}</tr>`;
+  });
+  return `<table><tr>${head.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr>${rows.join('')}</table>`;
+}
+
+function charts(runs: readonly RunRecord[]): string {
+  const out: string[] = [];
+  for (const [key, title] of CHARTS) {
+    const series: Series[] = [];
+    runs.forEach((run, i) => {
+      const color = PALETTE[i % PALETTE.length];
+      const train = run.train.filter((r) => key in r).map((r) => [r.step as number, r[key]] as [number, number | null]);
+      const evaluations = run.eval.filter((r) => key in r).map((r) => [r.step as number, r[key]] as [number, number | null]);
+      if (train.length > 0) series.push({ label: `${run.name} train`, color, points: train });
+      if (evaluations.length > 0) series.push({ label: `${run.name} eval`, color, points: evaluations, dashed: true, dots: true });
+    });
+    if (series.length > 0) out.push(lineChart(title, series));
+  }
+  return `<div class="charts">${out.join('\n')}</div>`;
+}
+
+function samples(runs: readonly RunRecord[]): string {
+  const withSamples = runs.filter((r) => r.samples.length > 0);
+  if (withSamples.length === 0) return '';
+  const blocks = withSamples.map((run, i) => {
+    const hasRef = run.samples.some((s) => s.samples.some((x) => x.reference !== undefined));
+    const rows = run.samples.flatMap((log) => log.samples.map((x, k) =>
+      `<tr>${k === 0 ? `<td class="num" rowspan="${log.samples.length}">${log.step}</td>` : ''}<td class="gen">${escapeXml(x.prompt)}</td>` +
+      `<td class="gen">${escapeXml(x.policy)}</td>${hasRef ? `<td class="gen">${escapeXml(x.reference ?? '')}</td>` : ''}</tr>`));
+    return `<details${i === 0 ? ' open' : ''}><summary>${escapeXml(run.name)}: ${run.samples.length} logs</summary>` +
+      `<table><tr><th>step</th><th>prompt</th><th>policy</th>${hasRef ? '<th>reference</th>' : ''}</tr>${rows.join('')}</table></details>`;
+  });
+  return `<h2>Sample generations (greedy, at the start, at each evaluation and at the end)</h2>${blocks.join('\n')}`;
+}
+
+/** The report of `runs` as one HTML document. */
+export function renderReport(runs: readonly RunRecord[], title = runs.length === 1 ? `fusedpo run: ${runs[0].name}` : `fusedpo runs: ${runs.map((r) => r.name).join(', ')}`): string {
+  if (runs.length === 0) throw new RangeError('Expected at least one run for the report');
+  const legend = runs.map((run, i) => `<span style="margin-right:16px"><span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>${escapeXml(run.name)}</span>`).join('');
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeXml(title)}</title><style>${STYLE}</style></head>
+<body>
+<h1>${escapeXml(title)}</h1>
+<div class="sub">fusedpo ${escapeXml(version)}: solid lines are training steps, dashed lines with dots are evaluations on the held-out set.</div>
+${runsTable(runs)}
+<div style="margin:10px 0">${legend}</div>
+${charts(runs)}
+${samples(runs)}
+</body></html>
+`;
+}
+
+/** Reads the run folders and writes their report to `file` (atomically); returns the file. */
+export function writeReport(directories: readonly (string | { directory: string; label: string })[], file: string): string {
+  const runs = directories.map((d) => (typeof d === 'string' ? readRun(d) : readRun(d.directory, d.label)));
+  writeFileAtomic(file, renderReport(runs));
+  return path.resolve(file);
+}
