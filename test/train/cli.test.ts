@@ -69,6 +69,14 @@ test('--help for each command; "did you mean" for commands and options', () => {
     assert.match(help.stdout, new RegExp(`usage: fusedpo ${command} `));
     assert.match(help.stdout, /--stop-after N/);
   }
+  for (const command of ['eval', 'generate', 'report']) {
+    const help = fusedpo(command, '--help');
+    assert.is(help.status, 0);
+    assert.match(help.stdout, new RegExp(`usage: fusedpo ${command} `));
+  }
+  assert.match(fusedpo('report').stderr, /expected at least one run folder/);
+  assert.match(fusedpo('report', sftDir, '--labels', 'a,b').stderr, /expected one label per run folder \(1\) in --labels but received 2/);
+  assert.match(fusedpo('report', path.join(base, 'nowhere')).stderr, /no metrics\.jsonl/);
   assert.match(fusedpo('train', '--help').stdout, /--label-smoothing X/, 'the registry\'s parameters are flags');
   const command = fusedpo('trian');
   assert.is(command.status, 2);
@@ -98,18 +106,31 @@ test('bad input: the file, the line or the option, and exit status 1', () => {
 
 test("the README's training commands run as written (npx fusedpo: this package's cli; node_modules/fusedpo: this folder)", () => {
   const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const commands = readme.split('\n').filter((line) => /^npx fusedpo (sft|train) /.test(line));
-  assert.is(commands.length, 2, 'an sft and a train command');
+  const commands = readme.split('\n').filter((line) => /^npx fusedpo (sft|train|eval|generate|report) /.test(line));
+  assert.equal(commands.map((c) => c.split(/\s+/)[2]), ['sft', 'train', 'eval', 'generate', 'report']);
+  const printed: string[] = [];
   const cwd = fs.mkdtempSync(path.join(base, 'readme-'));
   for (const line of commands) {
     const args = line.replace(/^npx fusedpo /, '').split(/\s+/).map((a) => a.replace(/^node_modules\/fusedpo\//, `${root}/`));
-    const run = spawnSync(process.execPath, [cli, ...args, '--quiet'], { cwd, encoding: 'utf8' });
+    const quiet = args[0] === 'sft' || args[0] === 'train' ? ['--quiet'] : [];
+    const run = spawnSync(process.execPath, [cli, ...args, ...quiet], { cwd, encoding: 'utf8' });
     assert.is(run.status, 0, `${line}: ${run.stderr}`);
+    printed.push(run.stdout);
   }
   const metrics = fs.readFileSync(path.join(cwd, 'runs', 'minordpo', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const last = metrics.filter((m) => 'rewards/accuracies' in m).slice(-20);
   const accuracy = last.reduce((sum, m) => sum + m['rewards/accuracies'], 0) / last.length;
   assert.ok(accuracy >= 0.8, `the README's run learns the task: train accuracy over its last 20 steps ${accuracy}`);
+  // fusedpo eval against the SFT model gives the trainer's last evaluation (the same beta)
+  const evaluation = metrics.filter((m) => 'eval_loss' in m).at(-1);
+  const table = printed[2];
+  for (const [row, key] of [['reward accuracy', 'eval_rewards/accuracies'], ['reward margin', 'eval_rewards/margins']]) {
+    const value = Number(new RegExp(`^${row} \\([^)]*\\)\\s+(-?[0-9.]+)`, 'm').exec(table)?.[1]);
+    assert.ok(Math.abs(value - evaluation[key]) < 1e-3, `${row}: eval ${value}, the trainer's ${evaluation[key]}`);
+  }
+  assert.match(table, /task accuracy \(greedy generation checked\)\s+[0-9.]+\s+[0-9.]+/);
+  assert.ok(printed[3].trim().length > 0, 'generate printed a completion');
+  assert.ok(fs.readFileSync(path.join(cwd, 'runs', 'minordpo', 'report.html'), 'utf8').includes('<svg '), 'report wrote the charts');
 });
 
 test('fusedpo generate: the API\'s tokens for the same seed, the completion decoded', () => {

@@ -146,6 +146,14 @@ test('the same seed gives the same bytes; a resumed run gives the bytes of an un
     const resumed = await preferenceRun({ ...options, out: path.join(base, 'broken'), resume: true }, 99);
     assert.ok(read('broken', 'model.safetensors').equals(read('whole', 'model.safetensors')), `${reference}: resumed model bytes`);
     assert.equal(read('broken', 'metrics.jsonl').toString(), read('whole', 'metrics.jsonl').toString(), `${reference}: resumed metrics`);
+    assert.equal(read('broken', 'samples.jsonl').toString(), read('whole', 'samples.jsonl').toString(), `${reference}: resumed samples`);
+    assert.equal(read('broken', 'report.html').toString().replaceAll('broken', 'whole'), read('whole', 'report.html').toString(), `${reference}: resumed report`);
+    // samples at the start and at each evaluation; a frozen reference's are those of the start
+    const samples = read('whole', 'samples.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(samples.map((l) => l.step), [0, 2, 4, 6]);
+    assert.is(samples[0].samples.length, 3);
+    assert.is(samples[0].samples[0].prompt, '6+9=', 'the eval set\'s first prompt');
+    for (const log of samples) assert.equal(log.samples.map((x: { reference: string }) => x.reference), samples[0].samples.map((x: { policy: string }) => x.policy));
     const lines = read('whole', 'metrics.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(lines.filter((m) => 'loss' in m).map((m) => m.step), [1, 2, 3, 4, 5, 6]);
     assert.equal(lines.filter((m) => 'eval_loss' in m).map((m) => m.step), [2, 4, 6]);
@@ -162,7 +170,9 @@ test('TR-DPO sync changes the reference and still resumes byte for byte', async 
   assert.ok(plain.history[3]['rewards/chosen'] !== synced.history[3]['rewards/chosen'], 'the synced reference moves the rewards');
   (await preferenceRun({ ...options, out: path.join(base, 'broken'), stopAfter: 3 })).model.dispose();
   (await preferenceRun({ ...options, out: path.join(base, 'broken'), resume: true })).model.dispose();
-  assert.ok(fs.readFileSync(path.join(base, 'broken', 'model.safetensors')).equals(fs.readFileSync(path.join(base, 'whole', 'model.safetensors'))));
+  for (const file of ['model.safetensors', 'samples.jsonl']) {
+    assert.ok(fs.readFileSync(path.join(base, 'broken', file)).equals(fs.readFileSync(path.join(base, 'whole', file))), file);
+  }
   plain.model.dispose();
   synced.model.dispose();
   fs.rmSync(base, { recursive: true, force: true });
