@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `fusedpo` command: `demo` (the default), `sft` and `train` (lib/cli/train.ts), `eval`,
+ * The `fusedpo` command: `start` and `reproduce` (lib/cli/reproduce.ts), `demo`, `sft` and `train` (lib/cli/train.ts), `eval`,
  * `generate`, `report`, `doctor`,
  * `build` (the CPU addon from source).
  */
@@ -12,6 +12,7 @@ import { UsageError, didYouMean } from './cli/options';
 import { evalCommand } from './cli/eval';
 import { generateCommand } from './cli/generate';
 import { reportCommand } from './cli/report';
+import { reproduceCommand, startCommand } from './cli/reproduce';
 import { sftCommand, trainCommand } from './cli/train';
 import { DEFAULT_DEMO, runDemo } from './demo';
 import { doctorReport, formatDoctorReport } from './doctor';
@@ -21,10 +22,14 @@ import { version } from './version';
 
 const USAGE = `fusedpo ${version}
 
-usage: fusedpo [command] [options]
+usage: fusedpo command [options]
 
 commands:
-  demo      the fused DPO and MinorDPO loss, forward and backward, on a built-in batch (default)
+  start     the whole pipeline on the embedded arithmetic task (what npm start runs): SFT, then DPO
+            and MinorDPO at one high learning rate, a before/after table and report.html
+  reproduce DPO against MinorDPO (and DPOP, IPO, chipo, DPO + NLL) across learning rates and seeds
+            [--quick] [--seed N] [--out DIR]: results.json, results.md, report.html
+  demo      the fused DPO and MinorDPO loss, forward and backward, on a built-in batch
             --pairs N (4)  --tokens N (256)  --vocab N (32000)  --loss NAME[,NAME]  --repeats N (3)
   sft       supervised fine-tuning: --data FILE --out DIR [--model DIR | --layers N ...]
   train     preference tuning (DPO, MinorDPO, every loss): --model DIR --data FILE --out DIR [--loss NAME]
@@ -117,7 +122,7 @@ function build(): void {
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
 }
 
-const COMMANDS = ['demo', 'sft', 'train', 'eval', 'generate', 'report', 'doctor', 'build', 'help'];
+const COMMANDS = ['start', 'reproduce', 'demo', 'sft', 'train', 'eval', 'generate', 'report', 'doctor', 'build', 'help'];
 
 /** A trainer's error: its message, without a stack (the message names the file, line or option). */
 async function runTraining(command: string, run: () => Promise<void>): Promise<void> {
@@ -137,8 +142,12 @@ async function runTraining(command: string, run: () => Promise<void>): Promise<v
 }
 
 async function main(argv: string[]): Promise<void> {
-  const [command = 'demo', ...args] = argv;
+  const [command = 'help', ...args] = argv;
   switch (command) {
+    case 'start':
+      return runTraining('start', () => startCommand(args));
+    case 'reproduce':
+      return runTraining('reproduce', () => reproduceCommand(args));
     case 'sft':
       return runTraining('sft', () => sftCommand(args));
     case 'train':

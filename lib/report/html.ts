@@ -59,13 +59,13 @@ function betaDefault(loss: string): number | string {
   return entry && entry.parameters.beta ? parameterFor(entry, 'beta').default : '';
 }
 
-function runsTable(runs: readonly RunRecord[]): string {
+function runsTable(runs: readonly RunRecord[], colorOf: (run: RunRecord) => string): string {
   const optionKeys = ['loss', 'beta', 'lr', 'batchSize', 'steps', 'seed'];
   const head = ['run', 'kind', ...optionKeys, 'steps logged', 'last loss', 'eval loss', 'eval reward accuracy'];
-  const rows = runs.map((run, i) => {
+  const rows = runs.map((run) => {
     const o: Record<string, unknown> = { ...(run.options ?? {}), ...(run.settings ?? {}), loss: run.options?.loss ?? (run.kind === 'preference' ? 'dpo' : run.kind === 'sft' ? 'cross-entropy' : '') };
     const cells = [
-      `<span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>${escapeXml(run.name)}`,
+      `<span class="swatch" style="background:${colorOf(run)}"></span>${escapeXml(run.name)}`,
       run.kind ?? '',
       ...optionKeys.map((k) => fmt(o[k] ?? (k === 'beta' ? betaDefault(String(o.loss)) : ''))),
       String(run.train.length), fmt(last(run.train, 'loss')), fmt(last(run.eval, 'loss')), fmt(last(run.eval, 'rewards/accuracies')),
@@ -75,17 +75,18 @@ function runsTable(runs: readonly RunRecord[]): string {
   return `<table><tr>${head.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr>${rows.join('')}</table>`;
 }
 
-function charts(runs: readonly RunRecord[]): string {
+function charts(runs: readonly RunRecord[], keys: readonly string[] | null, colorOf: (run: RunRecord) => string): string {
   const out: string[] = [];
   for (const [key, title] of CHARTS) {
+    if (keys && !keys.includes(key)) continue;
     const series: Series[] = [];
-    runs.forEach((run, i) => {
-      const color = PALETTE[i % PALETTE.length];
+    for (const run of runs) {
+      const color = colorOf(run);
       const train = run.train.filter((r) => key in r).map((r) => [r.step as number, r[key]] as [number, number | null]);
       const evaluations = run.eval.filter((r) => key in r).map((r) => [r.step as number, r[key]] as [number, number | null]);
       if (train.length > 0) series.push({ label: `${run.name} train`, color, points: train });
       if (evaluations.length > 0) series.push({ label: `${run.name} eval`, color, points: evaluations, dashed: true, dots: true });
-    });
+    }
     if (series.length > 0) out.push(lineChart(title, series));
   }
   return `<div class="charts">${out.join('\n')}</div>`;
@@ -105,20 +106,39 @@ function samples(runs: readonly RunRecord[]): string {
   return `<h2>Sample generations (greedy, at the start, at each evaluation and at the end)</h2>${blocks.join('\n')}`;
 }
 
+export interface ReportOptions {
+  /** The page's title (default: the runs' names). */
+  title?: string;
+  /** HTML placed under the title, before the runs' table (a study's summary); trusted, not escaped. */
+  intro?: string;
+  /** Charts in groups of runs, each under a heading (default: one group of every run). */
+  groups?: readonly { heading: string; runs: readonly RunRecord[] }[];
+  /** The metrics charted (default: every one of CHARTS the runs logged). */
+  charts?: readonly string[];
+  /** The sample generations section (default true). */
+  samples?: boolean;
+}
+
 /** The report of `runs` as one HTML document. */
-export function renderReport(runs: readonly RunRecord[], title = runs.length === 1 ? `fusedpo run: ${runs[0].name}` : `fusedpo runs: ${runs.map((r) => r.name).join(', ')}`): string {
+export function renderReport(runs: readonly RunRecord[], options: ReportOptions = {}): string {
   if (runs.length === 0) throw new RangeError('Expected at least one run for the report');
-  const legend = runs.map((run, i) => `<span style="margin-right:16px"><span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>${escapeXml(run.name)}</span>`).join('');
+  const title = options.title ?? (runs.length === 1 ? `fusedpo run: ${runs[0].name}` : `fusedpo runs: ${runs.map((r) => r.name).join(', ')}`);
+  const index = new Map(runs.map((run, i) => [run, i]));
+  const colorOf = (run: RunRecord) => run.color ?? PALETTE[(index.get(run) ?? 0) % PALETTE.length];
+  const legend = (group: readonly RunRecord[]) =>
+    `<div style="margin:10px 0">${group.map((run) => `<span style="margin-right:16px"><span class="swatch" style="background:${colorOf(run)}"></span>${escapeXml(run.name)}</span>`).join('')}</div>`;
+  const groups = options.groups ?? [{ heading: '', runs }];
+  const body = groups.map((g) => `${g.heading ? `<h2>${escapeXml(g.heading)}</h2>` : ''}${legend(g.runs)}${charts(g.runs, options.charts ?? null, colorOf)}`).join('\n');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeXml(title)}</title><style>${STYLE}</style></head>
 <body>
 <h1>${escapeXml(title)}</h1>
 <div class="sub">fusedpo ${escapeXml(version)}: solid lines are training steps, dashed lines with dots are evaluations on the held-out set.</div>
-${runsTable(runs)}
-<div style="margin:10px 0">${legend}</div>
-${charts(runs)}
-${samples(runs)}
+${options.intro ?? ''}
+${runsTable(runs, colorOf)}
+${body}
+${options.samples === false ? '' : samples(runs)}
 </body></html>
 `;
 }

@@ -1,7 +1,7 @@
 /**
  * A run folder as the report reads it: `metrics.jsonl` (train lines, and `eval_` lines from the
  * evaluations), `samples.jsonl` (the sample generations), and the options the trainer recorded
- * in `checkpoint/trainer_state.json`.
+ * in `run.json`.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -30,6 +30,8 @@ export interface RunRecord {
   /** Evaluations, with the `eval_` prefix taken off: the same keys as train's. */
   eval: MetricRow[];
   samples: SampleLog[];
+  /** The run's colour in the report (default: the palette's, in order). */
+  color?: string;
 }
 
 function jsonLines(file: string): unknown[] {
@@ -59,8 +61,9 @@ export function readRun(directory: string, label?: string): RunRecord {
   let kind: RunRecord['kind'] = null;
   let options: Record<string, unknown> | null = null;
   let settings: Record<string, unknown> | null = null;
-  const stateFile = path.join(directory, 'checkpoint', 'trainer_state.json');
-  if (fs.existsSync(stateFile)) {
+  // run.json (every run with an output folder writes it), else an older run's checkpoint state
+  const stateFile = [path.join(directory, 'run.json'), path.join(directory, 'checkpoint', 'trainer_state.json')].find((f) => fs.existsSync(f));
+  if (stateFile) {
     try {
       const state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as Record<string, unknown>;
       kind = state.kind === 'sft' || state.kind === 'preference' ? state.kind : null;

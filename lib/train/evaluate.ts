@@ -38,6 +38,8 @@ export interface EvaluateOptions {
   batchSize?: number;
   /** Task accuracy by greedy generation (default true). */
   generate?: boolean;
+  /** With generate and a reference: the reference's task accuracy too (default true). */
+  generateReference?: boolean;
   /** Tokens generated at most per prompt (default: the longest chosen answer's tokens + 8). */
   maxNewTokens?: number;
   /** Whether a completion answers its prompt (default exactMatch). */
@@ -101,7 +103,7 @@ function preferenceFigures(logps: PairLogps): Record<string, number> {
 
 /** Evaluates `model` (and `reference`) on held-out pairs: see the file's comment. */
 export async function evaluatePreferences(options: EvaluateOptions): Promise<Evaluation> {
-  const o = readArgs('evaluatePreferences', options, ['model', 'tokenizer', 'data', 'reference', 'beta', 'batchSize', 'generate', 'maxNewTokens', 'checker'] as const) as unknown as EvaluateOptions;
+  const o = readArgs('evaluatePreferences', options, ['model', 'tokenizer', 'data', 'reference', 'beta', 'batchSize', 'generate', 'generateReference', 'maxNewTokens', 'checker'] as const) as unknown as EvaluateOptions;
   if (!(o.model instanceof GPT)) throw new TypeError(`Expected a GPT for model but received ${describe(o.model)}`);
   if (o.reference !== undefined && !(o.reference instanceof GPT)) throw new TypeError(`Expected a GPT for reference but received ${describe(o.reference)}`);
   const tokenizer = o.tokenizer;
@@ -109,6 +111,7 @@ export async function evaluatePreferences(options: EvaluateOptions): Promise<Eva
   const beta = checkNumber('beta', o.beta ?? 0.1, { min: 0, minExclusive: true });
   const batchSize = checkInteger('batchSize', o.batchSize ?? 8, 1, Number.MAX_SAFE_INTEGER);
   const generate = checkBoolean('generate', o.generate ?? true);
+  const generateReference = checkBoolean('generateReference', o.generateReference ?? true);
   const checker = o.checker ?? exactMatch;
   if (typeof checker !== 'function') throw new TypeError(`Expected a function (completion, record) => boolean for checker but received ${describe(checker)}`);
   const models = [o.model, ...(o.reference ? [o.reference] : [])];
@@ -136,7 +139,7 @@ export async function evaluatePreferences(options: EvaluateOptions): Promise<Eva
     if (generate) {
       e.completion = greedyCompletion(o.model, tokenizer, p.prompt, maxNewTokens);
       e.correct = checkVerdict(checker, e.completion, record);
-      if (o.reference) {
+      if (o.reference && generateReference) {
         e.referenceCompletion = greedyCompletion(o.reference, tokenizer, p.prompt, maxNewTokens);
         e.referenceCorrect = checkVerdict(checker, e.referenceCompletion, record);
       }
@@ -159,7 +162,7 @@ export async function evaluatePreferences(options: EvaluateOptions): Promise<Eva
   }
   if (generate) {
     metrics['task/accuracy'] = share(examples.map((e) => e.correct!));
-    if (referenceMetrics) referenceMetrics['task/accuracy'] = share(examples.map((e) => e.referenceCorrect!));
+    if (referenceMetrics && generateReference) referenceMetrics['task/accuracy'] = share(examples.map((e) => e.referenceCorrect!));
   }
   return { pairs: pairs.length, truncation: kept.report, metrics, referenceMetrics, examples };
 }

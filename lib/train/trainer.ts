@@ -29,7 +29,7 @@ import { scale } from '../ops/elementwise';
 import { AdamW, clipGradNorm, cosineSchedule } from '../optim';
 import { withScope } from '../tensor';
 import { checkBoolean, checkInteger, checkNumber, describe, readArgs } from '../validate';
-import { checkpointDirectory, loadCheckpoint, readTrainerState, saveCheckpoint, saveModelFolder } from './files';
+import { checkpointDirectory, loadCheckpoint, readTrainerState, saveCheckpoint, saveModelFolder, writeFileAtomic } from './files';
 import { writeReport } from '../report/html';
 import type { SampleLog } from '../report/run';
 import { formatSummary } from '../report/summary';
@@ -86,6 +86,8 @@ export interface TrainerOptions {
   stopAfter?: number;
   /** Continue the run whose checkpoint is in `out`, with the same options. */
   resume?: boolean;
+  /** false: out gets the metrics, samples and report only, no model and no checkpoint (sweeps of many runs; default true). */
+  save?: boolean;
   /** Skip (and count, and report) bad records of the data files instead of stopping at the first (default false). */
   skipBadLines?: boolean;
   /**
@@ -133,7 +135,7 @@ export interface TrainResult {
 }
 
 const COMMON_KEYS = ['model', 'tokenizer', 'out', 'steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay',
-  'maxGradNorm', 'seed', 'maxLength', 'logEvery', 'evalEvery', 'saveEvery', 'stopAfter', 'resume', 'skipBadLines', 'samples', 'sampleTokens', 'progress', 'callbacks',
+  'maxGradNorm', 'seed', 'maxLength', 'logEvery', 'evalEvery', 'saveEvery', 'stopAfter', 'resume', 'save', 'skipBadLines', 'samples', 'sampleTokens', 'progress', 'callbacks',
   'train', 'eval'] as const;
 
 /** The options that shape the run's bytes: what a resumed run must share with its checkpoint. */
@@ -234,6 +236,7 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   protected readonly callbacks: TrainerCallbacks;
   protected readonly progressSetting: boolean | 'auto';
   protected readonly resume: boolean;
+  protected readonly save: boolean;
   /** The options as written to trainer_state.json: a resumed run must match them. */
   protected readonly recordedOptions: Record<string, unknown>;
   protected optimizer: AdamW | null = null;
@@ -261,6 +264,10 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     this.out = (options.out as string | undefined) ?? null;
     this.resume = checkBoolean('resume', options.resume ?? false);
     this.skipBadLines = checkBoolean('skipBadLines', options.skipBadLines ?? false);
+    this.save = checkBoolean('save', options.save ?? true);
+    if (!this.save && (this.resume || this.settings.stopAfter !== null || this.settings.saveEvery > 0)) {
+      throw new TypeError('Expected save: true (the default) with resume, stopAfter or saveEvery: they need checkpoints');
+    }
     if (this.resume && !this.out) throw new TypeError('Expected out (the run folder holding the checkpoint) with resume: true');
     if (this.settings.stopAfter !== null && !this.out) throw new TypeError('Expected out (where the checkpoint goes) with stopAfter');
     const progress = options.progress ?? 'auto';
@@ -380,6 +387,11 @@ abstract class Trainer<Example extends { prompt: number[] }> {
         const loaded = loadCheckpoint(checkpointAt, { model: this.model, optimizer, reference: this.resumeInto() });
         resumedLogps = loaded.referenceLogps;
       }
+      // what the report reads: the run's kind, its options and their resolved settings (with or without checkpoints)
+      if (this.out) {
+        const { kind, options, settings } = state() as { kind: string; options: unknown; settings: unknown };
+        writeFileAtomic(path.join(this.out, 'run.json'), `${JSON.stringify({ format: 'fusedpo-run', version: 1, kind, options, settings }, null, 2)}\n`);
+      }
       this.setUp(train, evalSet, resumedLogps);
       const progress = new Progress(this.progressSetting, totalSteps, this.out !== null);
       progress.start(this.kind, report, train.length, evalSet.length, step, this.skipped);
@@ -406,7 +418,7 @@ abstract class Trainer<Example extends { prompt: number[] }> {
         progress.eval(metrics);
       };
       const checkpoint = () => {
-        if (!this.out) return;
+        if (!this.out || !this.save) return;
         saveCheckpoint(this.out, { state: state(), model: this.model, optimizer, ...this.checkpointExtras() });
         this.callbacks.onCheckpoint?.(step, path.join(this.out, 'checkpoint'));
       };
@@ -453,7 +465,7 @@ abstract class Trainer<Example extends { prompt: number[] }> {
       }
       if (evalSet.length > 0) runEval();
       else logSamples();
-      if (this.out) {
+      if (this.out && this.save) {
         checkpoint();
         saveModelFolder(this.out, this.model, this.tokenizer);
       }

@@ -1,0 +1,283 @@
+/**
+ * The seed's claim, measured (`fusedpo reproduce`, docs/study.md): DPO against MinorDPO (and
+ * DPOP; IPO, chipo and DPO + NLL as extra rows) across learning rates and seeds, on the embedded
+ * arithmetic task (lib/study/task.ts), every run from the same SFT model, with the same data,
+ * steps and evaluation.
+ *
+ * Per run: held-out task accuracy by greedy generation before (the SFT model) and after; the
+ * held-out log-prob drift of chosen and rejected answers from the reference, at the end and at
+ * its lowest over the evaluations; reward accuracy and margin; whether the run diverged (a
+ * non-finite loss, or task accuracy fallen below half the SFT model's). Written to `results.json`
+ * (byte for byte the same for the same options: no clock in it), `results.md`, `report.html`,
+ * and `timings.json` (the clock, apart).
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+import { ByteTokenizer } from '../data/tokenizer';
+import type { LossParameterArgs } from '../losses';
+import { GPT, type GPTConfig } from '../nn/gpt';
+import { renderReport } from '../report/html';
+import { readRun, type RunRecord } from '../report/run';
+import { evaluatePreferences } from '../train/evaluate';
+import { loadModelFolder, saveModelFolder, writeFileAtomic } from '../train/files';
+import { PreferenceTrainer, SftTrainer } from '../train/trainer';
+import { version } from '../version';
+import { arithmeticTask, type TaskOptions } from './task';
+
+/** The methods compared: the row's name and the trainer's loss arguments. */
+export const STUDY_METHODS: Readonly<Record<string, LossParameterArgs>> = {
+  dpo: { loss: 'dpo' },
+  minordpo: { loss: 'minordpo' },
+  dpop: { loss: 'dpop' },
+  ipo: { loss: 'ipo' },
+  chipo: { loss: 'chipo' },
+  'dpo+nll': { loss: 'dpo', nllWeight: 1 },
+};
+
+/** Each method's colour in the report: the same across learning rates. */
+const METHOD_COLORS: Record<string, string> = {
+  dpo: '#1f77b4', minordpo: '#d62728', dpop: '#2ca02c', ipo: '#ff7f0e', chipo: '#9467bd', 'dpo+nll': '#8c564b',
+};
+
+export interface StudyConfig {
+  /** The task's and the SFT model's seed. */
+  seed: number;
+  methods: string[];
+  learningRates: number[];
+  /** The preference runs' seeds (their data order). */
+  seeds: number[];
+  steps: number;
+  batchSize: number;
+  beta: number;
+  evalEvery: number;
+  task: Required<TaskOptions>;
+  model: GPTConfig;
+  sft: { steps: number; batchSize: number; lr: number; warmupSteps: number };
+}
+
+/**
+ * The study's settings: `quick` runs DPO, MinorDPO and DPOP at 4 learning rates (30x apart end to
+ * end) with one seed; the full run adds IPO, chipo and DPO + NLL and 3 seeds. Both share the task,
+ * the SFT model and the steps, so a quick run's rows are rows of the full run.
+ */
+export function studyConfig(options: { quick?: boolean; seed?: number } = {}): StudyConfig {
+  const seed = options.seed ?? 0;
+  const quick = options.quick ?? false;
+  return {
+    seed,
+    methods: quick ? ['dpo', 'minordpo', 'dpop'] : ['dpo', 'minordpo', 'dpop', 'ipo', 'chipo', 'dpo+nll'],
+    learningRates: [3e-4, 1e-3, 3e-3, 1e-2],
+    seeds: quick ? [seed] : [seed, seed + 1, seed + 2],
+    steps: 150,
+    batchSize: 16,
+    beta: 0.1,
+    evalEvery: 25,
+    task: { seed, maxOperand: 99, sft: 6000, preferences: 2000, heldOut: 300 },
+    model: { layers: 2, width: 128, heads: 4, context: 12, vocab: new ByteTokenizer().vocabSize },
+    sft: { steps: 3000, batchSize: 32, lr: 3e-3, warmupSteps: 50 },
+  };
+}
+
+/** One preference run's figures (a row of results.json). */
+export interface StudyRow {
+  method: string;
+  loss: string;
+  nllWeight: number;
+  lr: number;
+  seed: number;
+  steps: number;
+  beta: number;
+  /** Held-out task accuracy (greedy generation, exact match) of the SFT model and of the tuned one. */
+  taskAccuracyBefore: number;
+  taskAccuracyAfter: number;
+  /** Held-out: the tuned model's chosen log-prob above its rejected one. */
+  preferenceAccuracy: number;
+  rewardAccuracy: number;
+  rewardMargin: number;
+  /** Held-out mean log-prob of chosen (rejected) minus the reference's, at the end. */
+  chosenDrift: number;
+  rejectedDrift: number;
+  /** The lowest held-out chosen drift over the evaluations. */
+  minChosenDrift: number;
+  /** A loss or gradient norm that was not finite at some step. */
+  nonFinite: boolean;
+  /** nonFinite, or task accuracy fallen below half the SFT model's. */
+  diverged: boolean;
+}
+
+export interface StudyResult {
+  config: StudyConfig;
+  sft: { taskAccuracy: number; preferenceAccuracy: number; logpsChosen: number; logpsRejected: number };
+  rows: StudyRow[];
+}
+
+export interface StudyCallbacks {
+  /** A line of progress (the SFT model, each run). */
+  log?(line: string): void;
+}
+
+const fixed = (x: number, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
+const lrLabel = (lr: number) => lr.toExponential(0);
+export const runName = (method: string, lr: number, seed: number) => `${method}-lr${lrLabel(lr)}-seed${seed}`;
+
+function clock(seconds: number): string {
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+/** The SFT model of the study: trained, or read back from `out/sft` when the same settings made it. */
+async function sftModel(config: StudyConfig, task: ReturnType<typeof arithmeticTask>, out: string, log: (line: string) => void): Promise<GPT> {
+  const dir = path.join(out, 'sft');
+  const key = createHash('sha256').update(JSON.stringify({ version: 1, task: config.task, model: config.model, sft: config.sft })).digest('hex');
+  const keyFile = path.join(dir, 'study-key.txt');
+  if (fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key && fs.existsSync(path.join(dir, 'model.safetensors'))) {
+    log(`sft: reading the SFT model of these settings from ${dir}`);
+    return loadModelFolder(dir).model;
+  }
+  const tokenizer = new ByteTokenizer();
+  const model = new GPT(config.model, { seed: config.seed });
+  const started = Date.now();
+  log(`sft: training the starting model (${config.sft.steps} steps on ${task.sft.length} sums; about a minute on 2 cores)`);
+  await new SftTrainer({
+    model, tokenizer, train: task.sft, steps: config.sft.steps, batchSize: config.sft.batchSize, lr: config.sft.lr, warmupSteps: config.sft.warmupSteps,
+    seed: config.seed, samples: 0, progress: false, callbacks: {
+      onLog: (m) => {
+        if (m.step % 500 === 0) log(`sft: step ${m.step}/${config.sft.steps}  loss ${fixed(m.loss, 4)}  ${clock((Date.now() - started) / 1000)}`);
+      },
+    },
+  }).train();
+  saveModelFolder(dir, model, tokenizer);
+  writeFileAtomic(keyFile, key);
+  return model;
+}
+
+/** Runs the study into `out`; returns its rows (also in out/results.json). */
+export async function runStudy(config: StudyConfig, out: string, callbacks: StudyCallbacks = {}): Promise<StudyResult> {
+  const log = callbacks.log ?? (() => {});
+  const begun = Date.now();
+  fs.mkdirSync(out, { recursive: true });
+  const tokenizer = new ByteTokenizer();
+  const task = arithmeticTask(config.task);
+  const reference = await sftModel(config, task, out, log);
+  const timings: Record<string, number> = {};
+  try {
+    const before = await evaluatePreferences({ model: reference, tokenizer, data: task.heldOut, beta: config.beta, maxNewTokens: 5 });
+    const sft = {
+      taskAccuracy: before.metrics['task/accuracy'], preferenceAccuracy: before.metrics['preference/accuracy'],
+      logpsChosen: before.metrics['logps/chosen'], logpsRejected: before.metrics['logps/rejected'],
+    };
+    log(`sft model: held-out task accuracy ${fixed(sft.taskAccuracy)}, preference accuracy ${fixed(sft.preferenceAccuracy)}`);
+    const rows: StudyRow[] = [];
+    const runsBegun = Date.now();
+    const plan = config.seeds.flatMap((seed) => config.learningRates.flatMap((lr) => config.methods.map((method) => ({ method, lr, seed }))));
+    for (const [k, { method, lr, seed }] of plan.entries()) {
+      const args = STUDY_METHODS[method];
+      if (!args) throw new RangeError(`Expected a method among ${Object.keys(STUDY_METHODS).join(', ')} but received '${method}'`);
+      const started = Date.now();
+      const model = new GPT(config.model);
+      model.copyFrom(reference);
+      const dir = path.join(out, 'runs', runName(method, lr, seed));
+      try {
+        const result = await new PreferenceTrainer({
+          ...args, beta: config.beta, model, tokenizer, train: task.preferences, eval: task.heldOut, steps: config.steps, batchSize: config.batchSize, lr,
+          seed, evalEvery: config.evalEvery, out: dir, save: false, samples: 3, sampleTokens: 5, progress: false,
+        }).train();
+        const after = await evaluatePreferences({ model, tokenizer, data: task.heldOut, reference, beta: config.beta, maxNewTokens: 5, generateReference: false });
+        const nonFinite = result.history.some((m) => !Number.isFinite(m.loss) || !Number.isFinite(m.grad_norm));
+        const evals = fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | null>)
+          .filter((m) => 'eval_loss' in m);
+        const drifts = evals.map((m) => (m['eval_logps/chosen'] ?? NaN) - sft.logpsChosen);
+        const row: StudyRow = {
+          method, loss: args.loss ?? 'dpo', nllWeight: args.nllWeight ?? 0, lr, seed, steps: config.steps, beta: config.beta,
+          taskAccuracyBefore: sft.taskAccuracy, taskAccuracyAfter: after.metrics['task/accuracy'],
+          preferenceAccuracy: after.metrics['preference/accuracy'], rewardAccuracy: after.metrics['rewards/accuracies'], rewardMargin: after.metrics['rewards/margins'],
+          chosenDrift: after.metrics['logps/chosen'] - sft.logpsChosen, rejectedDrift: after.metrics['logps/rejected'] - sft.logpsRejected,
+          minChosenDrift: Math.min(...drifts), nonFinite, diverged: false,
+        };
+        row.diverged = nonFinite || !(row.taskAccuracyAfter >= sft.taskAccuracy / 2);
+        rows.push(row);
+      } finally {
+        model.dispose();
+      }
+      const seconds = (Date.now() - started) / 1000;
+      timings[runName(method, lr, seed)] = seconds;
+      const r = rows.at(-1)!;
+      const eta = ((Date.now() - runsBegun) / 1000 / (k + 1)) * (plan.length - k - 1);
+      log(`[${k + 1}/${plan.length}] ${method} lr ${lrLabel(lr)} seed ${seed}: task accuracy ${fixed(r.taskAccuracyBefore)} -> ${fixed(r.taskAccuracyAfter)}, ` +
+        `chosen drift ${fixed(r.chosenDrift, 2)}, rejected drift ${fixed(r.rejectedDrift, 2)}, reward accuracy ${fixed(r.rewardAccuracy)}${r.diverged ? ', DIVERGED' : ''}` +
+        `  (${seconds.toFixed(1)} s; ETA ${clock(eta)})`);
+    }
+    const study: StudyResult = { config, sft, rows };
+    writeFileAtomic(path.join(out, 'results.json'), `${JSON.stringify({ format: 'fusedpo-study', version: 1, fusedpo: version, ...study }, null, 2)}\n`);
+    writeFileAtomic(path.join(out, 'results.md'), studyMarkdown(study));
+    writeStudyReport(study, out);
+    timings.total = (Date.now() - begun) / 1000;
+    writeFileAtomic(path.join(out, 'timings.json'), `${JSON.stringify(timings, null, 2)}\n`);
+    return study;
+  } finally {
+    reference.dispose();
+  }
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** The rows grouped by method and learning rate (means over seeds), in the config's order. */
+export function summarize(study: StudyResult): { method: string; lr: number; runs: number; diverged: number; mean: Record<string, number> }[] {
+  const { config, rows } = study;
+  const keys = ['taskAccuracyAfter', 'chosenDrift', 'rejectedDrift', 'minChosenDrift', 'rewardAccuracy', 'rewardMargin', 'preferenceAccuracy'] as const;
+  return config.methods.flatMap((method) => config.learningRates.map((lr) => {
+    const group = rows.filter((r) => r.method === method && r.lr === lr);
+    return {
+      method, lr, runs: group.length, diverged: group.filter((r) => r.diverged).length,
+      mean: Object.fromEntries(keys.map((k) => [k, mean(group.map((r) => r[k]))])),
+    };
+  })).filter((g) => g.runs > 0);
+}
+
+/** The summary as a Markdown table, with the settings above it. */
+export function studyMarkdown(study: StudyResult): string {
+  const { config, sft } = study;
+  const lines = [
+    `DPO family on the embedded arithmetic task (fusedpo ${version}): ${config.methods.join(', ')}; learning rates ${config.learningRates.map(lrLabel).join(', ')}; ` +
+      `seeds ${config.seeds.join(', ')}; ${config.steps} steps of ${config.batchSize} pairs, beta ${config.beta}; held-out ${config.task.heldOut} sums.`,
+    `The SFT model (the start and reference of every run): held-out task accuracy ${fixed(sft.taskAccuracy)}, preference accuracy ${fixed(sft.preferenceAccuracy)}.`,
+    'Means over seeds; drift: held-out mean log-prob minus the reference\'s; diverged: a non-finite loss or task accuracy below half the SFT model\'s.',
+    '',
+    '| method | lr | task accuracy after | chosen drift | lowest chosen drift | rejected drift | reward accuracy | reward margin | diverged |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const g of summarize(study)) {
+    const m = g.mean;
+    lines.push(`| ${g.method} | ${lrLabel(g.lr)} | ${fixed(m.taskAccuracyAfter)} | ${fixed(m.chosenDrift, 2)} | ${fixed(m.minChosenDrift, 2)} | ${fixed(m.rejectedDrift, 2)} | ` +
+      `${fixed(m.rewardAccuracy)} | ${fixed(m.rewardMargin, 2)} | ${g.diverged}/${g.runs} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** report.html: the summary table, then per learning rate the methods' curves overlaid (the first seed). */
+export function writeStudyReport(study: StudyResult, out: string): string {
+  const { config } = study;
+  const seed = config.seeds[0];
+  const runs: RunRecord[] = [];
+  const groups = config.learningRates.map((lr) => {
+    const group = config.methods.map((method) => {
+      const run = readRun(path.join(out, 'runs', runName(method, lr, seed)), `${method} lr ${lrLabel(lr)}`);
+      run.color = METHOD_COLORS[method];
+      runs.push(run);
+      return run;
+    });
+    return { heading: `learning rate ${lrLabel(lr)} (seed ${seed})`, runs: group };
+  });
+  const table = studyMarkdown(study).split('\n').filter((l) => l.startsWith('|') && !l.startsWith('|---'));
+  const cells = (line: string) => line.split('|').slice(1, -1).map((c) => c.trim());
+  const intro = `<p>${studyMarkdown(study).split('\n').slice(0, 3).map((l) => l.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!)).join('<br>')}</p>` +
+    `<table><tr>${cells(table[0]).map((c) => `<th>${c}</th>`).join('')}</tr>${table.slice(1).map((l) => `<tr>${cells(l).map((c, i) => `<td${i >= 1 ? ' class="num"' : ''}>${c}</td>`).join('')}</tr>`).join('')}</table>`;
+  const file = path.join(out, 'report.html');
+  writeFileAtomic(file, renderReport(runs, {
+    title: 'DPO against MinorDPO across learning rates', intro, groups,
+    charts: ['loss', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'rejectedBelowReference', 'grad_norm'], samples: false,
+  }));
+  return file;
+}
