@@ -40,7 +40,7 @@ export async function reproduceCommand(argv: readonly string[]): Promise<void> {
 
 /** The before/after table of `fusedpo start`. */
 export function beforeAfterTable(study: StudyResult): string {
-  const columns = [{ name: 'SFT model', row: null as StudyResult['rows'][number] | null }, ...study.rows.map((row) => ({ name: `${row.method} lr ${row.lr}`, row }))];
+  const columns = [{ name: 'SFT model', row: null as StudyResult['rows'][number] | null }, ...study.rows.map((row) => ({ name: `${row.method} lr ${row.lr.toExponential(0)}`, row }))];
   const lines: [string, (r: StudyResult['rows'][number] | null) => string][] = [
     ['held-out task accuracy', (r) => (r ? r.taskAccuracyAfter : study.sft.taskAccuracy).toFixed(3)],
     ['chosen log-prob drift', (r) => (r ? r.chosenDrift.toFixed(2) : '0')],

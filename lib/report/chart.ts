@@ -79,8 +79,17 @@ function segments(points: [number, number | null][]): [number, number][][] {
   return out.filter((s) => s.length > 0);
 }
 
+export interface ChartAxis {
+  /** Where the x ticks go (default: round steps). */
+  xTicks?: readonly number[];
+  /** A tick's label (default: the number). */
+  xLabel?: (x: number) => string;
+  /** The x axis's name (default "step"). */
+  xName?: string;
+}
+
 /** The chart of `title` over `series`, as an `<svg>` element. */
-export function lineChart(title: string, series: readonly Series[]): string {
+export function lineChart(title: string, series: readonly Series[], axis: ChartAxis = {}): string {
   const finite = series.flatMap((s) => s.points.filter((p): p is [number, number] => p[1] !== null && Number.isFinite(p[1])));
   const gaps = series.reduce((n, s) => n + s.points.filter((p) => p[1] === null || !Number.isFinite(p[1])).length, 0);
   const parts: string[] = [];
@@ -104,10 +113,10 @@ export function lineChart(title: string, series: readonly Series[]): string {
     parts.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" class="grid"/>`);
     parts.push(`<text x="${MARGIN.left - 6}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end" class="tick">${tickLabel(t)}</text>`);
   }
-  for (const t of niceTicks(x0, x1, 6)) {
-    parts.push(`<text x="${sx(t).toFixed(1)}" y="${MARGIN.top + plotH + 16}" text-anchor="middle" class="tick">${tickLabel(t)}</text>`);
+  for (const t of axis.xTicks ?? niceTicks(x0, x1, 6)) {
+    parts.push(`<text x="${sx(t).toFixed(1)}" y="${MARGIN.top + plotH + 16}" text-anchor="middle" class="tick">${escapeXml((axis.xLabel ?? tickLabel)(t))}</text>`);
   }
-  parts.push(`<text x="${MARGIN.left + plotW}" y="${HEIGHT - 3}" text-anchor="end" class="axis">step</text>`);
+  parts.push(`<text x="${MARGIN.left + plotW}" y="${HEIGHT - 3}" text-anchor="end" class="axis">${escapeXml(axis.xName ?? 'step')}</text>`);
   for (const s of series) {
     for (const segment of segments(s.points)) {
       const pts = thinned(segment).map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(' ');
@@ -116,7 +125,8 @@ export function lineChart(title: string, series: readonly Series[]): string {
       }
       if (s.dots || segment.length === 1) {
         for (const [x, y] of segment) {
-          parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${s.color}" class="dot"><title>${escapeXml(`${s.label}, step ${x}: ${y}`)}</title></circle>`);
+          const at = axis.xLabel ? axis.xLabel(x) : `step ${x}`;
+          parts.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${s.color}" class="dot"><title>${escapeXml(`${s.label}, ${at}: ${y}`)}</title></circle>`);
         }
       }
     }

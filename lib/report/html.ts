@@ -36,7 +36,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin:
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 28px 0 8px; }
 .sub { color: #666; margin-bottom: 16px; }
 table { border-collapse: collapse; margin: 6px 0; } th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f5f5f5; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f5f5f5; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .swatch { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 6px; }
 .charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 12px; }
 svg.chart { background: #fff; }
@@ -117,6 +117,8 @@ export interface ReportOptions {
   charts?: readonly string[];
   /** The sample generations section (default true). */
   samples?: boolean;
+  /** The table of every run's options and last figures (default true). */
+  runsTable?: boolean;
 }
 
 /** The report of `runs` as one HTML document. */
@@ -136,7 +138,7 @@ export function renderReport(runs: readonly RunRecord[], options: ReportOptions 
 <h1>${escapeXml(title)}</h1>
 <div class="sub">fusedpo ${escapeXml(version)}: solid lines are training steps, dashed lines with dots are evaluations on the held-out set.</div>
 ${options.intro ?? ''}
-${runsTable(runs, colorOf)}
+${options.runsTable === false ? '' : runsTable(runs, colorOf)}
 ${body}
 ${options.samples === false ? '' : samples(runs)}
 </body></html>

@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import { ByteTokenizer } from '../data/tokenizer';
 import type { LossParameterArgs } from '../losses';
 import { GPT, type GPTConfig } from '../nn/gpt';
+import { lineChart } from '../report/chart';
 import { renderReport } from '../report/html';
 import { readRun, type RunRecord } from '../report/run';
 import { evaluatePreferences } from '../train/evaluate';
@@ -256,7 +257,22 @@ export function studyMarkdown(study: StudyResult): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** report.html: the summary table, then per learning rate the methods' curves overlaid (the first seed). */
+/** The study at a glance: per method, held-out task accuracy and the lowest chosen drift against the learning rate (means over seeds). */
+export function summaryCharts(study: StudyResult): string {
+  const groups = summarize(study);
+  const lrs = study.config.learningRates;
+  const axis = { xTicks: lrs.map(Math.log10), xLabel: (x: number) => lrLabel(10 ** x), xName: 'learning rate (log scale)' };
+  const series = (key: string) => study.config.methods.map((method) => ({
+    label: method, color: METHOD_COLORS[method] ?? '#555', dots: true,
+    points: groups.filter((g) => g.method === method).map((g) => [Math.log10(g.lr), g.mean[key]] as [number, number]),
+  }));
+  const legend = study.config.methods.map((m) => `<span style="margin-right:16px"><span class="swatch" style="background:${METHOD_COLORS[m] ?? '#555'}"></span>${m}</span>`).join('');
+  return `<div style="margin:10px 0">${legend}</div><div class="charts">` +
+    `${lineChart(`held-out task accuracy after (SFT model: ${fixed(study.sft.taskAccuracy)})`, series('taskAccuracyAfter'), axis)}` +
+    `${lineChart('lowest held-out chosen drift (0: the reference)', series('minChosenDrift'), axis)}</div>`;
+}
+
+/** report.html: the summary charts and table, then per learning rate the methods' curves overlaid (the first seed). */
 export function writeStudyReport(study: StudyResult, out: string): string {
   const { config } = study;
   const seed = config.seeds[0];
@@ -276,8 +292,8 @@ export function writeStudyReport(study: StudyResult, out: string): string {
     `<table><tr>${cells(table[0]).map((c) => `<th>${c}</th>`).join('')}</tr>${table.slice(1).map((l) => `<tr>${cells(l).map((c, i) => `<td${i >= 1 ? ' class="num"' : ''}>${c}</td>`).join('')}</tr>`).join('')}</table>`;
   const file = path.join(out, 'report.html');
   writeFileAtomic(file, renderReport(runs, {
-    title: 'DPO against MinorDPO across learning rates', intro, groups,
-    charts: ['loss', 'rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'rejectedBelowReference', 'grad_norm'], samples: false,
+    title: 'DPO against MinorDPO across learning rates', intro: `${summaryCharts(study)}${intro}`, groups, runsTable: false,
+    charts: ['rewards/accuracies', 'rewards/margins', 'logps/chosen', 'logps/rejected', 'rejectedBelowReference', 'grad_norm'], samples: false,
   }));
   return file;
 }

@@ -69,7 +69,7 @@ test('--help for each command; "did you mean" for commands and options', () => {
     assert.match(help.stdout, new RegExp(`usage: fusedpo ${command} `));
     assert.match(help.stdout, /--stop-after N/);
   }
-  for (const command of ['eval', 'generate', 'report']) {
+  for (const command of ['eval', 'generate', 'report', 'reproduce', 'start']) {
     const help = fusedpo(command, '--help');
     assert.is(help.status, 0);
     assert.match(help.stdout, new RegExp(`usage: fusedpo ${command} `));
