@@ -22,10 +22,20 @@ SimdLevel detectedSimdLevel();
 SimdLevel activeSimdLevel();
 const char* simdLevelName(SimdLevel level);
 
-// Whether the AVX-512 kernels are the ones to run (the ops with no AVX2 kernel of their own).
+// Whether the AVX-512 kernels are the ones to run.
 inline bool avx512Active() {
 #if FUSEDPO_X86_KERNELS
   return activeSimdLevel() == SimdLevel::Avx512;
+#else
+  return false;
+#endif
+}
+
+// Whether AVX2 kernels may run: the active level is Avx2 or higher. An op with both kernels
+// checks avx512Active() first.
+inline bool avx2Active() {
+#if FUSEDPO_X86_KERNELS
+  return static_cast<int>(activeSimdLevel()) >= static_cast<int>(SimdLevel::Avx2);
 #else
   return false;
 #endif

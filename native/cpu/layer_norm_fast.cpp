@@ -1,8 +1,9 @@
 // Impl dispatch of layer_norm.h.
-// Forward: rows split over the thread pool; AVX-512 forms the row's mean and variance (two
-// passes, fp32 lane sums) and its output in 16 lanes; other CPUs run the reference's loops.
+// Forward: rows split over the thread pool; AVX-512 (AVX2) forms the row's mean and variance
+// (two passes, fp32 lane sums) and its output in 16 (8) lanes; other CPUs run the reference's
+// loops.
 // Backward, two phases:
-//   1. dinp, rows split over the pool (AVX-512 lane sums of g and g n);
+//   1. dinp, rows split over the pool (AVX-512 or AVX2 lane sums of g and g n);
 //   2. dweight and dbias, columns split over the pool, each column accumulated over the rows in
 //      row order with the reference's own arithmetic (plain code, no FMA): the same bits as the
 //      reference whatever the thread count. It reads inp and dout a second time (from cache at
@@ -12,6 +13,7 @@
 #include "../core/layer_norm.h"
 #include "cpu_features.h"
 #include "nn_parallel.h"
+#include "vector_ops_avx2.h"
 #include "vector_ops_avx512.h"
 
 namespace fusedpo {
@@ -72,6 +74,72 @@ FUSEDPO_TARGET_AVX512 void layerNormDinpRowsAvx512(const float* dout, const floa
     }
   }
 }
+
+// The same with AVX2 + FMA, 8 lanes. The sums over the row keep two accumulators, lanes c and
+// c + 8 of each 16-float step (vector_ops_avx2.h): the AVX-512 path's 16 partial sums, two
+// independent chains. Lanes past the row's end load as 0 and are zeroed where they would not
+// add 0 (x - mean).
+FUSEDPO_TARGET_AVX2 void layerNormRowsAvx2(const float* inp, const float* weight, const float* bias,
+                                           float* out, float* mean, float* rstd, int64_t begin,
+                                           int64_t end, int64_t C) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* x = inp + r * C;
+    float* y = out + r * C;
+    const float m = cpu::sum8(C, x) / float(C);
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int64_t c = 0; c < C; c += 16) {
+      const __m256 d0 = cpu::keepUpTo8(C - c, _mm256_sub_ps(cpu::loadUpTo8(x + c, C - c), mv));
+      const __m256 d1 = cpu::keepUpTo8(C - c - 8, _mm256_sub_ps(cpu::loadUpTo8(x + c + 8, C - c - 8), mv));
+      lo = _mm256_fmadd_ps(d0, d0, lo);
+      hi = _mm256_fmadd_ps(d1, d1, hi);
+    }
+    const float s = 1.0f / std::sqrt(cpu::reduceAdd8(_mm256_add_ps(lo, hi)) / float(C) + kLayerNormEps);
+    const __m256 sv = _mm256_set1_ps(s);
+    for (int64_t c = 0; c < C; c += 8) {
+      const int64_t left = C - c;
+      const __m256 n = _mm256_mul_ps(_mm256_sub_ps(cpu::loadUpTo8(x + c, left), mv), sv);
+      const __m256 o = _mm256_fmadd_ps(n, cpu::loadUpTo8(weight + c, left), cpu::loadUpTo8(bias + c, left));
+      cpu::storeUpTo8(y + c, left, o);
+    }
+    mean[r] = m;
+    rstd[r] = s;
+  }
+}
+
+FUSEDPO_TARGET_AVX2 void layerNormDinpRowsAvx2(const float* dout, const float* inp, const float* weight,
+                                               const float* mean, const float* rstd, float* dinp,
+                                               int64_t begin, int64_t end, int64_t C) {
+  for (int64_t r = begin; r < end; ++r) {
+    const float* x = inp + r * C;
+    const float* dy = dout + r * C;
+    float* dx = dinp + r * C;
+    const __m256 mv = _mm256_set1_ps(mean[r]), sv = _mm256_set1_ps(rstd[r]);
+    __m256 gLo = _mm256_setzero_ps(), gHi = _mm256_setzero_ps();
+    __m256 gnLo = _mm256_setzero_ps(), gnHi = _mm256_setzero_ps();
+    for (int64_t c = 0; c < C; c += 16) {
+      // g is 0 past the end (dout loads as 0); n is zeroed there too, so that g n is 0, not -0 or NaN.
+      const int64_t left0 = C - c, left1 = C - c - 8;
+      const __m256 n0 = cpu::keepUpTo8(left0, _mm256_mul_ps(_mm256_sub_ps(cpu::loadUpTo8(x + c, left0), mv), sv));
+      const __m256 n1 = cpu::keepUpTo8(left1, _mm256_mul_ps(_mm256_sub_ps(cpu::loadUpTo8(x + c + 8, left1), mv), sv));
+      const __m256 g0 = _mm256_mul_ps(cpu::loadUpTo8(dy + c, left0), cpu::loadUpTo8(weight + c, left0));
+      const __m256 g1 = _mm256_mul_ps(cpu::loadUpTo8(dy + c + 8, left1), cpu::loadUpTo8(weight + c + 8, left1));
+      gLo = _mm256_add_ps(gLo, g0);
+      gHi = _mm256_add_ps(gHi, g1);
+      gnLo = _mm256_fmadd_ps(g0, n0, gnLo);
+      gnHi = _mm256_fmadd_ps(g1, n1, gnHi);
+    }
+    const __m256 gMean = _mm256_set1_ps(cpu::reduceAdd8(_mm256_add_ps(gLo, gHi)) / float(C));
+    const __m256 gnMean = _mm256_set1_ps(cpu::reduceAdd8(_mm256_add_ps(gnLo, gnHi)) / float(C));
+    for (int64_t c = 0; c < C; c += 8) {
+      const int64_t left = C - c;
+      const __m256 n = _mm256_mul_ps(_mm256_sub_ps(cpu::loadUpTo8(x + c, left), mv), sv);
+      const __m256 g = _mm256_mul_ps(cpu::loadUpTo8(dy + c, left), cpu::loadUpTo8(weight + c, left));
+      const __m256 d = _mm256_mul_ps(_mm256_fnmadd_ps(n, gnMean, _mm256_sub_ps(g, gMean)), sv);
+      cpu::storeUpTo8(dx + c, left, _mm256_add_ps(cpu::loadUpTo8(dx + c, left), d));
+    }
+  }
+}
 #endif
 
 
@@ -98,10 +166,11 @@ void layerNormForward(Impl impl, const float* inp, const float* weight, const fl
     return referenceLayerNormForward(inp, weight, bias, out, mean, rstd, rows, channels);
   }
   const int64_t C = channels;
-  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active(), avx2 = cpu::avx2Active();
   auto body = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layerNormRowsAvx512(inp, weight, bias, out, mean, rstd, begin, end, C);
+    if (avx2) return layerNormRowsAvx2(inp, weight, bias, out, mean, rstd, begin, end, C);
 #endif
     referenceLayerNormForward(inp + begin * C, weight, bias, out + begin * C, mean + begin, rstd + begin,
                               end - begin, C);
@@ -116,10 +185,11 @@ void layerNormBackward(Impl impl, const float* dout, const float* inp, const flo
     return referenceLayerNormBackward(dout, inp, weight, mean, rstd, dinp, dweight, dbias, rows, channels);
   }
   const int64_t C = channels;
-  [[maybe_unused]] const bool avx512 = cpu::avx512Active();
+  [[maybe_unused]] const bool avx512 = cpu::avx512Active(), avx2 = cpu::avx2Active();
   auto dinpRows = [&](int64_t begin, int64_t end) {
 #if FUSEDPO_X86_KERNELS
     if (avx512) return layerNormDinpRowsAvx512(dout, inp, weight, mean, rstd, dinp, begin, end, C);
+    if (avx2) return layerNormDinpRowsAvx2(dout, inp, weight, mean, rstd, dinp, begin, end, C);
 #endif
     referenceLayerNormDinpRows(dout, inp, weight, mean, rstd, dinp, begin, end, C);
   };
