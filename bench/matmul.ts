@@ -21,6 +21,7 @@ import * as path from 'node:path';
 
 import { loadAddon, setThreads } from '../lib/native';
 import { matmul } from '../lib/ops/matmul';
+import { measurePeak, peakFor } from './peak';
 
 const root = path.resolve(__dirname, '..');
 const argv = process.argv.slice(2);
@@ -197,14 +198,20 @@ function main(): void {
   }
   setThreads(allThreads);
 
+  // the peak FMA throughput of the ISA in use, at each thread count, measured now (bench/peak.ts)
+  const peakLines = measurePeak(allThreads, log);
+  const peaks = new Map(threadCounts.map((t) => [t, peakFor(peakLines, info.simd, t)]));
+  if (peakLines) log(`peak FMA throughput: ${peakLines.map((l) => `${l.isa} ${l.threads} thread(s) ${l.gflops} GFLOP/s`).join(', ')}`);
   log('');
-  log(`| product | batch x [M, N, K] | threads | fusedpo ms | fusedpo GFLOP/s | PyTorch ms | PyTorch GFLOP/s | fusedpo / PyTorch time |`);
-  log('|---|---|---|---|---|---|---|---|');
+  log(`| product | batch x [M, N, K] | threads | fusedpo ms | fusedpo GFLOP/s | of peak | PyTorch ms | PyTorch GFLOP/s | fusedpo / PyTorch time |`);
+  log('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     const s = r.shape;
     const dims = `${s.batch > 1 ? `${s.batch} x ` : ''}[${s.m}, ${s.n}, ${s.k}]`;
     const torch = r.torchMs === null ? '| n/a | n/a | n/a' : `| ${r.torchMs.toFixed(3)} | ${r.torchGflops!.toFixed(1)} | ${r.ratio!.toFixed(2)}`;
-    log(`| ${s.name} | ${dims} | ${r.threads} | ${r.fusedpoMs.toFixed(3)} | ${r.fusedpoGflops.toFixed(1)} ${torch} |`);
+    const peak = peaks.get(r.threads);
+    const ofPeak = peak ? `${((100 * r.fusedpoGflops) / peak).toFixed(0)} %` : 'n/a';
+    log(`| ${s.name} | ${dims} | ${r.threads} | ${r.fusedpoMs.toFixed(3)} | ${r.fusedpoGflops.toFixed(1)} | ${ofPeak} ${torch} |`);
   }
 
   const commit = gitCommit();
@@ -216,6 +223,7 @@ function main(): void {
     machine: { cpu, threads: allThreads, simd: info.simd, features: info.cpuFeatures, node: process.versions.node },
     torch: torchVersion,
     torchSkipped,
+    peak: peakLines,
     repeats: REPEATS,
     rounds: ROUNDS,
     rows,

@@ -12,7 +12,9 @@
  * calls themselves: every function of the addon is wrapped with a timer, by name.
  *
  * Then the same model and step in PyTorch on the CPU (spawned /usr/bin/python3, torch's threads
- * set to ours), in the same run, and the ratio. Writes bench/results/train-<date>-<commit>.json.
+ * set to ours), in the same run, and the ratio; and the step against its FLOP floor: the step's
+ * multiply-adds (stepFlops) over this machine's peak FMA throughput, measured in the same run
+ * (bench/peak.ts). Writes bench/results/train-<date>-<commit>.json.
  * --small runs a 2-layer width-64 model instead (to check the script, not to measure).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -23,6 +25,7 @@ import * as path from 'node:path';
 import { mulberry32 } from '../lib/example';
 import { AdamW, GPT, noGrad, preferenceLoss, sequenceLogps, withScope, type GPTConfig } from '../lib/index';
 import { loadAddon, native, setThreads, threadSetting, type NativeAddon } from '../lib/native';
+import { measurePeak, peakFor } from './peak';
 
 const root = path.resolve(__dirname, '..');
 const argv = process.argv.slice(2);
@@ -224,6 +227,23 @@ function runTorch(inputs: Int32Array, labels: Int32Array) {
   return { ...parsed, medianMs: median(parsed.stepsMs) };
 }
 
+// ---- the FLOP floor ---------------------------------------------------------------------------
+
+/**
+ * The step's floating-point operations, 2 per multiply-add: a forward F is the linears (per layer
+ * qkv 3C^2, proj C^2, fc and its projection 8C^2 per token, then the tied head C V) and the
+ * causal attention products (q k^T and att v over the T(T+1)/2 pairs of each head); the backward
+ * is 2F (the input's and the weight's gradient); the step is the policy's forward and backward
+ * and the reference's forward: 4F. Elementwise ops, norms and the loss are not counted (they are
+ * bandwidth-bound, and small).
+ */
+function stepFlops(c: GPTConfig, rows: number, T: number): { forward: number; matmul: number; attention: number; step: number } {
+  const N = rows * T;
+  const matmul = c.layers * 2 * N * 12 * c.width * c.width + 2 * N * c.width * c.vocab;
+  const attention = c.layers * 2 * 2 * rows * c.width * (T * (T + 1)) / 2;
+  return { forward: matmul + attention, matmul: 4 * matmul, attention: 4 * attention, step: 4 * (matmul + attention) };
+}
+
 // ---- report -----------------------------------------------------------------------------------
 
 const log = (line: string) => process.stdout.write(line + '\n');
@@ -241,6 +261,20 @@ for (const part of ['matmul', 'attention', 'loss', 'rest'] as const) {
 }
 const restKernels = Object.entries(ours.split).filter(([k]) => k.startsWith('kernel:') && category(k.slice(7)) === 'rest').sort((a, b) => b[1] - a[1]);
 log(`  (rest: native ${restKernels.slice(0, 4).map(([k, ms]) => `${k.slice(7)} ${ms.toFixed(1)}`).join(', ')} ms; the remainder is allocation and JavaScript)`);
+const flops = stepFlops(CONFIG, ROWS, T);
+const peakLines = measurePeak(THREADS, log);
+const peak = peakFor(peakLines, info.simd, THREADS);
+let floor: { peakGflops: number; floorMs: number; stepOverFloor: number; matmulOfPeak: number; attentionOfPeak: number } | null = null;
+if (peak) {
+  const floorMs = (flops.step / (peak * 1e9)) * 1e3;
+  floor = {
+    peakGflops: peak, floorMs, stepOverFloor: ours.medianMs / floorMs,
+    matmulOfPeak: flops.matmul / (ours.split.matmul / 1e3) / 1e9 / peak, attentionOfPeak: flops.attention / (ours.split.attention / 1e3) / 1e9 / peak,
+  };
+  log(`floor     ${(flops.step / 1e9).toFixed(1)} GFLOP per step at this machine's peak of ${peak} GFLOP/s (${info.simd === 'avx512' ? 'avx512' : 'avx2'} FMA, ${THREADS} thread(s)): ` +
+    `${floorMs.toFixed(1)} ms; the step takes ${floor.stepOverFloor.toFixed(2)}x that`);
+  log(`          matmul at ${(100 * floor.matmulOfPeak).toFixed(0)} % of peak (${(flops.matmul / 1e9).toFixed(1)} GFLOP), attention at ${(100 * floor.attentionOfPeak).toFixed(0)} %`);
+}
 if ('error' in torch) {
   log(`pytorch   not measured: ${torch.error}`);
 } else {
@@ -259,6 +293,7 @@ const record = {
   model: CONFIG, pairs: PAIRS, tokens: T, loss: 'dpo', beta: BETA, steps: STEPS,
   fusedpo: { medianMs: ours.medianMs, stepsMs: ours.stepsMs, split: ours.split, parameters: ours.parameters, losses: ours.losses },
   pytorch: torch,
+  flops, peak: peakLines, floor,
   ratio: 'error' in torch ? null : ours.medianMs / torch.medianMs,
 };
 if (!SMALL) {
