@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The `fusedpo` command: `start` and `reproduce` (lib/cli/reproduce.ts), `demo`, `sft` and `train` (lib/cli/train.ts), `eval`,
- * `generate`, `report`, `doctor`,
+ * `generate`, `report`, `doctor`, `bench` (lib/cli/bench.ts),
  * `build` (the CPU addon from source).
  */
 import { spawnSync } from 'node:child_process';
@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 import { UsageError, didYouMean } from './cli/options';
+import { benchCommand } from './cli/bench';
 import { evalCommand } from './cli/eval';
 import { generateCommand } from './cli/generate';
 import { reportCommand } from './cli/report';
@@ -39,6 +40,8 @@ commands:
   report    the training report of run folders, overlaid: DIR [DIR...] [--out FILE] (an HTML file with charts)
   doctor    the package version, the binary loaded, the CPU features, and CUDA's state
             --json   print it as JSON
+  bench     time the fused loss on this machine against its memory floor, measured in the same run
+            [--pairs N --tokens N --vocab N] [--dtype f32|bf16|f16] [--threads N] [--peers] [--json]
   build     build the CPU addon from source into this package (needs g++, make, python3)
   help      this text
 
@@ -122,7 +125,7 @@ function build(): void {
   console.log('fusedpo: built build/Release/fusedpo.node; run `npx fusedpo doctor` to check it loads');
 }
 
-const COMMANDS = ['start', 'reproduce', 'demo', 'sft', 'train', 'eval', 'generate', 'report', 'doctor', 'build', 'help'];
+const COMMANDS = ['start', 'reproduce', 'demo', 'sft', 'train', 'eval', 'generate', 'report', 'doctor', 'bench', 'build', 'help'];
 
 /** A trainer's error: its message, without a stack (the message names the file, line or option). */
 async function runTraining(command: string, run: () => Promise<void>): Promise<void> {
@@ -158,6 +161,8 @@ async function main(argv: string[]): Promise<void> {
       return runTraining('generate', async () => generateCommand(args));
     case 'report':
       return runTraining('report', async () => reportCommand(args));
+    case 'bench':
+      return runTraining('bench', () => benchCommand(args));
     case 'demo':
       return demo(args);
     case 'doctor': {

@@ -185,6 +185,32 @@ export interface NativeMatmulRequest {
   accumulate: boolean;
 }
 
+/** What `lib/bandwidth.ts` sends to the bandwidth probe (native/napi/bandwidth_bindings.cpp). */
+export interface NativeBandwidthRequest {
+  /** The bytes of each of the two buffers streamed: 1 MiB up to an eighth of physical memory. */
+  bytes: number;
+  /** Pool threads streaming at once, 1 to the pool's size (default: the pool's size). */
+  threads?: number;
+  /** Runs of each pass, the fastest kept: 1 to 100 (default 3). */
+  repeats?: number;
+}
+
+/** The probe's answer: GB/s are 1e9 bytes per second. */
+export interface NativeBandwidthResult {
+  /** Streaming read: `bytes` summed, over the fastest run's seconds. */
+  readGBps: number;
+  /** Read + write: `bytes` read and `bytes` written (b = 1.5 * a), over the fastest run's seconds. */
+  readWriteGBps: number;
+  readSeconds: number;
+  readWriteSeconds: number;
+  /** The bytes of each buffer as used (rounded down to whole 128-byte blocks). */
+  bytes: number;
+  threads: number;
+  repeats: number;
+  /** The sums the read passes computed (so that no compiler can drop them): no meaning. */
+  checksum: number;
+}
+
 export interface NativeInfo {
   addonVersion: string;
   napiVersion: number;
@@ -243,6 +269,12 @@ export interface NativeAddon {
   externalMemory(): number;
   /** C[b] (+)= op(A[b]) @ op(B[b]), f32, in place in `request.c` (native/core/matmul.h). */
   matmul(request: NativeMatmulRequest): void;
+  /**
+   * This machine's streaming read and read+write bandwidth on the thread pool, over two buffers
+   * of `bytes` (native/cpu/memory_bandwidth.h): the floor of `fusedpo bench`. Runs on the
+   * calling thread (and the pool) for about a second.
+   */
+  memoryBandwidth(request: NativeBandwidthRequest): NativeBandwidthResult;
   cudaInfo?(): CudaInfo;
   /** Device memory behind a cuda Tensor (the CUDA addon only); the NativeStorage interface. */
   CudaStorage?: new (bytes: number) => NativeStorage;

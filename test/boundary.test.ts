@@ -15,6 +15,7 @@ import {
 } from '../lib/index';
 import * as ops from '../lib/ops';
 import { assertSameValues, makeBatch } from './batch';
+import { throwsLike } from './throws';
 
 const batch = makeBatch({ pairs: 2, tokens: 3, vocab: 7, seed: 4 });
 const good = (): PreferenceLossArgs => ({
@@ -22,16 +23,6 @@ const good = (): PreferenceLossArgs => ({
 });
 const expectedLoss = preferenceLoss(good()).loss;
 
-function throwsLike(fn: () => unknown, kind: ErrorConstructor, pattern: RegExp): void {
-  try {
-    fn();
-  } catch (error) {
-    assert.instance(error, kind, `expected a ${kind.name}, got ${(error as Error).name}: ${(error as Error).message}`);
-    assert.match((error as Error).message, pattern);
-    return;
-  }
-  assert.unreachable(`no error (expected ${pattern})`);
-}
 
 test('every argument is read once: getters that change their answer cannot bypass the checks', () => {
   // labels answers with a valid array on the first read only: the snapshot is what is used.

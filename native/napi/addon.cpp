@@ -17,6 +17,7 @@
 
 #include "core/preference_loss.h"
 #include "cpu/host_memory.h"
+#include "napi/bandwidth_bindings.h"
 #include "napi/buffers.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
@@ -296,6 +297,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   addCudaBindings(env, exports);
   addNnBindings(env, exports);
   addMatmulBindings(env, exports);
+  addBandwidthBindings(env, exports);
   return exports;
 }
 

@@ -106,7 +106,7 @@ test('the installing PATH has no compiler, make or python', () => {
 
 test('the tarball ships the prebuilt binaries (linux-x64, linux-arm64), the compiled JS and the types; no binding.gyp at its root', () => {
   const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
-  const files = ['package/dist/index.js', 'package/dist/index.d.ts', 'package/dist/cli.js', 'package/native/fusedpo.gyp',
+  const files = ['package/dist/index.js', 'package/dist/index.d.ts', 'package/dist/cli.js', 'package/dist/cli/bench.js', 'package/native/fusedpo.gyp',
     'package/prebuilds/linux-x64/fusedpo.node', 'package/prebuilds/linux-arm64/fusedpo.node', 'package/examples/data/preferences.jsonl',
     'package/docs/losses.md'];
   for (const file of files) assert.ok(listing.includes(file), `${file} missing from the tarball:\n${listing.join('\n')}`);
@@ -140,6 +140,12 @@ for (const mode of ['defaults', 'allowScripts'] as const) {
     assert.match(run(app, 'node', ['use.mjs']), 'esm ok');
     const doctor = run(app, 'npx', ['--no-install', 'fusedpo', 'doctor']);
     assert.match(doctor, /binary: +cpu addon, .*prebuilds\/[a-z0-9]+-[a-z0-9]+\/fusedpo\.node/);
+    if (mode === 'defaults') {
+      // The installed package benchmarks itself: no bench/, no compiler (the prebuilt addon's probe).
+      const bench = run(app, 'npx', ['--no-install', 'fusedpo', 'bench', '--pairs', '1', '--tokens', '4', '--vocab', '50', '--repeats', '1', '--probe-mib', '8', '--json']);
+      const timed = JSON.parse(bench.slice(bench.indexOf('{'), bench.lastIndexOf('}') + 1)) as { bandwidth: { readGBps: number }; rows: { fwdBwdMs: number }[] };
+      assert.ok(timed.bandwidth.readGBps > 0 && timed.rows.length === 2 && timed.rows.every((r) => r.fwdBwdMs > 0), bench);
+    }
   });
 }
 
