@@ -7,7 +7,7 @@
  * - a plain unfused TypeScript implementation (bench/unfused.ts);
  * - PyTorch CPU (../shared/peers/cpu_peers.py with /usr/bin/python3) and TensorFlow.js
  *   (../shared/peers/cpu_peers_tfjs.mjs), when present; skipped with a message when not.
- * Prints a table and writes bench/results/loss-<date>-<commit>.json.
+ * Prints a table and writes bench/results/loss-<date>-<commit>-<simd>.json (FUSEDPO_SIMD forces a path).
  *
  * Options: --pairs N --tokens N --vocab N --repeats N --no-peers --no-unfused
  * Environment: FUSEDPO_PEERS_DIR (default ../shared/peers beside the repository).
@@ -268,7 +268,7 @@ function main(): void {
   };
   const dir = path.join(root, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `loss-${date.slice(0, 10)}-${commit}.json`);
+  const file = path.join(dir, `loss-${date.slice(0, 10)}-${commit}-${info.simd}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   log(`\nwrote ${path.relative(root, file)}`);
 }

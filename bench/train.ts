@@ -14,7 +14,7 @@
  * Then the same model and step in PyTorch on the CPU (spawned /usr/bin/python3, torch's threads
  * set to ours), in the same run, and the ratio; and the step against its FLOP floor: the step's
  * multiply-adds (stepFlops) over this machine's peak FMA throughput, measured in the same run
- * (bench/peak.ts). Writes bench/results/train-<date>-<commit>.json.
+ * (bench/peak.ts). Writes bench/results/train-<date>-<commit>-<simd>.json (FUSEDPO_SIMD forces a path).
  * --small runs a 2-layer width-64 model instead (to check the script, not to measure).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -299,7 +299,7 @@ const record = {
 if (!SMALL) {
   const dir = path.join(root, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `train-${date.slice(0, 10)}-${commit}.json`);
+  const file = path.join(dir, `train-${date.slice(0, 10)}-${commit}-${info.simd}.json`);
   fs.writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
   log(`wrote ${path.relative(root, file)}`);
 }
