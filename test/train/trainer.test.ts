@@ -206,13 +206,17 @@ test('the precomputed reference equals the live one, is cached by data, model an
   fs.rmSync(base, { recursive: true, force: true });
 });
 
-test('a 2-layer byte GPT learns the embedded preference task: SFT, then DPO to train accuracy >= 0.9 within 100 steps', async () => {
+// The threshold has room for rounding: the trajectory differs between SIMD paths and builds (last
+// 20 steps: 0.96 with AVX-512, 0.97 AVX2, 0.90 generic, 0.89 in the sanitizer build), while the
+// first 20 steps sit near 0.5.
+test('a 2-layer byte GPT learns the embedded preference task: SFT, then DPO to train accuracy >= 0.85 within 100 steps', async () => {
   const model = new GPT({ layers: 2, width: 64, heads: 4, context: 16, vocab: tokenizer.vocabSize }, { seed: 1 });
   await new SftTrainer({ model, tokenizer, train: SFT, steps: 200, batchSize: 16, lr: 3e-3, progress: false }).train();
   const r = await new PreferenceTrainer({ model, tokenizer, train: PREFERENCES, loss: 'dpo', beta: 0.5, lr: 1e-3, steps: 100, batchSize: 8, progress: false }).train();
-  const last = r.history.slice(-20).map((m) => m['rewards/accuracies']);
-  const accuracy = last.reduce((a, b) => a + b, 0) / last.length;
-  assert.ok(accuracy >= 0.9, `train reward accuracy over the last 20 of 100 steps: ${accuracy}`);
+  const mean = (rows: typeof r.history) => rows.reduce((a, m) => a + m['rewards/accuracies'], 0) / rows.length;
+  const first = mean(r.history.slice(1, 21)), accuracy = mean(r.history.slice(-20));
+  assert.ok(accuracy >= 0.85, `train reward accuracy over the last 20 of 100 steps: ${accuracy}`);
+  assert.ok(accuracy >= first + 0.25, `learned: the first 20 steps' accuracy ${first}, the last 20's ${accuracy}`);
   assert.is(r.history[0].loss.toFixed(4), Math.LN2.toFixed(4), 'the first step is at policy = reference: ln 2');
   assert.is(r.history[0]['rewards/accuracies'], 0, 'strict >: 0 at the first step');
   model.dispose();
