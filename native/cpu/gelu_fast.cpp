@@ -2,11 +2,12 @@
 // AVX-512 and AVX2 paths form tanh u = 1 - 2 / (exp(2u) + 1) with exp16 / exp8 (simd_exp.h):
 // std::tanh costs far more than the memory traffic here. For large |u| the exp saturates (0 or
 // +inf) and tanh comes out as exactly -1 or 1. Each element's arithmetic is the same in a full
-// vector and in a masked tail, so the bits do not depend on the split. Other CPUs run the
-// reference's loops.
+// vector and in a masked tail, so the bits do not depend on the split. Other CPUs run the same
+// formula in plain loops with expApprox (geluForwardPortable).
 #include "../core/gelu.h"
 #include "cpu_features.h"
 #include "nn_parallel.h"
+#include "simd_exp.h"  // expApprox: every architecture
 #include "vector_ops_avx2.h"
 #include "vector_ops_avx512.h"
 
@@ -91,6 +92,32 @@ FUSEDPO_TARGET_AVX2 void geluBackwardAvx2(const float* inp, const float* dout, f
 }
 #endif
 
+// The portable path (the generic level, and arm64): the same tanh through simd_exp.h's
+// branch-free expApprox, in plain loops the compiler vectorizes (SSE2 here, NEON on arm64), where
+// std::tanh is a scalar call per element. expApprox clamps NaN instead of propagating it, but a
+// NaN x still gives NaN: the result multiplies by x.
+inline float geluTanhPortable(float x) {
+  const float u = kGeluScale * (x + kGeluCubic * x * x * x);
+  return 1.0f - 2.0f / (cpu::expApprox(u + u) + 1.0f);
+}
+
+void geluForwardPortable(const float* inp, float* out, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float x = inp[i];
+    out[i] = 0.5f * x * (1.0f + geluTanhPortable(x));
+  }
+}
+
+void geluBackwardPortable(const float* inp, const float* dout, float* dinp, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float x = inp[i];
+    const float th = geluTanhPortable(x);
+    const float sech2 = 1.0f - th * th;
+    const float local = 0.5f * (1.0f + th) + 0.5f * x * sech2 * kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
+    dinp[i] += local * dout[i];
+  }
+}
+
 }  // namespace
 
 void geluForward(Impl impl, const float* inp, float* out, int64_t count) {
@@ -101,7 +128,7 @@ void geluForward(Impl impl, const float* inp, float* out, int64_t count) {
     if (avx512) return geluForwardAvx512(inp, out, begin, end);
     if (avx2) return geluForwardAvx2(inp, out, begin, end);
 #endif
-    referenceGeluForward(inp + begin, out + begin, end - begin);
+    geluForwardPortable(inp, out, begin, end);
   };
   cpu::parallelForWork(count, 4, body);
 }
@@ -114,7 +141,7 @@ void geluBackward(Impl impl, const float* inp, const float* dout, float* dinp, i
     if (avx512) return geluBackwardAvx512(inp, dout, dinp, begin, end);
     if (avx2) return geluBackwardAvx2(inp, dout, dinp, begin, end);
 #endif
-    referenceGeluBackward(inp + begin, dout + begin, dinp + begin, end - begin);
+    geluBackwardPortable(inp, dout, dinp, begin, end);
   };
   cpu::parallelForWork(count, 4, body);
 }
