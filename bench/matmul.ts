@@ -230,7 +230,7 @@ function main(): void {
   };
   const dir = path.join(root, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `matmul-${date.slice(0, 10)}-${commit}.json`);
+  const file = path.join(dir, `matmul-${date.slice(0, 10)}-${commit}-${info.simd}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   log(`\nwrote ${path.relative(root, file)}`);
 }
