@@ -106,6 +106,11 @@ function samples(runs: readonly RunRecord[]): string {
   return `<h2>Sample generations (greedy, at the start, at each evaluation and at the end)</h2>${blocks.join('\n')}`;
 }
 
+/** A row of colour swatches with their labels, above a group of charts. */
+export function legend(entries: readonly { label: string; color: string }[]): string {
+  return `<div style="margin:10px 0">${entries.map((e) => `<span style="margin-right:16px"><span class="swatch" style="background:${e.color}"></span>${escapeXml(e.label)}</span>`).join('')}</div>`;
+}
+
 export interface ReportOptions {
   /** The page's title (default: the runs' names). */
   title?: string;
@@ -127,10 +132,9 @@ export function renderReport(runs: readonly RunRecord[], options: ReportOptions 
   const title = options.title ?? (runs.length === 1 ? `fusedpo run: ${runs[0].name}` : `fusedpo runs: ${runs.map((r) => r.name).join(', ')}`);
   const index = new Map(runs.map((run, i) => [run, i]));
   const colorOf = (run: RunRecord) => run.color ?? PALETTE[(index.get(run) ?? 0) % PALETTE.length];
-  const legend = (group: readonly RunRecord[]) =>
-    `<div style="margin:10px 0">${group.map((run) => `<span style="margin-right:16px"><span class="swatch" style="background:${colorOf(run)}"></span>${escapeXml(run.name)}</span>`).join('')}</div>`;
   const groups = options.groups ?? [{ heading: '', runs }];
-  const body = groups.map((g) => `${g.heading ? `<h2>${escapeXml(g.heading)}</h2>` : ''}${legend(g.runs)}${charts(g.runs, options.charts ?? null, colorOf)}`).join('\n');
+  const body = groups.map((g) => `${g.heading ? `<h2>${escapeXml(g.heading)}</h2>` : ''}` +
+    `${legend(g.runs.map((run) => ({ label: run.name, color: colorOf(run) })))}${charts(g.runs, options.charts ?? null, colorOf)}`).join('\n');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeXml(title)}</title><style>${STYLE}</style></head>

@@ -18,8 +18,8 @@ import * as path from 'node:path';
 import { ByteTokenizer } from '../data/tokenizer';
 import type { LossParameterArgs } from '../losses';
 import { GPT, type GPTConfig } from '../nn/gpt';
-import { lineChart } from '../report/chart';
-import { renderReport } from '../report/html';
+import { escapeXml, lineChart } from '../report/chart';
+import { legend, renderReport } from '../report/html';
 import { readRun, type RunRecord } from '../report/run';
 import { evaluatePreferences } from '../train/evaluate';
 import { loadModelFolder, saveModelFolder, writeFileAtomic } from '../train/files';
@@ -237,24 +237,33 @@ export function summarize(study: StudyResult): { method: string; lr: number; run
   })).filter((g) => g.runs > 0);
 }
 
-/** The summary as a Markdown table, with the settings above it. */
-export function studyMarkdown(study: StudyResult): string {
+/** The settings above the summary table, one sentence a line. */
+function settingsLines(study: StudyResult): string[] {
   const { config, sft } = study;
-  const lines = [
+  return [
     `DPO family on the embedded arithmetic task (fusedpo ${version}): ${config.methods.join(', ')}; learning rates ${config.learningRates.map(lrLabel).join(', ')}; ` +
       `seeds ${config.seeds.join(', ')}; ${config.steps} steps of ${config.batchSize} pairs, beta ${config.beta}; held-out ${config.task.heldOut} sums.`,
     `The SFT model (the start and reference of every run): held-out task accuracy ${fixed(sft.taskAccuracy)}, preference accuracy ${fixed(sft.preferenceAccuracy)}.`,
     'Means over seeds; drift: held-out mean log-prob minus the reference\'s; diverged: a non-finite loss or task accuracy below half the SFT model\'s.',
-    '',
-    '| method | lr | task accuracy after | chosen drift | lowest chosen drift | rejected drift | reward accuracy | reward margin | diverged |',
-    '|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const g of summarize(study)) {
-    const m = g.mean;
-    lines.push(`| ${g.method} | ${lrLabel(g.lr)} | ${fixed(m.taskAccuracyAfter)} | ${fixed(m.chosenDrift, 2)} | ${fixed(m.minChosenDrift, 2)} | ${fixed(m.rejectedDrift, 2)} | ` +
-      `${fixed(m.rewardAccuracy)} | ${fixed(m.rewardMargin, 2)} | ${g.diverged}/${g.runs} |`);
-  }
-  return `${lines.join('\n')}\n`;
+}
+
+/** The summary table's header and cells: one row per method and learning rate. */
+function summaryTable(study: StudyResult): { head: string[]; rows: string[][] } {
+  return {
+    head: ['method', 'lr', 'task accuracy after', 'chosen drift', 'lowest chosen drift', 'rejected drift', 'reward accuracy', 'reward margin', 'diverged'],
+    rows: summarize(study).map(({ method, lr, mean: m, diverged, runs }) => [
+      method, lrLabel(lr), fixed(m.taskAccuracyAfter), fixed(m.chosenDrift, 2), fixed(m.minChosenDrift, 2), fixed(m.rejectedDrift, 2),
+      fixed(m.rewardAccuracy), fixed(m.rewardMargin, 2), `${diverged}/${runs}`,
+    ]),
+  };
+}
+
+/** The summary as a Markdown table, with the settings above it. */
+export function studyMarkdown(study: StudyResult): string {
+  const { head, rows } = summaryTable(study);
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return `${[...settingsLines(study), '', line(head), line(head.map(() => '---')).replace(/ /g, ''), ...rows.map(line)].join('\n')}\n`;
 }
 
 /** The study at a glance: per method, held-out task accuracy and the lowest chosen drift against the learning rate (means over seeds). */
@@ -266,8 +275,7 @@ export function summaryCharts(study: StudyResult): string {
     label: method, color: METHOD_COLORS[method] ?? '#555', dots: true,
     points: groups.filter((g) => g.method === method).map((g) => [Math.log10(g.lr), g.mean[key]] as [number, number]),
   }));
-  const legend = study.config.methods.map((m) => `<span style="margin-right:16px"><span class="swatch" style="background:${METHOD_COLORS[m] ?? '#555'}"></span>${m}</span>`).join('');
-  return `<div style="margin:10px 0">${legend}</div><div class="charts">` +
+  return `${legend(study.config.methods.map((m) => ({ label: m, color: METHOD_COLORS[m] ?? '#555' })))}<div class="charts">` +
     `${lineChart(`held-out task accuracy after (SFT model: ${fixed(study.sft.taskAccuracy)})`, series('taskAccuracyAfter'), axis)}` +
     `${lineChart('lowest held-out chosen drift (0: the reference)', series('minChosenDrift'), axis)}</div>`;
 }
@@ -286,10 +294,9 @@ export function writeStudyReport(study: StudyResult, out: string): string {
     });
     return { heading: `learning rate ${lrLabel(lr)} (seed ${seed})`, runs: group };
   });
-  const table = studyMarkdown(study).split('\n').filter((l) => l.startsWith('|') && !l.startsWith('|---'));
-  const cells = (line: string) => line.split('|').slice(1, -1).map((c) => c.trim());
-  const intro = `<p>${studyMarkdown(study).split('\n').slice(0, 3).map((l) => l.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!)).join('<br>')}</p>` +
-    `<table><tr>${cells(table[0]).map((c) => `<th>${c}</th>`).join('')}</tr>${table.slice(1).map((l) => `<tr>${cells(l).map((c, i) => `<td${i >= 1 ? ' class="num"' : ''}>${c}</td>`).join('')}</tr>`).join('')}</table>`;
+  const { head, rows } = summaryTable(study);
+  const intro = `<p>${settingsLines(study).map(escapeXml).join('<br>')}</p><table><tr>${head.map((c) => `<th>${escapeXml(c)}</th>`).join('')}</tr>` +
+    `${rows.map((cells) => `<tr>${cells.map((c, i) => `<td${i >= 1 ? ' class="num"' : ''}>${escapeXml(c)}</td>`).join('')}</tr>`).join('')}</table>`;
   const file = path.join(out, 'report.html');
   writeFileAtomic(file, renderReport(runs, {
     title: 'DPO against MinorDPO across learning rates', intro: `${summaryCharts(study)}${intro}`, groups, runsTable: false,
