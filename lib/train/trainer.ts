@@ -351,9 +351,11 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     const timingsFile = this.out ? path.join(this.out, 'timings.jsonl') : null;
     const samplesFile = this.out ? path.join(this.out, 'samples.jsonl') : null;
     const sizeOf = (file: string | null) => (file && fs.existsSync(file) ? fs.statSync(file).size : 0);
+    /** The settings the options resolved to (the report's table): fixed for the run. */
+    const settings = { ...s, steps: totalSteps, stopAfter: null };
     const state = (): Record<string, unknown> => ({
       format: 'fusedpo-trainer-state', version: 1, kind: this.kind, step, cursor, numTokens, totalSteps,
-      options: this.recordedOptions, settings: { ...s, steps: totalSteps, stopAfter: null },
+      options: this.recordedOptions, settings,
       metricsBytes: sizeOf(metricsFile), timingsBytes: sizeOf(timingsFile), samplesBytes: sizeOf(samplesFile),
     });
     let lastSamples: SampleLog | null = null;
@@ -389,8 +391,8 @@ abstract class Trainer<Example extends { prompt: number[] }> {
       }
       // what the report reads: the run's kind, its options and their resolved settings (with or without checkpoints)
       if (this.out) {
-        const { kind, options, settings } = state() as { kind: string; options: unknown; settings: unknown };
-        writeFileAtomic(path.join(this.out, 'run.json'), `${JSON.stringify({ format: 'fusedpo-run', version: 1, kind, options, settings }, null, 2)}\n`);
+        const run = { format: 'fusedpo-run', version: 1, kind: this.kind, options: this.recordedOptions, settings };
+        writeFileAtomic(path.join(this.out, 'run.json'), `${JSON.stringify(run, null, 2)}\n`);
       }
       this.setUp(train, evalSet, resumedLogps);
       const progress = new Progress(this.progressSetting, totalSteps, this.out !== null);
