@@ -69,15 +69,24 @@ export function lossParameterFlags(): Flag[] {
   });
 }
 
-/** Parses `argv` against `flags`: option name -> value. Repeated flags: the last wins. */
-export function parseFlags(command: string, argv: readonly string[], flags: readonly Flag[]): { options: Record<string, unknown>; help: boolean } {
+/**
+ * Parses `argv` against `flags`: option name -> value. Repeated flags: the last wins. Arguments
+ * that are not options are an error, unless `positional` is set: then they are collected, in order.
+ */
+export function parseFlags(command: string, argv: readonly string[], flags: readonly Flag[], settings: { positional?: boolean } = {}):
+  { options: Record<string, unknown>; help: boolean; positional: string[] } {
   const byName = new Map(flags.map((f) => [f.name, f]));
   const options: Record<string, unknown> = {};
+  const positional: string[] = [];
   let help = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') {
       help = true;
+      continue;
+    }
+    if (!arg.startsWith('--') && settings.positional) {
+      positional.push(arg);
       continue;
     }
     if (!arg.startsWith('--')) throw new UsageError(`fusedpo ${command}: unexpected argument '${arg}' (options start with --; see fusedpo ${command} --help)`);
@@ -97,7 +106,7 @@ export function parseFlags(command: string, argv: readonly string[], flags: read
     if (raw === undefined || (inline === undefined && raw.startsWith('--'))) throw new UsageError(`fusedpo ${command}: expected a value after --${name}`);
     options[key] = convert(command, flag, raw);
   }
-  return { options, help };
+  return { options, help, positional };
 }
 
 function convert(command: string, flag: Flag, raw: string): unknown {
