@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
+import { floors as floorsOf, time as timeCall } from '../lib/cli/bench';
 import { exampleBatch, referenceNear } from '../lib/example';
 import { preferenceLoss, sequenceLogps, setThreads, toBf16, version, type Logits, type LogitsDType } from '../lib/index';
 import { loadAddon } from '../lib/native';
@@ -45,21 +46,7 @@ interface Row {
 const rows: Row[] = [];
 const log = (line: string) => process.stdout.write(line + '\n');
 
-function median(times: number[]): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
-
-function time(fn: () => void, repeats = REPEATS): number {
-  fn(); // warm-up: page faults of fresh buffers, thread start
-  const times: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  return median(times);
-}
+const time = (fn: () => void, repeats = REPEATS) => timeCall(fn, repeats);
 
 /** This machine's streaming read and read+write bandwidth, from the peers' cpu_limit.c. */
 function measureBandwidth(): { read_gb_s: number; rw_gb_s: number; exp_read_gelem_s: number; threads: number } | null {
@@ -170,14 +157,12 @@ function main(): void {
   const floors: Record<string, number> = {};
   const movedFloors: Record<string, number> = {};
   if (bandwidth) {
-    const read = (bytes: number) => (bytes / (bandwidth.read_gb_s * 1e9)) * 1e3;
-    const readWrite = (bytes: number) => (bytes / (bandwidth.rw_gb_s * 1e9)) * 1e3;
     for (const dtype of ['f32', 'bf16'] as const) {
-      const bytes = dtype === 'f32' ? f32Bytes : f32Bytes / 2;
-      floors[`${dtype}:fwd`] = read(bytes);
-      floors[`${dtype}:fwd+bwd`] = read(bytes) + readWrite(2 * bytes);
-      movedFloors[`${dtype}:fwd`] = read(counted * bytes);
-      movedFloors[`${dtype}:fwd+bwd`] = read(counted * bytes) + readWrite((1 + counted) * bytes);
+      const f = floorsOf(dtype === 'f32' ? f32Bytes : f32Bytes / 2, counted, { readGBps: bandwidth.read_gb_s, readWriteGBps: bandwidth.rw_gb_s });
+      floors[`${dtype}:fwd`] = f.floorMs.fwd;
+      floors[`${dtype}:fwd+bwd`] = f.floorMs.fwdBwd;
+      movedFloors[`${dtype}:fwd`] = f.movedFloorMs.fwd;
+      movedFloors[`${dtype}:fwd+bwd`] = f.movedFloorMs.fwdBwd;
     }
     log(`floor: read ${bandwidth.read_gb_s} GB/s, read+write ${bandwidth.rw_gb_s} GB/s (${bandwidth.threads} threads)`);
   }

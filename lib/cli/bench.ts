@@ -168,8 +168,8 @@ function median(times: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** As bench/loss.ts: one warm-up call (page faults of fresh buffers, thread start), then the median. */
-function time(fn: () => void, repeats: number): number {
+/** One warm-up call (page faults of fresh buffers, thread start), then the median of `repeats` (npm run bench times with it too). */
+export function time(fn: () => void, repeats: number): number {
   fn();
   const times: number[] = [];
   for (let i = 0; i < repeats; i++) {
@@ -204,8 +204,12 @@ function logitsOf(f32: Float32Array, dtype: LogitsDType): Logits {
   return dtype === 'f32' ? f32 : dtype === 'bf16' ? toBf16(f32) : toF16(f32);
 }
 
-/** The floors of bench/loss.ts: `bytes` of logits, `counted` the share of counted tokens. */
-function floors(bytes: number, counted: number, bandwidth: MemoryBandwidth) {
+/**
+ * The floors (npm run bench uses these too): 3 full passes over `bytes` of logits; and the bytes
+ * that must move where only the share `counted` of the tokens is counted (forward reads the
+ * counted tokens, backward reads them and writes every token).
+ */
+export function floors(bytes: number, counted: number, bandwidth: Pick<MemoryBandwidth, 'readGBps' | 'readWriteGBps'>) {
   const read = (b: number) => (b / (bandwidth.readGBps * 1e9)) * 1e3;
   const readWrite = (b: number) => (b / (bandwidth.readWriteGBps * 1e9)) * 1e3;
   return {
