@@ -5,23 +5,17 @@
  * the command's JSON, "did you mean" for a mistyped flag, --help, and a clean "no CUDA device".
  * Small sizes: seconds in all.
  */
-import { spawnSync } from 'node:child_process';
-import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
 import { memoryBandwidth } from '../lib/bandwidth';
 import { cudaAvailable, native } from '../lib/native';
+import { fusedpoWith } from './cli';
 import { throwsLike } from './throws';
 
-const root = path.resolve(__dirname, '..');
-const cli = path.join(root, 'dist', 'cli.js');
 const MiB = 2 ** 20;
 
-function fusedpo(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const run = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FUSEDPO_THREADS: '2' } });
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+const fusedpo = fusedpoWith(2);
 
 
 test('the bandwidth probe returns positive, finite GB/s for the threads asked', () => {

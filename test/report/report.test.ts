@@ -6,7 +6,6 @@
  * lines are not drawn. Without Chromium on PATH the browser test says it is skipped, unless
  * FUSEDPO_BROWSER_TEST=required (CI), where that is a failure.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,9 +26,9 @@ import { modelLogps } from '../../lib/train/reference';
 import { PreferenceTrainer } from '../../lib/train/trainer';
 import { findChromium, screenshot } from './browser';
 import { countColor, decodePng } from './png';
+import { fusedpoWith } from '../cli';
 
 const root = path.resolve(__dirname, '..', '..');
-const cli = path.join(root, 'dist', 'cli.js');
 const EVAL = path.join(root, 'examples', 'data', 'preferences-eval.jsonl');
 const PREFERENCES = path.join(root, 'examples', 'data', 'preferences.jsonl');
 const tokenizer = new ByteTokenizer();
@@ -39,9 +38,7 @@ const model = new GPT(CONFIG, { seed: 1 });
 const other = new GPT(CONFIG, { seed: 2 });
 const records: PreferenceRecord[] = fs.readFileSync(EVAL, 'utf8').trim().split('\n').map((l, i) => ({ ...JSON.parse(l), line: i + 1 }));
 
-function fusedpo(...args: string[]) {
-  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FUSEDPO_THREADS: '1' } });
-}
+const fusedpo = fusedpoWith(1);
 
 /** Each pair's chosen and rejected log-prob, one pair per forward (another batching than the evaluator's). */
 function pairByPair(m: GPT): { chosen: number[]; rejected: number[] } {

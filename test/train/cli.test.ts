@@ -9,15 +9,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { CLI, fusedpoWith } from '../cli';
 
 const root = path.resolve(__dirname, '..', '..');
-const cli = path.join(root, 'dist', 'cli.js');
 const data = path.join(root, 'examples', 'data');
 
-function fusedpo(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const run = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, FUSEDPO_THREADS: '1' } });
-  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
-}
+const fusedpo = fusedpoWith(1);
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedpo-cli-'));
 const sftDir = path.join(base, 'sft');
@@ -113,7 +110,7 @@ test("the README's training commands run as written (npx fusedpo: this package's
   for (const line of commands) {
     const args = line.replace(/^npx fusedpo /, '').split(/\s+/).map((a) => a.replace(/^node_modules\/fusedpo\//, `${root}/`));
     const quiet = args[0] === 'sft' || args[0] === 'train' ? ['--quiet'] : [];
-    const run = spawnSync(process.execPath, [cli, ...args, ...quiet], { cwd, encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [CLI, ...args, ...quiet], { cwd, encoding: 'utf8' });
     assert.is(run.status, 0, `${line}: ${run.stderr}`);
     printed.push(run.stdout);
   }
