@@ -9,7 +9,7 @@
 import { preferenceLoss, sequenceLogps, type LogitsDType, type LossName } from '../lib/index';
 import { native } from '../lib/native';
 import * as nn from '../lib/ops';
-import { decoded, makeBatch, UNIT } from './batch';
+import { decoded, encode, makeBatch, UNIT } from './batch';
 import { randomFloats } from './nn-fp64';
 
 const failures: string[] = [];
@@ -36,6 +36,37 @@ for (const dtype of ['f32', 'bf16', 'f16'] as LogitsDType[]) {
         if (!(Math.abs(fast.logps[s] - reference.logps[s]) <= tolerance) && failures.length < 8) failures.push(`${where}: logps[${s}] fast ${fast.logps[s]} reference ${reference.logps[s]}`);
       }
       if (!(Math.abs(fast.loss - reference.loss) <= 1e-5 * (1 + Math.abs(reference.loss))) && failures.length < 8) failures.push(`${where}: loss fast ${fast.loss} reference ${reference.loss}`);
+    }
+  }
+}
+
+// Rows longer than the kernels' chunks (the AVX2 forward works in chunks of 2048 logits): a max
+// that grows in every chunk (a ramp), one that sits in the first chunk (the reverse ramp), a
+// spread that sends most exponents below exp's range, and a non-finite logit (NaN, -inf, +inf)
+// late in a row, where only a later chunk sees it. Fast and reference agree on which rows are
+// non-finite and on every finite row's logps.
+{
+  const vocab = 6001, tokens = 2;
+  const rows: Array<(v: number) => number> = [
+    (v) => v / 600, (v) => (vocab - v) / 600, (v) => Math.sin(v) * 200,
+    (v) => (v === 4500 ? NaN : Math.cos(v)), (v) => (v === 5000 ? -Infinity : Math.cos(v)), (v) => (v === 6000 ? Infinity : Math.cos(v)),
+  ];
+  for (const dtype of ['f32', 'bf16', 'f16'] as LogitsDType[]) {
+    const raw = new Float64Array(rows.length * tokens * vocab);
+    rows.forEach((f, s) => { for (let t = 0; t < tokens; t++) for (let v = 0; v < vocab; v++) raw[(s * tokens + t) * vocab + v] = f(v) + t; });
+    const labels = Int32Array.from({ length: rows.length * tokens }, (_, k) => (k * 997) % vocab);
+    const logits = encode(raw, dtype);
+    const args = { logits, dtype, shape: [rows.length, tokens, vocab] as [number, number, number], labels, allowNonFinite: true };
+    const fast = sequenceLogps(args);
+    const reference = sequenceLogps({ ...args, implementation: 'reference' });
+    const where = `chunked rows ${dtype}`;
+    compared += rows.length;
+    if (JSON.stringify(fast.nonFiniteRows) !== JSON.stringify([3, 4, 5]) || JSON.stringify(reference.nonFiniteRows) !== JSON.stringify([3, 4, 5])) {
+      failures.push(`${where}: nonFiniteRows fast ${JSON.stringify(fast.nonFiniteRows)} reference ${JSON.stringify(reference.nonFiniteRows)}, expected [3,4,5]`);
+    }
+    for (let s = 0; s < 3; s++) {
+      const tolerance = 1e-6 * (1 + Math.abs(reference.logps[s])) * tokens;
+      if (!(Math.abs(fast.logps[s] - reference.logps[s]) <= tolerance)) failures.push(`${where}: logps[${s}] fast ${fast.logps[s]} reference ${reference.logps[s]}`);
     }
   }
 }

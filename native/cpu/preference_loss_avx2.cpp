@@ -1,5 +1,6 @@
-// Stages 1 and 4 with AVX2 + FMA + F16C, 8 fp32 lanes: the algorithm of
-// preference_loss_avx512.cpp (read that file's comment first) at half the width. Compiled for
+// Stages 1 and 4 with AVX2 + FMA + F16C, 8 fp32 lanes: the loads, stores and backward of
+// preference_loss_avx512.cpp (read that file's comment first) at half the width; the forward
+// is chunked in two passes (see there), and both take exp only of exponents <= 0. Compiled for
 // baseline x86-64: every function here carries FUSEDPO_TARGET_AVX2 and runs only after the
 // runtime dispatch. AVX2 has no masked 16-bit loads or stores, so a row's last < 8 elements go
 // through an 8-element buffer on the stack.
@@ -110,49 +111,71 @@ FUSEDPO_INLINE_AVX2 float horizontalSum(__m256 v) {
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// One step of the online log-sum-exp of 8 lanes: (max, sum) absorbs x in the lanes of mask
-// (all ones or firstLanes). The sum is rescaled only where x exceeds the lane's max.
-FUSEDPO_INLINE_AVX2 void absorb8(__m256 x, __m256 mask, __m256& max, __m256& sum) {
-  const __m256 above = _mm256_and_ps(_mm256_cmp_ps(x, max, _CMP_GT_OQ), mask);
-  if (_mm256_movemask_ps(above) != 0) {
-    const __m256 newMax = _mm256_blendv_ps(max, x, above);
-    // Only the lanes that grew: a lane still at -inf would give -inf - -inf = NaN.
-    const __m256 rescale = _mm256_blendv_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(max, newMax)), above);
-    sum = _mm256_mul_ps(sum, rescale);
-    max = newMax;
-  }
-  sum = _mm256_add_ps(sum, _mm256_and_ps(exp8(_mm256_sub_ps(x, max)), mask));
-}
+// A row in chunks of kChunk logits (8 KiB of f32, in L1 after its first pass): pass A takes the
+// chunk's max and min from memory, pass B sums exp(z - M) over the chunk from L1, with M the
+// running max of the row so far, so every exponent is <= 0 (expNonPositive8), and prefetches
+// the next chunk for pass A. The running sum is rescaled once per chunk where the max grew
+// (rarely after the first chunks), not tested per vector as the single-pass online form of the
+// AVX-512 file does: with AVX2's 16 registers that form's compare, blend and branch, and exp8's
+// constants, spilled the sum to the stack (a store and a reload in the loop-carried chain; seen
+// with perf annotate), and the forward of 4 x 256 x 32000 f32 took 26 ms on one thread of the
+// Zen 5 development VM against 13.3 ms in this form, which perf shows bound by pass B's
+// arithmetic (about 1.6 ns per 8 logits in L1). One sum, not two: a second one spilled again.
+// Non-finite logits: -inf shows in the row's min; NaN and +inf make the sum NaN (exp(NaN),
+// exp(inf - inf)).
+constexpr int64_t kChunk = 2048;
 
 template <DType D>
 FUSEDPO_TARGET_AVX2 void rowMaxSumExp(const void* row, int64_t vocab, float* rowMax, float* rowSumExp) {
-  const __m256 negativeInfinity = _mm256_set1_ps(-__builtin_inff());
-  const __m256 allLanes = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-  __m256 max0 = negativeInfinity, max1 = negativeInfinity;
-  __m256 sum0 = _mm256_setzero_ps(), sum1 = _mm256_setzero_ps();
-  __m256 rowMin = _mm256_set1_ps(__builtin_inff());
-  int64_t i = 0;
-  for (; i + 16 <= vocab; i += 16) {
-    const __m256 a = load8<D>(row, i), b = load8<D>(row, i + 8);
-    rowMin = _mm256_min_ps(rowMin, _mm256_min_ps(a, b));
-    absorb8(a, allLanes, max0, sum0);
-    absorb8(b, allLanes, max1, sum1);
+  const float infinity = __builtin_inff();
+  float runningMax = -infinity, rowMin = infinity;
+  __m256 sum0 = _mm256_setzero_ps();
+  for (int64_t begin = 0; begin < vocab; begin += kChunk) {
+    const int64_t end = begin + kChunk < vocab ? begin + kChunk : vocab;
+    const int64_t fullEnd = begin + (end - begin) / 16 * 16;
+    // Pass A. _mm256_max_ps(x, m) returns m where x is NaN: NaN never becomes the max.
+    __m256 max0 = _mm256_set1_ps(-infinity), max1 = max0;
+    __m256 min0 = _mm256_set1_ps(infinity), min1 = min0;
+    for (int64_t i = begin; i < fullEnd; i += 16) {
+      const __m256 a = load8<D>(row, i), b = load8<D>(row, i + 8);
+      max0 = _mm256_max_ps(a, max0);
+      max1 = _mm256_max_ps(b, max1);
+      min0 = _mm256_min_ps(a, min0);
+      min1 = _mm256_min_ps(b, min1);
+    }
+    for (int64_t i = fullEnd; i < end; i += 8) {
+      const int64_t count = end - i;
+      const __m256 a = count >= 8 ? load8<D>(row, i) : loadPartial8<D>(row, i, count);
+      const __m256 mask = count >= 8 ? _mm256_castsi256_ps(_mm256_set1_epi32(-1)) : firstLanes(count);
+      max0 = _mm256_max_ps(_mm256_blendv_ps(_mm256_set1_ps(-infinity), a, mask), max0);
+      min0 = _mm256_min_ps(_mm256_blendv_ps(_mm256_set1_ps(infinity), a, mask), min0);
+    }
+    const float chunkMax = horizontalMax(_mm256_max_ps(max0, max1));
+    const float chunkMin = horizontalMin(_mm256_min_ps(min0, min1));
+    rowMin = chunkMin < rowMin ? chunkMin : rowMin;
+    if (chunkMax > runningMax) {
+      // exp(-inf) = 0 for the first chunk (the sums are 0 then anyway).
+      const __m256 rescale = expNonPositive8<false>(_mm256_set1_ps(runningMax - chunkMax));
+      sum0 = _mm256_mul_ps(sum0, rescale);
+      runningMax = chunkMax;
+    }
+    // Pass B. A chunk that holds only NaN leaves runningMax at -inf: its exponents are NaN.
+    const __m256 m = _mm256_set1_ps(runningMax);
+    for (int64_t i = begin; i < fullEnd; i += 8) {
+      // The next chunk's pass A then reads from cache: its memory time hides under this arithmetic.
+      _mm_prefetch(static_cast<const char*>(row) + (i + kChunk) * elementBytes<D>(), _MM_HINT_T0);
+      sum0 = _mm256_add_ps(sum0, expNonPositive8<false>(_mm256_sub_ps(load8<D>(row, i), m)));
+    }
+    for (int64_t i = fullEnd; i < end; i += 8) {
+      const int64_t count = end - i;
+      const __m256 a = count >= 8 ? load8<D>(row, i) : loadPartial8<D>(row, i, count);
+      const __m256 mask = count >= 8 ? _mm256_castsi256_ps(_mm256_set1_epi32(-1)) : firstLanes(count);
+      sum0 = _mm256_add_ps(sum0, _mm256_and_ps(expNonPositive8<false>(_mm256_sub_ps(a, m)), mask));
+    }
   }
-  for (; i < vocab; i += 8) {
-    const int64_t count = vocab - i;
-    const __m256 a = count >= 8 ? load8<D>(row, i) : loadPartial8<D>(row, i, count);
-    const __m256 mask = count >= 8 ? allLanes : firstLanes(count);
-    rowMin = _mm256_min_ps(rowMin, _mm256_blendv_ps(_mm256_set1_ps(__builtin_inff()), a, mask));
-    absorb8(a, mask, max0, sum0);
-  }
-  // Merge the 16 lanes: sum_k sum[k] * exp(max[k] - M); a lane that saw no value adds 0.
-  const float maxLogit = horizontalMax(_mm256_max_ps(max0, max1));
-  const __m256 rowMaxVector = _mm256_set1_ps(maxLogit);
-  const __m256 merged = _mm256_add_ps(_mm256_mul_ps(sum0, exp8(_mm256_sub_ps(max0, rowMaxVector))),
-                                      _mm256_mul_ps(sum1, exp8(_mm256_sub_ps(max1, rowMaxVector))));
-  const float sum = horizontalSum(merged);
-  const bool finite = horizontalMin(rowMin) > -__builtin_inff() && sum == sum;
-  *rowMax = finite ? maxLogit : __builtin_nanf("");
+  const float sum = horizontalSum(sum0);
+  const bool finite = rowMin > -infinity && sum == sum;
+  *rowMax = finite ? runningMax : __builtin_nanf("");
   *rowSumExp = sum;
 }
 
@@ -173,8 +196,12 @@ FUSEDPO_TARGET_AVX2 void forwardTokens(const ForwardArgs& args, int64_t begin, i
 enum class RowKind { Zeros, Finite, MayHoldNan };
 
 // c * (onehot - exp(z - lse)) for the 8 indices i..i+7; off the label p * (-c), the same bits.
+// In a finite row z - lse <= 0 up to rounding (lse >= max z): the cheaper exp serves; other
+// rows (lse or c infinite or NaN) keep exp8's whole range, as the scalar spec has it.
+template <bool WholeRange>
 FUSEDPO_INLINE_AVX2 __m256 gradient8(__m256 z, int64_t i, int64_t label, __m256 lse, __m256 c, __m256 negativeC) {
-  const __m256 p = exp8(_mm256_sub_ps(z, lse));
+  const __m256 exponent = _mm256_sub_ps(z, lse);
+  const __m256 p = WholeRange ? exp8(exponent) : expNonPositive8<true>(exponent);
   const uint64_t offset = uint64_t(label - i);
   if (offset >= 8) return _mm256_mul_ps(p, negativeC);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -191,12 +218,12 @@ FUSEDPO_TARGET_AVX2 void rowGradient(const void* row, void* out, int64_t vocab, 
   const __m256 lse = _mm256_set1_ps(lseValue), c = _mm256_set1_ps(coef), negativeC = _mm256_set1_ps(-coef);
   int64_t i = 0;
   for (; i + 8 <= vocab; i += 8) {
-    const __m256 g = Zero ? _mm256_setzero_ps() : gradient8(load8<D>(row, i), i, label, lse, c, negativeC);
+    const __m256 g = Zero ? _mm256_setzero_ps() : gradient8<KeepNan>(load8<D>(row, i), i, label, lse, c, negativeC);
     store8<D, KeepNan>(out, i, g);
   }
   if (i < vocab) {
     const int64_t count = vocab - i;
-    const __m256 g = Zero ? _mm256_setzero_ps() : gradient8(loadPartial8<D>(row, i, count), i, label, lse, c, negativeC);
+    const __m256 g = Zero ? _mm256_setzero_ps() : gradient8<KeepNan>(loadPartial8<D>(row, i, count), i, label, lse, c, negativeC);
     storePartial8<D, KeepNan>(out, i, count, g);
   }
 }
