@@ -1,6 +1,6 @@
 // Stages 1 and 4 with AVX2 + FMA + F16C, 8 fp32 lanes: the loads, stores and backward of
-// preference_loss_avx512.cpp (read that file's comment first) at half the width; the forward
-// is chunked in two passes (see there), and both take exp only of exponents <= 0. Compiled for
+// preference_loss_avx512.cpp (read that file's comment first) at half the width; the finite
+// rows of the backward also take the cheaper exp of exponents <= 0. Compiled for
 // baseline x86-64: every function here carries FUSEDPO_TARGET_AVX2 and runs only after the
 // runtime dispatch. AVX2 has no masked 16-bit loads or stores, so a row's last < 8 elements go
 // through an 8-element buffer on the stack.
@@ -111,18 +111,13 @@ FUSEDPO_INLINE_AVX2 float horizontalSum(__m256 v) {
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// A row in chunks of kChunk logits (8 KiB of f32, in L1 after its first pass): pass A takes the
-// chunk's max and min from memory, pass B sums exp(z - M) over the chunk from L1, with M the
-// running max of the row so far, so every exponent is <= 0 (expNonPositive8), and prefetches
-// the next chunk for pass A. The running sum is rescaled once per chunk where the max grew
-// (rarely after the first chunks), not tested per vector as the single-pass online form of the
-// AVX-512 file does: with AVX2's 16 registers that form's compare, blend and branch, and exp8's
-// constants, spilled the sum to the stack (a store and a reload in the loop-carried chain; seen
-// with perf annotate), and the forward of 4 x 256 x 32000 f32 took 26 ms on one thread of the
-// Zen 5 development VM against 13.3 ms in this form, which perf shows bound by pass B's
-// arithmetic (about 1.6 ns per 8 logits in L1). One sum, not two: a second one spilled again.
-// Non-finite logits: -inf shows in the row's min; NaN and +inf make the sum NaN (exp(NaN),
-// exp(inf - inf)).
+// The forward of preference_loss_avx512.cpp (chunks of 2048 logits, pass A for max and min
+// from memory, pass B for the sum of exp(z - M) from L1, the next chunk prefetched), with one
+// sum, not two: with AVX2's 16 registers a second one spilled to the stack, as the single-pass
+// online form this replaced did (a store and a reload in the loop-carried chain, seen with perf
+// annotate; the forward of 4 x 256 x 32000 f32 took 26 ms on one thread of the Zen 5
+// development VM against 13.3 ms now, which perf shows bound by pass B's arithmetic: about
+// 1.6 ns per 8 exponentials in L1).
 constexpr int64_t kChunk = 2048;
 
 template <DType D>

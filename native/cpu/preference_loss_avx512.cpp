@@ -7,10 +7,14 @@
 //     stores: bf16 rounds to nearest even with integer adds (the same bits as half.h's
 //     floatToBf16; vcvtneps2bf16 is not used: it flushes subnormals), f16 with vcvtps2ph (RNE)
 //
-// Forward, per token row: one pass of online log-sum-exp in 32 lanes (absorb16), each lane with
-// its own running max and sum, merged at the end of the row; the row is read once whatever V
-// is, and loads overlap the exp arithmetic. Non-finite logits cost one vminps per vector:
-// -inf shows in the row's minimum; NaN and +inf make the sum NaN (exp(NaN), exp(inf - inf)).
+// Forward, per token row, in chunks of kChunk = 2048 logits (8 KiB of f32, in L1 after its first
+// pass): pass A takes the chunk's max and min from memory; pass B sums exp(z - M) from L1 with M
+// the row's running max so far (every exponent <= 0: expNonPositive16) and prefetches the next
+// chunk, whose pass A then reads from cache; the sums are rescaled once per chunk where the max
+// grew. Against the single-pass online form this replaced (a running max per lane, a compare
+// and a branch per vector), the forward of 4 x 256 x 32000 on 2 threads of the Zen 5
+// development VM went from 6.5 to 5.7 ms in f32 and from 5.3 to 4.0 ms in bf16. Non-finite
+// logits: -inf shows in the row's min; NaN and +inf make the sum NaN (exp(NaN), exp(inf - inf)).
 // Backward, per token row: one pass, 16 logits in, 16 gradients out, ordinary stores. (Streaming
 // stores were measured slower here, out of place and in place, on the Zen 5 development VM.)
 #include "cpu_features.h"
@@ -97,48 +101,59 @@ FUSEDPO_INLINE_AVX512 void storeMasked16(void* base, int64_t i, __m512 value, __
 
 // ---- forward ---------------------------------------------------------------------------------
 
-// One step of the online log-sum-exp of a lane set: (max, sum) absorbs the values x of lanes
-// mask. The sum is rescaled only where x exceeds the lane's max, which after a row's first few
-// vectors is rare: the common path is one compare and one exp per vector.
-FUSEDPO_INLINE_AVX512 void absorb16(__m512 x, __mmask16 mask, __m512& max, __m512& sum) {
-  const __mmask16 above = _mm512_mask_cmp_ps_mask(mask, x, max, _CMP_GT_OQ);
-  if (above != 0) {
-    const __m512 newMax = _mm512_mask_max_ps(max, above, max, x);
-    // Only the lanes that grew: a lane still at -inf would give -inf - -inf = NaN.
-    sum = _mm512_mask_mul_ps(sum, above, sum, exp16(_mm512_sub_ps(max, newMax)));
-    max = newMax;
-  }
-  sum = _mm512_mask_add_ps(sum, mask, sum, exp16(_mm512_sub_ps(x, max)));
-}
+constexpr int64_t kChunk = 2048;
 
 template <DType D>
 FUSEDPO_TARGET_AVX512 void rowMaxSumExp(const void* row, int64_t vocab, float* rowMax, float* rowSumExp) {
-  const __m512 negativeInfinity = _mm512_set1_ps(-__builtin_inff());
-  __m512 max0 = negativeInfinity, max1 = negativeInfinity;
+  const float infinity = __builtin_inff();
+  float runningMax = -infinity, rowMin = infinity;
   __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
-  __m512 rowMin = _mm512_set1_ps(__builtin_inff());
-  int64_t i = 0;
-  for (; i + 32 <= vocab; i += 32) {
-    const __m512 a = load16<D>(row, i), b = load16<D>(row, i + 16);
-    rowMin = _mm512_min_ps(rowMin, _mm512_min_ps(a, b));
-    absorb16(a, 0xffff, max0, sum0);
-    absorb16(b, 0xffff, max1, sum1);
+  for (int64_t begin = 0; begin < vocab; begin += kChunk) {
+    const int64_t end = begin + kChunk < vocab ? begin + kChunk : vocab;
+    const int64_t fullEnd = begin + (end - begin) / 32 * 32;
+    // Pass A. _mm512_max_ps(x, m) returns m where x is NaN: NaN never becomes the max.
+    __m512 max0 = _mm512_set1_ps(-infinity), max1 = max0;
+    __m512 min0 = _mm512_set1_ps(infinity), min1 = min0;
+    for (int64_t i = begin; i < fullEnd; i += 32) {
+      const __m512 a = load16<D>(row, i), b = load16<D>(row, i + 16);
+      max0 = _mm512_max_ps(a, max0);
+      max1 = _mm512_max_ps(b, max1);
+      min0 = _mm512_min_ps(a, min0);
+      min1 = _mm512_min_ps(b, min1);
+    }
+    for (int64_t i = fullEnd; i < end; i += 16) {
+      const __mmask16 mask = firstLanes(end - i);
+      const __m512 a = loadMasked16<D>(row, i, mask);
+      max0 = _mm512_mask_max_ps(max0, mask, a, max0);
+      min0 = _mm512_mask_min_ps(min0, mask, a, min0);
+    }
+    const float chunkMax = _mm512_reduce_max_ps(_mm512_max_ps(max0, max1));
+    const float chunkMin = _mm512_reduce_min_ps(_mm512_min_ps(min0, min1));
+    rowMin = chunkMin < rowMin ? chunkMin : rowMin;
+    if (chunkMax > runningMax) {
+      // exp(-inf) = 0 for the first chunk (the sums are 0 then anyway).
+      const __m512 rescale = exp16(_mm512_set1_ps(runningMax - chunkMax));
+      sum0 = _mm512_mul_ps(sum0, rescale);
+      sum1 = _mm512_mul_ps(sum1, rescale);
+      runningMax = chunkMax;
+    }
+    // Pass B. A chunk that holds only NaN leaves runningMax at -inf: its exponents are NaN.
+    const __m512 m = _mm512_set1_ps(runningMax);
+    for (int64_t i = begin; i < fullEnd; i += 32) {
+      // One prefetch per 64-byte line of the next chunk (32 f32 logits span two).
+      _mm_prefetch(static_cast<const char*>(row) + (i + kChunk) * elementBytes<D>(), _MM_HINT_T0);
+      if constexpr (elementBytes<D>() == 4) _mm_prefetch(static_cast<const char*>(row) + (i + 16 + kChunk) * elementBytes<D>(), _MM_HINT_T0);
+      sum0 = _mm512_add_ps(sum0, expNonPositive16(_mm512_sub_ps(load16<D>(row, i), m)));
+      sum1 = _mm512_add_ps(sum1, expNonPositive16(_mm512_sub_ps(load16<D>(row, i + 16), m)));
+    }
+    for (int64_t i = fullEnd; i < end; i += 16) {
+      const __mmask16 mask = firstLanes(end - i);
+      sum0 = _mm512_mask_add_ps(sum0, mask, sum0, expNonPositive16(_mm512_sub_ps(loadMasked16<D>(row, i, mask), m)));
+    }
   }
-  for (; i < vocab; i += 16) {
-    const __mmask16 mask = firstLanes(vocab - i);
-    const __m512 a = loadMasked16<D>(row, i, mask);
-    rowMin = _mm512_mask_min_ps(rowMin, mask, rowMin, a);
-    absorb16(a, mask, max0, sum0);
-  }
-  // Merge the 32 lanes: sum_k sum[k] * exp(max[k] - M). A lane that saw no value has max -inf
-  // and sum 0, and adds 0.
-  const float maxLogit = _mm512_reduce_max_ps(_mm512_max_ps(max0, max1));
-  const __m512 rowMaxVector = _mm512_set1_ps(maxLogit);
-  const __m512 merged = _mm512_add_ps(_mm512_mul_ps(sum0, exp16(_mm512_sub_ps(max0, rowMaxVector))),
-                                      _mm512_mul_ps(sum1, exp16(_mm512_sub_ps(max1, rowMaxVector))));
-  const float sum = _mm512_reduce_add_ps(merged);
-  const bool finite = _mm512_reduce_min_ps(rowMin) > -__builtin_inff() && sum == sum;
-  *rowMax = finite ? maxLogit : __builtin_nanf("");
+  const float sum = _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+  const bool finite = rowMin > -infinity && sum == sum;
+  *rowMax = finite ? runningMax : __builtin_nanf("");
   *rowSumExp = sum;
 }
 
