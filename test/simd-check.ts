@@ -40,7 +40,7 @@ for (const dtype of ['f32', 'bf16', 'f16'] as LogitsDType[]) {
   }
 }
 
-// Rows longer than the kernels' chunks (the AVX2 forward works in chunks of 2048 logits): a max
+// Rows longer than the kernels' chunks (the AVX2 and AVX-512 forwards work in chunks of 2048 logits): a max
 // that grows in every chunk (a ramp), one that sits in the first chunk (the reverse ramp), a
 // spread that sends most exponents below exp's range, and a non-finite logit (NaN, -inf, +inf)
 // late in a row, where only a later chunk sees it. Fast and reference agree on which rows are
