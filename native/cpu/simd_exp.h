@@ -156,16 +156,16 @@ FUSEDPO_INLINE_AVX2 __m256 exp8(__m256 x) {
 }
 
 // exp for the exponents of a softmax, x - max or z - lse, which are <= 0 up to rounding: exp8's
-// polynomial with one normal power of two and n rounded by adding 1.5 * 2^23 + 127 (as
-// expApprox does, with the exponent bias folded in: the sum's low 9 bits are n + 127, so a
-// shift makes 2^n), 6 instructions and 3 constants fewer than exp8, which matters with AVX2's
-// 16 registers (a spilled accumulator halved the forward's speed). Results below 2^-126.5
-// (x < -87.68) are +0, not subnormal, the one difference from exp8 on x <= 0: such a term moves
-// a sum >= 1 by nothing, a gradient by less than 1e-38 of its coefficient. Clamped is for x that
-// may exceed 0 by more than rounding (the gradient's z - lse when lse is stale): x is clamped
-// to 88 and the result stays finite, e^88; unclamped, x must be <= 88 (x - max of its own row
-// is <= 0 exactly). NaN gives NaN (y is NaN; the scale's bits do not matter). Measured over
-// every fp32 in [-87.6, 0] against exp in double: at most 0.88 ulp, as exp8.
+// polynomial with one normal power of two and n rounded by adding 1.5 * 2^23 + 127 (as expApprox
+// does, with the exponent bias folded in: the sum's low 9 bits are n + 127, so a shift makes 2^n),
+// 6 instructions (7 unclamped) and 3 constants fewer than exp8, which matters with AVX2's 16
+// registers (a spilled accumulator halved the forward's speed). Results below 2^-126.5 (x < -87.68)
+// are +0, not subnormal, the one difference from exp8 on x <= 0: such a term moves a sum >= 1 by
+// nothing, a gradient by less than 1e-38 of its coefficient. Clamped is for x that may exceed 0 by
+// more than rounding (the gradient's z - lse when lse is stale): x is clamped to 88 and the result
+// stays finite, e^88; unclamped, x must be <= 88 (x - max of its own row is <= 0 exactly). NaN
+// gives NaN (y is NaN; the scale's bits do not matter). Measured over every fp32 in [-87.6, 0]
+// against exp in double: at most 0.88 ulp, as exp8.
 template <bool Clamped>
 FUSEDPO_INLINE_AVX2 __m256 expNonPositive8(__m256 x) {
   x = _mm256_max_ps(_mm256_set1_ps(kExpNonPositiveMin), x);
