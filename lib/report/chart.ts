@@ -5,7 +5,9 @@
  *
  * Long runs are thinned to at most `2 * MAX_BUCKETS` points per line, keeping each bucket's
  * lowest and highest value, so that a spike stays visible. Values that were not finite (null in
- * metrics.jsonl) break the line and are counted under the chart.
+ * metrics.jsonl), and points at a step that is not (1e999 reads as Infinity), break the line and
+ * are counted under the chart. Any finite values and steps are placed inside the plot, from
+ * denormals to +-1.8e308.
  */
 
 export interface Series {
@@ -28,15 +30,34 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-/** Round tick values within [lo, hi], about `count` of them: steps of 1, 2 or 5 times a power of ten. */
+/**
+ * Round tick values within [lo, hi], about `count` of them: steps of 1, 2 or 5 times a power of ten.
+ * For finite lo < hi: 1 to 2 * count + 2 ticks, finite, strictly increasing, within [lo, hi]. Each
+ * tick is its index times the step: adding the step to a tick stops moving it once the step is
+ * below the spacing of doubles there. Where no round step stands apart at those values (a range a
+ * few ulps wide, 1e16 to 1e16 + 2, denormals) or hi - lo overflows (-1e308 to 1e308), the ticks
+ * are lo and hi.
+ */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
   const power = 10 ** Math.floor(Math.log10(raw));
   const r = raw / power;  // in [1, 10): the nearest of 1, 2, 5, 10 on a log scale
   const step = power * (r >= Math.sqrt(50) ? 10 : r >= Math.sqrt(10) ? 5 : r >= Math.sqrt(2) ? 2 : 1);
+  // the spacing of doubles within [lo, hi] is at most this, so k * step and (k + 1) * step stay apart above
+  // it (where it underflows to 0, any step is a whole number of the denormals' spacing)
+  const resolution = Math.max(Math.abs(lo), Math.abs(hi)) * Number.EPSILON;
+  // NaN or Infinity when raw overflowed or underflowed to 0
+  if (!(step > resolution && step < Infinity)) return [lo, hi];
+  // |lo / step| < 1 / EPSILON here: the indices are exact integers. The step is at least 0.63 * raw, so
+  // [lo, hi] holds at most about 1.6 * count + 1 of them; the cap only bounds the loop.
+  const first = Math.ceil(lo / step), last = Math.min(Math.floor(hi / step + 1e-9), first + 2 * count + 1);
+  if (last < first) return [lo, hi];  // a count of 1 or 2 can leave no round value inside
   const ticks: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Math.abs(t) < step * 1e-9 ? 0 : t);
+  for (let k = first; k <= last; k++) {
+    // +0, not -0 (k = Math.ceil(-0.3)); k * step may pass lo or hi by a rounding (or by the 1e-9 allowed above)
+    ticks.push(Math.min(Math.max(k === 0 ? 0 : k * step, lo), hi));
+  }
   return ticks;
 }
 
@@ -66,17 +87,33 @@ function thinned(points: [number, number][]): [number, number][] {
   return out;
 }
 
-/** Splits a series at its gaps: runs of finite points. */
+/** Whether a point can be drawn: a finite value at a finite step. */
+function drawable(p: [number, number | null]): p is [number, number] {
+  return p[1] !== null && Number.isFinite(p[1]) && Number.isFinite(p[0]);
+}
+
+/** Splits a series at its gaps: runs of drawable points. */
 function segments(points: [number, number | null][]): [number, number][][] {
   const out: [number, number][][] = [[]];
-  for (const [x, y] of points) {
-    if (y === null || !Number.isFinite(y)) {
+  for (const p of points) {
+    if (!drawable(p)) {
       if (out.at(-1)!.length > 0) out.push([]);
       continue;
     }
-    out.at(-1)!.push([x, y]);
+    out.at(-1)!.push(p);
   }
   return out.filter((s) => s.length > 0);
+}
+
+/** v within the finite doubles: a pad added to 1.7e308 overflows. */
+function clampFinite(v: number): number {
+  return Math.min(Math.max(v, -Number.MAX_VALUE), Number.MAX_VALUE);
+}
+
+/** Where v lies from lo (0) to hi (1), lo < hi; on halves where hi - lo overflows (-1e308 to 1e308). */
+function position(lo: number, hi: number): (v: number) => number {
+  if (Number.isFinite(hi - lo)) return (v) => (v - lo) / (hi - lo);
+  return (v) => (v / 2 - lo / 2) / (hi / 2 - lo / 2);
 }
 
 export interface ChartAxis {
@@ -90,30 +127,49 @@ export interface ChartAxis {
 
 /** The chart of `title` over `series`, as an `<svg>` element. */
 export function lineChart(title: string, series: readonly Series[], axis: ChartAxis = {}): string {
-  const finite = series.flatMap((s) => s.points.filter((p): p is [number, number] => p[1] !== null && Number.isFinite(p[1])));
-  const gaps = series.reduce((n, s) => n + s.points.filter((p) => p[1] === null || !Number.isFinite(p[1])).length, 0);
+  // the extremes by loops: Math.min(...points) overflows the call stack past about 126k points
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity, gaps = 0;
+  for (const s of series) {
+    for (const p of s.points) {
+      if (!drawable(p)) { gaps++; continue; }
+      const [x, y] = p;
+      if (x < x0) x0 = x;
+      if (x > x1) x1 = x;
+      if (y < y0) y0 = y;
+      if (y > y1) y1 = y;
+    }
+  }
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" role="img" aria-label="${escapeXml(title)}">`);
   parts.push(`<text x="${MARGIN.left}" y="17" class="title">${escapeXml(title)}</text>`);
   const plotW = WIDTH - MARGIN.left - MARGIN.right, plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
   parts.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" class="frame"/>`);
-  if (finite.length === 0) {
+  if (x0 === Infinity) {
     parts.push(`<text x="${MARGIN.left + plotW / 2}" y="${MARGIN.top + plotH / 2}" text-anchor="middle" class="note">no finite values</text></svg>`);
     return parts.join('');
   }
-  let x0 = Math.min(...finite.map((p) => p[0])), x1 = Math.max(...finite.map((p) => p[0]));
-  let y0 = Math.min(...finite.map((p) => p[1])), y1 = Math.max(...finite.map((p) => p[1]));
-  if (x1 === x0) { x0 -= 1; x1 += 1; }
-  if (y1 === y0) { const pad = Math.abs(y0) * 0.1 || 1; y0 -= pad; y1 += pad; }
-  const padY = (y1 - y0) * 0.05;
-  y0 -= padY; y1 += padY;
-  const sx = (x: number) => MARGIN.left + ((x - x0) / (x1 - x0)) * plotW;
-  const sy = (y: number) => MARGIN.top + (1 - (y - y0) / (y1 - y0)) * plotH;
+  // One step: +-1, or +-1 ulp where 1 is below the spacing of doubles (steps past 2^52). One value:
+  // +-10 %, or +-1 where that is 0 (0, denormals). Each pad leaves a span above 0 when the other side
+  // is clamped to the finite doubles.
+  if (x1 === x0) {
+    const pad = Math.max(1, Math.abs(x0) * Number.EPSILON);
+    x0 = clampFinite(x0 - pad); x1 = clampFinite(x1 + pad);
+  }
+  if (y1 === y0) {
+    const pad = Math.abs(y0) * 0.1 || 1;
+    y0 = clampFinite(y0 - pad); y1 = clampFinite(y1 + pad);
+  }
+  const padY = (y1 - y0) * 0.05;  // Infinity where the span overflows: then the range is all finite doubles
+  y0 = clampFinite(y0 - padY); y1 = clampFinite(y1 + padY);
+  const atX = position(x0, x1), atY = position(y0, y1);
+  const sx = (x: number) => MARGIN.left + atX(x) * plotW;
+  const sy = (y: number) => MARGIN.top + (1 - atY(y)) * plotH;
   for (const t of niceTicks(y0, y1)) {
     parts.push(`<line x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" class="grid"/>`);
     parts.push(`<text x="${MARGIN.left - 6}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end" class="tick">${tickLabel(t)}</text>`);
   }
-  for (const t of axis.xTicks ?? niceTicks(x0, x1, 6)) {
+  // given ticks outside the steps drawn would be placed outside the plot (or at Infinity)
+  for (const t of axis.xTicks?.filter((t) => t >= x0 && t <= x1) ?? niceTicks(x0, x1, 6)) {
     parts.push(`<text x="${sx(t).toFixed(1)}" y="${MARGIN.top + plotH + 16}" text-anchor="middle" class="tick">${escapeXml((axis.xLabel ?? tickLabel)(t))}</text>`);
   }
   parts.push(`<text x="${MARGIN.left + plotW}" y="${HEIGHT - 3}" text-anchor="end" class="axis">${escapeXml(axis.xName ?? 'step')}</text>`);
