@@ -4,6 +4,15 @@
  * the classes here carry data a caller may want to act on.
  */
 
+/**
+ * The base of the errors a user can cause with files, data or options (a dataset's bad line, a
+ * model folder that does not match its config, a run folder in use): the CLI prints their
+ * message as one line, with no stack trace. The message names the file (and line) or the option.
+ */
+export class FusedpoError extends Error {
+  override name = 'FusedpoError';
+}
+
 /** The native addon could not be loaded, or a device was asked for that is not there. */
 export class NativeLoadError extends Error {
   override name = 'NativeLoadError';

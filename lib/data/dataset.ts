@@ -20,7 +20,11 @@
  *   message (rendered with the generation prompt) and the completion is that assistant message;
  * - conversational `{"prompt": [...], "completion": [...]}`, as for preference records.
  *
- * Fields other than these are allowed and ignored (TRL datasets carry ids and scores).
+ * Fields other than these are allowed and ignored (TRL datasets carry ids and scores). A record
+ * that would train on nothing is refused: an empty `chosen`, `rejected`, `completion` or `text`,
+ * or a conversational completion that is one assistant message with content `''`; and `chosen`
+ * equal to `rejected` (for messages, as rendered), which leaves nothing to prefer. A prompt may be
+ * empty.
  *
  * Conversations become strings through one simple chat template, exported as `renderChat` and
  * the constants below so that a user can see exactly what the model is trained on:
@@ -34,21 +38,28 @@
  * content holding `<|end|>` is rendered as it is.
  *
  * Files are chosen by extension. `.jsonl` holds one JSON object per line; blank lines are skipped
- * and lines are counted from 1. It is read as a stream (node:readline), line by line, so memory
- * holds the records kept, never the whole file (a FIFO is read as it is written). `.json` holds
- * one JSON array of objects and is read and parsed whole (JSON.parse has no streaming form): the
- * `line` of a record there is its array index + 1. A UTF-8 byte order mark at the start and CRLF line endings
- * are accepted.
+ * and lines are counted from 1. It is read as a stream, 64 KiB at a time through one reused
+ * buffer and split at each newline byte, so memory holds the records kept and one line, never the
+ * whole file (a FIFO is read as it is written). A line longer than `maxLineBytes` (64 MiB unless
+ * told) is a bad record, read past without being held. `.json` holds one JSON array of objects
+ * and is read and parsed whole (JSON.parse has no streaming form), so it may be at most 256 MiB:
+ * the `line` of a record there is its array index + 1. A UTF-8 byte order mark at the start and
+ * CRLF line endings are accepted (a lone CR is not a line end).
+ *
+ * Text is UTF-8, strictly: an ill-formed byte is an error naming where it is (bytes counted from
+ * 1, as lines are), never a silent U+FFFD. A key given twice in one object, at any depth, is an
+ * error too: JSON.parse would keep the last value and drop the others without a word.
  *
  * Every problem is a `DatasetError` whose message starts with `file:line: ` (or `file: ` when it
  * concerns the whole file). With `skipBadLines`, a bad record is skipped instead and listed with
  * its line and reason in `skipped`: nothing is dropped without being listed. A dataset with no
  * records, whether empty or with every record skipped, is an error.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 
+import { FusedpoError } from '../errors';
 import { describe, expected } from '../validate';
 
 /** One preference pair, as strings. */
@@ -72,6 +83,12 @@ export interface ReadOptions {
   skipBadLines?: boolean;
   /** Stop after this many records (default: all). */
   limit?: number;
+  /**
+   * The longest line of a `.jsonl` file, in bytes without its line end (default
+   * DEFAULT_MAX_LINE_BYTES, 64 MiB; at most V8's longest string). A longer line is a bad record,
+   * and is never held whole in memory.
+   */
+  maxLineBytes?: number;
 }
 
 /** A record that was skipped under `skipBadLines`, and why. */
@@ -90,7 +107,7 @@ export interface DatasetRead<T> {
 }
 
 /** A dataset file that cannot be read, or a record in it that is not one of the formats. */
-export class DatasetError extends Error {
+export class DatasetError extends FusedpoError {
   override name = 'DatasetError';
   /** The file, as it was given. */
   readonly file: string;
@@ -197,13 +214,31 @@ function messagesField(fields: Fields, name: string): ChatMessage[] {
   });
 }
 
-/** A completion's messages must open with the assistant's reply, which the generation prompt began. */
-function checkCompletion(messages: ChatMessage[], name: string, what: string): void {
+/**
+ * A completion's messages must open with the assistant's reply, which the generation prompt
+ * began, and must say something: a reply with content '' and nothing after it renders to the end
+ * marker alone. `first` is the index of `messages[0]` in the record's list `name` (the implicit
+ * form's completion starts after the shared messages).
+ */
+function checkCompletion(messages: ChatMessage[], name: string, what: string, first = 0): void {
   if (messages.length === 0) throw new Error(`"${name}" is empty${what}`);
   if (messages[0].role !== 'assistant') {
     throw new Error(`"${name}" must start with an assistant message${what} (the prompt ends with the assistant's turn) but starts with a ${messages[0].role} message`);
   }
+  if (messages.length === 1 && messages[0].content === '') {
+    throw new Error(`${messageName(name, first, 'content')} is empty and no message follows it: the assistant's reply says nothing`);
+  }
 }
+
+/** A completion given as a string must hold something: an empty one has no token to score or learn. */
+function checkNotEmpty(text: string, name: string, why: string): string {
+  if (text === '') throw new Error(`"${name}" is empty (${why})`);
+  return text;
+}
+
+const nothingToScore = 'a completion must hold something to score';
+const nothingToLearn = 'an example must hold something to learn';
+const nothingToPrefer = 'so there is nothing to prefer';
 
 /** The length of the longest common prefix of two strings, never ending inside a surrogate pair. */
 function commonPrefixLength(a: string, b: string): number {
@@ -234,8 +269,12 @@ export function preferenceRecord(value: unknown, line: number): { record: Prefer
   const fields = asObject(value);
   if (has(fields, 'prompt')) {
     if (typeof fields.prompt === 'string') {
+      // The prompt may be empty (the completions are then scored from the start); they may not.
       const prompt = fields.prompt;
-      return { record: { prompt, chosen: stringField(fields, 'chosen'), rejected: stringField(fields, 'rejected'), line }, form: 'explicit' };
+      const chosen = checkNotEmpty(stringField(fields, 'chosen'), 'chosen', nothingToScore);
+      const rejected = checkNotEmpty(stringField(fields, 'rejected'), 'rejected', nothingToScore);
+      if (chosen === rejected) throw new Error(`"chosen" equals "rejected", ${nothingToPrefer}`);
+      return { record: { prompt, chosen, rejected, line }, form: 'explicit' };
     }
     if (!Array.isArray(fields.prompt)) {
       throw new Error(`expected a string or a list of messages for "prompt" but received ${describe(fields.prompt)}`);
@@ -245,13 +284,13 @@ export function preferenceRecord(value: unknown, line: number): { record: Prefer
     const rejected = messagesField(fields, 'rejected');
     checkCompletion(chosen, 'chosen', '');
     checkCompletion(rejected, 'rejected', '');
+    // Compared as rendered: the same messages, or messages that the template (which does not
+    // escape) renders alike, give the model the same text twice.
+    const chosenText = renderChatCompletion(chosen);
+    const rejectedText = renderChatCompletion(rejected);
+    if (chosenText === rejectedText) throw new Error(`"chosen" and "rejected" render to the same text, ${nothingToPrefer}`);
     return {
-      record: {
-        prompt: renderChat(prompt, { generationPrompt: true }),
-        chosen: renderChatCompletion(chosen),
-        rejected: renderChatCompletion(rejected),
-        line,
-      },
+      record: { prompt: renderChat(prompt, { generationPrompt: true }), chosen: chosenText, rejected: rejectedText, line },
       form: 'conversational',
     };
   }
@@ -277,8 +316,8 @@ export function preferenceRecord(value: unknown, line: number): { record: Prefer
     throw new Error('"chosen" equals "rejected", so there is no prompt to take off and nothing to prefer');
   }
   const what = ' once the common leading messages (the prompt) are taken off';
-  checkCompletion(chosen.slice(shared), 'chosen', what);
-  checkCompletion(rejected.slice(shared), 'rejected', what);
+  checkCompletion(chosen.slice(shared), 'chosen', what, shared);
+  checkCompletion(rejected.slice(shared), 'rejected', what, shared);
   return {
     record: {
       prompt: renderChat(chosen.slice(0, shared), { generationPrompt: true }),
@@ -307,6 +346,7 @@ export function sftRecord(value: unknown, line: number): { record: SftRecord; fo
     if (last !== messages.length - 1) {
       throw new Error(`"messages" must end with the assistant message to learn but ends with a ${messages[messages.length - 1].role} message`);
     }
+    if (messages[last].content === '') throw new Error(`${messageName('messages', last, 'content')} is empty: the assistant message to learn says nothing`);
     return {
       record: {
         prompt: renderChat(messages.slice(0, last), { generationPrompt: true }),
@@ -326,9 +366,13 @@ export function sftRecord(value: unknown, line: number): { record: SftRecord; fo
         form: 'conversational-prompt-completion',
       };
     }
-    return { record: { prompt: stringField(fields, 'prompt'), completion: stringField(fields, 'completion'), line }, form: 'prompt-completion' };
+    const prompt = stringField(fields, 'prompt');
+    const completion = checkNotEmpty(stringField(fields, 'completion'), 'completion', nothingToLearn);
+    return { record: { prompt, completion, line }, form: 'prompt-completion' };
   }
-  if (has(fields, 'text')) return { record: { prompt: '', completion: stringField(fields, 'text'), line }, form: 'text' };
+  if (has(fields, 'text')) {
+    return { record: { prompt: '', completion: checkNotEmpty(stringField(fields, 'text'), 'text', nothingToLearn), line }, form: 'text' };
+  }
   const names = Object.keys(fields);
   throw new Error(
     `expected "prompt" and "completion", "text", or "messages" but found ${names.length === 0 ? 'no fields' : `only ${names.map((name) => `"${name}"`).join(', ')}`}`,
@@ -341,22 +385,41 @@ export function sftRecord(value: unknown, line: number): { record: SftRecord; fo
 const EXTENSIONS = ['.jsonl', '.json'] as const;
 const BYTE_ORDER_MARK = '\uFEFF';
 
+/** The longest line a `.jsonl` file may hold unless `maxLineBytes` says otherwise: 64 MiB. */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+/**
+ * The largest `.json` file read: 256 MiB. Such a file is read whole, bytes and then string and
+ * then values all in memory at once (JSON.parse has no streaming form); JSON Lines streams.
+ */
+export const MAX_JSON_FILE_BYTES = 256 * 1024 * 1024;
+/**
+ * The longest string V8 can make, in UTF-16 code units (2^29 - 24 on 64-bit). A line of at most
+ * this many bytes decodes to at most this many code units, so `maxLineBytes` stops here.
+ */
+const LONGEST_STRING = bufferConstants.MAX_STRING_LENGTH;
+/** How much of a file one read asks for; the one buffer a `.jsonl` reader reuses for every read. */
+const CHUNK_BYTES = 64 * 1024;
+
 interface Settings {
   skipBadLines: boolean;
   limit: number;
+  maxLineBytes: number;
 }
 
 function readSettings(options: ReadOptions | undefined): Settings {
-  if (options === undefined) return { skipBadLines: false, limit: Infinity };
+  if (options === undefined) return { skipBadLines: false, limit: Infinity, maxLineBytes: DEFAULT_MAX_LINE_BYTES };
   if (typeof options !== 'object' || options === null) throw new TypeError(expected('an options object', 'options', options));
-  const { skipBadLines, limit } = options;
+  const { skipBadLines, limit, maxLineBytes } = options;
   if (skipBadLines !== undefined && typeof skipBadLines !== 'boolean') {
     throw new TypeError(expected('a boolean', 'skipBadLines', skipBadLines));
   }
   if (limit !== undefined && !(Number.isSafeInteger(limit) && limit > 0)) {
     throw new RangeError(expected('a positive integer', 'limit', limit));
   }
-  return { skipBadLines: skipBadLines ?? false, limit: limit ?? Infinity };
+  if (maxLineBytes !== undefined && !(Number.isSafeInteger(maxLineBytes) && maxLineBytes > 0 && maxLineBytes <= LONGEST_STRING)) {
+    throw new RangeError(expected(`a positive integer no larger than ${LONGEST_STRING} (V8's longest string)`, 'maxLineBytes', maxLineBytes));
+  }
+  return { skipBadLines: skipBadLines ?? false, limit: limit ?? Infinity, maxLineBytes: maxLineBytes ?? DEFAULT_MAX_LINE_BYTES };
 }
 
 /** Why a file cannot be read, in words, from a Node error. */
@@ -367,7 +430,10 @@ function cannotRead(file: string, error: unknown): DatasetError {
   return new DatasetError(file, null, `cannot be read: ${error instanceof Error ? error.message : String(error)}`);
 }
 
-/** The file's format from its extension, after checking that it is there and is not a directory. */
+/**
+ * The file's format from its extension, after checking that it is there and is not a directory,
+ * and that a `.json` file is small enough to read whole.
+ */
 async function openCheck(file: string): Promise<'.jsonl' | '.json'> {
   if (typeof file !== 'string' || file === '') throw new TypeError(expected('a file path', 'file', file));
   const extension = path.extname(file).toLowerCase();
@@ -383,7 +449,17 @@ async function openCheck(file: string): Promise<'.jsonl' | '.json'> {
   if (stat.isDirectory()) throw new DatasetError(file, null, 'is a directory, not a dataset file');
   // A FIFO is welcome (a stream being written), a device or a socket is not a dataset.
   if (!stat.isFile() && !stat.isFIFO()) throw new DatasetError(file, null, 'is not a regular file');
+  // Refused before a byte is read; a FIFO (size 0 here) is bounded while it is read.
+  if (extension === '.json' && stat.size > MAX_JSON_FILE_BYTES) throw jsonTooLarge(file, `is ${stat.size} bytes`);
   return extension as '.jsonl' | '.json';
+}
+
+function jsonTooLarge(file: string, size: string): DatasetError {
+  return new DatasetError(
+    file,
+    null,
+    `${size}, and a .json file is read whole, so it may be at most ${MAX_JSON_FILE_BYTES} bytes (256 MiB): write it as JSON Lines (.jsonl, one record a line), which is read as a stream`,
+  );
 }
 
 /** Collects records, skipping or throwing on bad ones, until the limit. */
@@ -430,7 +506,176 @@ class Collector<T> {
   }
 }
 
+// --- Bytes to text: UTF-8, strictly ---------------------------------------------------------------
+
+/** Throws on the first ill-formed byte instead of writing U+FFFD; keeps a BOM (the readers take it off). */
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Where the first ill-formed UTF-8 sequence of `bytes` starts (an index into `bytes`), or -1.
+ * The well-formed sequences of the Unicode Standard's table 3-7: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. Only run once the decoder has refused, to say where.
+ */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let at = 0;
+  while (at < bytes.length) {
+    const lead = bytes[at];
+    if (lead < 0x80) {
+      at++;
+      continue;
+    }
+    // how many continuation bytes follow the lead, and the range of the first (the others are 80..BF)
+    let following: number;
+    let low = 0x80;
+    let high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) following = 1;
+    else if (lead === 0xe0) [following, low] = [2, 0xa0];
+    else if (lead === 0xed) [following, high] = [2, 0x9f];
+    else if (lead >= 0xe1 && lead <= 0xef) following = 2;
+    else if (lead === 0xf0) [following, low] = [3, 0x90];
+    else if (lead === 0xf4) [following, high] = [3, 0x8f];
+    else if (lead >= 0xf1 && lead <= 0xf3) following = 3;
+    else return at;
+    for (let k = 1; k <= following; k++) {
+      const next = at + k < bytes.length ? bytes[at + k] : -1;
+      if (next < (k === 1 ? low : 0x80) || next > (k === 1 ? high : 0xbf)) return at;
+    }
+    at += following + 1;
+  }
+  return -1;
+}
+
+/** `bytes` as text, or where (index into `bytes`, -1 if unknown) and why it is not UTF-8. */
+function decodeUtf8(bytes: Uint8Array): { text: string } | { invalidAt: number; why: string } {
+  try {
+    return { text: utf8.decode(bytes) };
+  } catch (error) {
+    const invalidAt = firstInvalidUtf8(bytes);
+    return { invalidAt, why: invalidAt >= 0 ? 'invalid UTF-8' : `cannot be decoded: ${error instanceof Error ? error.message : String(error)}` };
+  }
+}
+
+/** ` (0xFF)`: the byte the decoder stopped at, as it is in the file. */
+function byteShown(bytes: Uint8Array, at: number): string {
+  return ` (0x${bytes[at].toString(16).toUpperCase().padStart(2, '0')})`;
+}
+
+// --- Duplicated keys ----------------------------------------------------------------------------
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+
+/** The index of the quote that closes the string opened at `open` (a quote), or text.length. */
+function stringEnd(text: string, open: number): number {
+  let close = text.indexOf('"', open + 1);
+  while (close !== -1) {
+    // escaped when an odd run of backslashes stands before it
+    let backslashes = 0;
+    while (text.charCodeAt(close - 1 - backslashes) === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return close;
+    close = text.indexOf('"', close + 1);
+  }
+  return text.length;
+}
+
+/** How many keys an object's list holds before it becomes a Set (a list is faster when short). */
+const FEW_KEYS = 8;
+
+/**
+ * The first key that appears twice in one object of `text`, valid JSON (JSON.parse has accepted
+ * it, keeping only the last value of each key and dropping the others without a word), or
+ * undefined. With `byElement`, reads on to the end and sets there the first such key of each
+ * element of a top-level array, by the element's index.
+ *
+ * One linear pass: a stack of the open containers (the keys met so far for an object, a list and
+ * then a Set; null for an array) and whether the next string is a key. Strings are jumped over
+ * with indexOf, and a key holding an escape is decoded before it is compared (`"\u0070rompt"` is
+ * `"prompt"`).
+ */
+function firstDuplicatedKey(text: string, byElement?: Map<number, string>): string | undefined {
+  const open: (string[] | Set<string> | null)[] = [];
+  let keyNext = false;
+  let element = 0;
+  let first: string | undefined;
+  let at = 0;
+  while (at < text.length) {
+    const code = text.charCodeAt(at);
+    if (code === QUOTE) {
+      const close = stringEnd(text, at);
+      if (keyNext) {
+        let key = text.slice(at + 1, close);
+        if (key.includes('\\')) key = JSON.parse(text.slice(at, close + 1)) as string;
+        const depth = open.length - 1;
+        const keys = open[depth]!;
+        let seen: boolean;
+        if (Array.isArray(keys)) {
+          seen = keys.includes(key);
+          if (!seen && keys.length < FEW_KEYS) keys.push(key);
+          else if (!seen) open[depth] = new Set(keys).add(key);
+        } else {
+          seen = keys.has(key);
+          if (!seen) keys.add(key);
+        }
+        if (seen) {
+          first ??= key;
+          if (byElement === undefined) return first;
+          if (!byElement.has(element)) byElement.set(element, key);
+        }
+        keyNext = false;
+      }
+      at = close + 1;
+      continue;
+    }
+    if (code === OPEN_OBJECT) {
+      open.push([]);
+      keyNext = true;
+    } else if (code === OPEN_ARRAY) {
+      open.push(null);
+    } else if (code === CLOSE_OBJECT || code === CLOSE_ARRAY) {
+      open.pop();
+      keyNext = false;  // `{}` closes with a key still awaited
+    } else if (code === COMMA) {
+      keyNext = open.length > 0 && open[open.length - 1] !== null;
+      if (open.length === 1 && open[0] === null) element++;
+    }
+    at++;
+  }
+  return first;
+}
+
+function duplicatedKeyReason(key: string): string {
+  const shown = key.length > 80 ? `${JSON.stringify(key.slice(0, 80))}...` : JSON.stringify(key);
+  return `duplicated key ${shown} (JSON keeps only the last; fix the record)`;
+}
+
+/** The deepest nesting a record may have: far beyond any record's, far below what makes JSON.parse slow. */
+const MAX_NESTING = 1000;
+/** Lines shorter than this are parsed without the depth check: however nested, they parse in a moment. */
+const DEPTH_CHECK_CHARS = 1 << 20;
+
+/** Whether `text` (JSON or not) opens more than `limit` objects or arrays inside one another, strings skipped. */
+function nestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  for (let at = 0; at < text.length; at++) {
+    const code = text.charCodeAt(at);
+    if (code === QUOTE) at = stringEnd(text, at);
+    else if (code === OPEN_OBJECT || code === OPEN_ARRAY) {
+      if (++depth > limit) return true;
+    } else if (code === CLOSE_OBJECT || code === CLOSE_ARRAY) depth--;
+  }
+  return false;
+}
+
 function parseJson(text: string): { value: unknown } | { error: string } {
+  // a long line of [[[[... takes JSON.parse seconds and gigabytes: refused before it is parsed
+  if (text.length > DEPTH_CHECK_CHARS && nestedDeeperThan(text, MAX_NESTING)) {
+    return { error: `nested more than ${MAX_NESTING} levels deep: not a dataset record` };
+  }
   try {
     return { value: JSON.parse(text) as unknown };
   } catch (error) {
@@ -438,52 +683,200 @@ function parseJson(text: string): { value: unknown } | { error: string } {
   }
 }
 
-/** A `.jsonl` file, streamed line by line: memory holds the records, never the whole file. */
-async function readJsonLines<T>(file: string, collector: Collector<T>): Promise<void> {
+// --- .jsonl: lines from a FileHandle --------------------------------------------------------------
+
+/**
+ * Calls `visit(line, bytes)` for each line of an open file, in order, lines counted from 1,
+ * until the end of the file or until `visit` returns false. A line is split at byte 0x0A and
+ * loses one 0x0D before it (CRLF); a last line without a newline counts. `bytes` is the line
+ * without its end, a view of buffers reused for the next line (decode it before returning),
+ * or null when the line is longer than `maxLineBytes`.
+ *
+ * Memory: `chunk` (CHUNK_BYTES, read into again and again) and `held`, the start of a line that
+ * runs past a chunk, at most maxLineBytes + 1 bytes (a line of maxLineBytes and its 0x0D). A
+ * longer line is not held: what is held is dropped and the rest read past up to its newline.
+ * Each read returns what is there, so a FIFO gives its lines as they are written.
+ */
+async function forEachLine(
+  file: string,
+  handle: fs.promises.FileHandle,
+  maxLineBytes: number,
+  visit: (line: number, bytes: Buffer | null) => boolean,
+): Promise<void> {
+  const chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  let held = Buffer.alloc(0);
+  let heldLength = 0;
+  let tooLong = false;  // the current line has run past maxLineBytes + 1: read to its end, hold nothing
+  let line = 1;
+
+  /** Appends `data[from, to)` to the current line's start, unless that makes it too long. */
+  const hold = (data: Buffer, from: number, to: number): void => {
+    if (tooLong) return;
+    const needed = heldLength + (to - from);
+    if (needed > maxLineBytes + 1) {
+      tooLong = true;
+      heldLength = 0;
+      if (held.length > CHUNK_BYTES) held = Buffer.alloc(0);
+      return;
+    }
+    if (needed > held.length) {
+      const grown = Buffer.allocUnsafe(Math.min(Math.max(needed, 2 * held.length, CHUNK_BYTES), maxLineBytes + 1));
+      held.copy(grown, 0, 0, heldLength);
+      held = grown;
+    }
+    data.copy(held, heldLength, from, to);
+    heldLength = needed;
+  };
+
+  /** The line that just ended, `rest` being its bytes in the chunk after what is held. */
+  const ended = (rest: Buffer): boolean => {
+    let bytes: Buffer | null = null;
+    if (!tooLong) {
+      if (heldLength === 0) bytes = rest;
+      else {
+        hold(rest, 0, rest.length);
+        if (!tooLong) bytes = held.subarray(0, heldLength);
+      }
+    }
+    if (bytes !== null && bytes.length > 0 && bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, bytes.length - 1);
+    if (bytes !== null && bytes.length > maxLineBytes) bytes = null;
+    // One long line's buffer is not kept for the rest of the file.
+    if (held.length > 4 * CHUNK_BYTES) held = Buffer.alloc(0);
+    heldLength = 0;
+    tooLong = false;
+    return visit(line++, bytes);
+  };
+
+  for (;;) {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await handle.read(chunk, 0, CHUNK_BYTES, null));
+    } catch (error) {
+      throw cannotRead(file, error);
+    }
+    if (bytesRead === 0) break;
+    const data = chunk.subarray(0, bytesRead);
+    let start = 0;
+    for (;;) {
+      const newline = data.indexOf(0x0a, start);
+      if (newline === -1) {
+        hold(data, start, bytesRead);
+        break;
+      }
+      if (!ended(data.subarray(start, newline))) return;
+      start = newline + 1;
+    }
+  }
+  if (heldLength > 0 || tooLong) ended(Buffer.alloc(0));
+}
+
+/** A `.jsonl` file, read line by line: memory holds the records and one line, never the whole file. */
+async function readJsonLines<T>(file: string, collector: Collector<T>, maxLineBytes: number): Promise<void> {
   let handle: fs.promises.FileHandle;
   try {
     handle = await fs.promises.open(file, 'r');
   } catch (error) {
     throw cannotRead(file, error);
   }
-  const input = handle.createReadStream({ encoding: 'utf8' });
-  // crlfDelay: Infinity reads \r\n as one line end wherever a chunk boundary falls.
-  const lines = readline.createInterface({ input, crlfDelay: Infinity });
-  let line = 0;
   try {
-    for await (const raw of lines) {
-      line++;
-      const text = line === 1 && raw.startsWith(BYTE_ORDER_MARK) ? raw.slice(1) : raw;
-      if (text.trim() === '') continue;
-      const parsed = parseJson(text);
-      if ('error' in parsed) collector.bad(line, parsed.error);
-      else collector.add(parsed.value, line);
-      if (collector.full) break;
-    }
-  } catch (error) {
-    if (error instanceof DatasetError) throw error;
-    throw cannotRead(file, error);
+    await forEachLine(file, handle, maxLineBytes, (line, bytes) => {
+      if (bytes === null) {
+        collector.bad(line, `longer than ${maxLineBytes} bytes (maxLineBytes; fusedpo's --max-line-bytes raises it)`);
+        return !collector.full;
+      }
+      const text = decodeUtf8(bytes);
+      if ('invalidAt' in text) {
+        // bytes counted from 1, as lines are
+        collector.bad(line, text.invalidAt < 0 ? text.why : `${text.why} at byte ${text.invalidAt + 1} of the line${byteShown(bytes, text.invalidAt)}`);
+        return true;
+      }
+      const record = line === 1 && text.text.startsWith(BYTE_ORDER_MARK) ? text.text.slice(1) : text.text;
+      if (record.trim() === '') return true;
+      const parsed = parseJson(record);
+      if ('error' in parsed) {
+        collector.bad(line, parsed.error);
+        return true;
+      }
+      const duplicated = firstDuplicatedKey(record);
+      if (duplicated !== undefined) {
+        collector.bad(line, duplicatedKeyReason(duplicated));
+        return true;
+      }
+      collector.add(parsed.value, line);
+      return !collector.full;
+    });
   } finally {
-    lines.close();
-    input.destroy();  // closes the handle (autoClose), also when the limit stopped the reading early
+    // A failed close of a file opened only to read loses nothing; it must not hide why reading stopped.
+    await handle.close().catch(() => {});
   }
 }
 
-/** A `.json` file: one array of records, read and parsed whole. */
-async function readJsonArray<T>(file: string, collector: Collector<T>): Promise<void> {
-  let text: string;
+// --- .json: one array, read whole -----------------------------------------------------------------
+
+/** The whole file, refused once it passes MAX_JSON_FILE_BYTES (a FIFO, or a file that grew). */
+async function readWhole(file: string): Promise<Buffer> {
+  let handle: fs.promises.FileHandle;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    handle = await fs.promises.open(file, 'r');
   } catch (error) {
     throw cannotRead(file, error);
   }
-  if (text.startsWith(BYTE_ORDER_MARK)) text = text.slice(1);
+  try {
+    // Read into one buffer and copied out: a FIFO may give a few bytes a read, and a view of a
+    // fresh 4 MiB buffer for each would keep all of every one of them.
+    const chunk = Buffer.allocUnsafe(4 * 1024 * 1024);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await handle.read(chunk, 0, chunk.length, null));
+      } catch (error) {
+        throw cannotRead(file, error);
+      }
+      if (bytesRead === 0) break;
+      chunks.push(Buffer.from(chunk.subarray(0, bytesRead)));
+      total += bytesRead;
+      if (total > MAX_JSON_FILE_BYTES) throw jsonTooLarge(file, `holds more than ${MAX_JSON_FILE_BYTES} bytes`);
+    }
+    return Buffer.concat(chunks, total);
+  } finally {
+    await handle.close().catch(() => {});
+  }
+}
+
+/** A `.json` file: one array of records, read and parsed whole (at most MAX_JSON_FILE_BYTES). */
+async function readJsonArray<T>(file: string, collector: Collector<T>): Promise<void> {
+  const bytes = await readWhole(file);
+  const decoded = decodeUtf8(bytes);
+  if ('invalidAt' in decoded) {
+    if (decoded.invalidAt < 0) throw new DatasetError(file, null, decoded.why);
+    // The line of the file, not of a record (a record's line in a .json file is its index + 1).
+    let fileLine = 1;
+    let lineStart = 0;
+    for (let newline = bytes.indexOf(0x0a); newline !== -1 && newline < decoded.invalidAt; newline = bytes.indexOf(0x0a, newline + 1)) {
+      fileLine++;
+      lineStart = newline + 1;
+    }
+    throw new DatasetError(
+      file,
+      null,
+      `${decoded.why} on line ${fileLine} of the file, at byte ${decoded.invalidAt - lineStart + 1} of that line${byteShown(bytes, decoded.invalidAt)}`,
+    );
+  }
+  const text = decoded.text.startsWith(BYTE_ORDER_MARK) ? decoded.text.slice(1) : decoded.text;
   const parsed = parseJson(text);
   if ('error' in parsed) throw new DatasetError(file, null, parsed.error);
   if (!Array.isArray(parsed.value)) {
     throw new DatasetError(file, null, `expected a JSON array of records but received ${describe(parsed.value)}`);
   }
-  for (let index = 0; index < parsed.value.length && !collector.full; index++) collector.add(parsed.value[index], index + 1);
+  const duplicated = new Map<number, string>();
+  firstDuplicatedKey(text, duplicated);
+  for (let index = 0; index < parsed.value.length && !collector.full; index++) {
+    const key = duplicated.get(index);
+    if (key !== undefined) collector.bad(index + 1, duplicatedKeyReason(key));
+    else collector.add(parsed.value[index], index + 1);
+  }
 }
 
 async function readDataset<T>(
@@ -494,7 +887,7 @@ async function readDataset<T>(
   const settings = readSettings(options);
   const format = await openCheck(file);
   const collector = new Collector(file, settings, parse);
-  if (format === '.jsonl') await readJsonLines(file, collector);
+  if (format === '.jsonl') await readJsonLines(file, collector, settings.maxLineBytes);
   else await readJsonArray(file, collector);
   return collector.finish();
 }

@@ -2,8 +2,10 @@
  * lib/data/dataset.ts: every TRL form of preference and SFT records gives the exact strings the
  * module comment promises (the implicit prompt's prefix, surrogate pairs kept whole, the chat
  * template); .jsonl and .json files read with blank lines, CRLF and a byte order mark; every bad
- * file or record fails with its file and line in the message, or is skipped and listed; and a
- * .jsonl file is streamed, not read whole.
+ * file or record fails with its file and line in the message, or is skipped and listed; a record
+ * that would train on nothing (an empty completion, chosen equal to rejected) is refused; and a
+ * .jsonl file is streamed, not read whole. Hostile files (long lines, bad UTF-8, duplicated keys,
+ * random bytes) are in dataset-hostile.test.ts.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -183,6 +185,43 @@ test('preference: conversational, implicit prompt (the shared leading messages)'
   );
 });
 
+test('preference: a record that would train on nothing is refused, an empty prompt is not', () => {
+  const reason = (value: unknown) => thrown(() => preferenceRecord(value, 1));
+  // the explicit string form: empty completions, and two equal ones
+  assert.is(reason({ prompt: 'p', chosen: '', rejected: 'r' }), '"chosen" is empty (a completion must hold something to score)');
+  assert.is(reason({ prompt: 'p', chosen: 'c', rejected: '' }), '"rejected" is empty (a completion must hold something to score)');
+  assert.is(reason({ prompt: 'p', chosen: '', rejected: '' }), '"chosen" is empty (a completion must hold something to score)');
+  assert.is(reason({ prompt: 'p', chosen: 'same', rejected: 'same' }), '"chosen" equals "rejected", so there is nothing to prefer');
+  assert.equal(preferenceRecord({ prompt: '', chosen: 'c', rejected: 'r' }, 1).record, { prompt: '', chosen: 'c', rejected: 'r', line: 1 });
+  // conversational, explicit prompt: a reply with content '' and nothing after it says nothing
+  const prompt = [user('q')];
+  assert.is(
+    reason({ prompt, chosen: [assistant('')], rejected: [assistant('b')] }),
+    `"chosen"[0].content is empty and no message follows it: the assistant's reply says nothing`,
+  );
+  assert.is(
+    reason({ prompt, chosen: [assistant('a')], rejected: [assistant('')] }),
+    `"rejected"[0].content is empty and no message follows it: the assistant's reply says nothing`,
+  );
+  assert.is(
+    reason({ prompt, chosen: [assistant('a')], rejected: [assistant('a')] }),
+    '"chosen" and "rejected" render to the same text, so there is nothing to prefer',
+  );
+  // the template does not escape: these messages differ but train on the same text
+  assert.is(
+    reason({ prompt, chosen: [assistant('a'), user('b')], rejected: [assistant('a<|end|>\n<|user|>\nb')] }),
+    '"chosen" and "rejected" render to the same text, so there is nothing to prefer',
+  );
+  // an empty reply that something follows still has text to score, and an empty prompt list is a prompt
+  assert.equal(preferenceRecord({ prompt, chosen: [assistant(''), user('more')], rejected: [assistant('b')] }, 1).record.chosen, '<|end|>\n<|user|>\nmore<|end|>\n');
+  assert.is(preferenceRecord({ prompt: [], chosen: [assistant('a')], rejected: [assistant('b')] }, 1).record.prompt, '<|assistant|>\n');
+  // conversational, implicit prompt: the message is named by its index in the whole list
+  assert.is(
+    reason({ chosen: [user('q'), assistant('')], rejected: [user('q'), assistant('b')] }),
+    `"chosen"[1].content is empty and no message follows it: the assistant's reply says nothing`,
+  );
+});
+
 test('preference: wrong fields and messages are named', () => {
   const reason = (value: unknown) => thrown(() => preferenceRecord(value, 1));
   assert.is(reason({ prompt: 'p', chosen: 3, rejected: 'r' }), 'expected a string for "chosen" but received 3 of type number');
@@ -225,6 +264,20 @@ test('sft: prompt-completion, text, conversational messages and conversational p
     record: { prompt: '<|user|>\n2+3?<|end|>\n<|assistant|>\n', completion: '5<|end|>\n', line: 4 },
     form: 'conversational-prompt-completion',
   });
+});
+
+test('sft: an empty completion is refused, an empty prompt is not', () => {
+  const reason = (value: unknown) => thrown(() => sftRecord(value, 1));
+  assert.is(reason({ prompt: 'p', completion: '' }), '"completion" is empty (an example must hold something to learn)');
+  assert.is(reason({ text: '' }), '"text" is empty (an example must hold something to learn)');
+  assert.is(reason({ messages: [user('q'), assistant('')] }), '"messages"[1].content is empty: the assistant message to learn says nothing');
+  assert.is(
+    reason({ prompt: [user('q')], completion: [assistant('')] }),
+    `"completion"[0].content is empty and no message follows it: the assistant's reply says nothing`,
+  );
+  assert.equal(sftRecord({ prompt: '', completion: 'c' }, 1).record, { prompt: '', completion: 'c', line: 1 });
+  // an empty earlier assistant message is part of the prompt, not what is learned
+  assert.is(sftRecord({ messages: [user('q'), assistant(''), user('again'), assistant('a')] }, 1).record.completion, 'a<|end|>\n');
 });
 
 test('sft: wrong records are named', () => {
@@ -394,6 +447,29 @@ test('skipBadLines: bad records are listed with their line and reason, reading g
   assert.equal(sft.skipped, [{ line: 2, reason: 'expected a string for "text" but received 2 of type number' }]);
 });
 
+test('skipBadLines: records that would train on nothing are listed like any bad record', async () => {
+  const file = jsonl([
+    { prompt: 'p', chosen: 'c', rejected: 'r' },
+    { prompt: 'p', chosen: '', rejected: 'r' },
+    { prompt: 'p', chosen: 'c', rejected: 'c' },
+    { prompt: [user('q')], chosen: [assistant('a')], rejected: [assistant('')] },
+    { prompt: [user('q')], chosen: [assistant('a')], rejected: [assistant('a')] },
+    { prompt: '', chosen: 'c', rejected: 'r' },
+  ]);
+  const read = await readPreferenceDataset(file, { skipBadLines: true });
+  assert.equal(read.records.map((record) => record.line), [1, 6]);
+  assert.equal(read.skipped, [
+    { line: 2, reason: '"chosen" is empty (a completion must hold something to score)' },
+    { line: 3, reason: '"chosen" equals "rejected", so there is nothing to prefer' },
+    { line: 4, reason: `"rejected"[0].content is empty and no message follows it: the assistant's reply says nothing` },
+    { line: 5, reason: '"chosen" and "rejected" render to the same text, so there is nothing to prefer' },
+  ]);
+  await rejection(readPreferenceDataset(file), file, 2, '"chosen" is empty (a completion must hold something to score)');
+  const sft = write('empty.json', JSON.stringify([{ text: '' }, { prompt: 'p', completion: '' }, { text: 't' }]));
+  assert.equal((await readSftDataset(sft, { skipBadLines: true })).skipped.map((bad) => bad.line), [1, 2]);
+  await rejection(readSftDataset(sft), sft, 1, '"text" is empty (an example must hold something to learn)');
+});
+
 test('limit: stops after that many records (skipped ones do not count), and lines after it are not read', async () => {
   const file = write('limit.jsonl', ['{"text": "a"}', '{"text": 1}', '{"text": "b"}', '{"text": "c"}', 'not json at all'].join('\n'));
   const read = await readSftDataset(file, { limit: 2, skipBadLines: true });
@@ -415,6 +491,15 @@ test('options are checked', async () => {
     } catch (error) {
       assert.instance(error, RangeError);
       assert.match((error as Error).message, /^Expected a positive integer for limit but received /);
+    }
+  }
+  for (const maxLineBytes of [0, -1, 1.5, NaN, Infinity, 2 ** 40, '64' as unknown as number]) {
+    try {
+      await readSftDataset(file, { maxLineBytes });
+      assert.unreachable(`maxLineBytes ${String(maxLineBytes)}`);
+    } catch (error) {
+      assert.instance(error, RangeError);
+      assert.match((error as Error).message, /^Expected a positive integer no larger than \d+ \(V8's longest string\) for maxLineBytes but received /);
     }
   }
   try {
