@@ -275,6 +275,16 @@ export interface NativeAddon {
    * calling thread (and the pool) for about a second.
    */
   memoryBandwidth(request: NativeBandwidthRequest): NativeBandwidthResult;
+  /**
+   * Handles SIGINT and SIGTERM in native code (native/cpu/interrupts.h): the first is recorded
+   * (interruptSignal) and `message` written on stderr at once, a second stops the process. False
+   * where signals are not POSIX.
+   */
+  watchInterrupts(message: string): boolean;
+  /** Puts back the signal dispositions watchInterrupts replaced. */
+  unwatchInterrupts(): void;
+  /** The first signal received since watchInterrupts (2 SIGINT, 15 SIGTERM), or 0. */
+  interruptSignal(): number;
   cudaInfo?(): CudaInfo;
   /** Device memory behind a cuda Tensor (the CUDA addon only); the NativeStorage interface. */
   CudaStorage?: new (bytes: number) => NativeStorage;

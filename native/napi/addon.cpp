@@ -18,6 +18,7 @@
 #include "core/preference_loss.h"
 #include "cpu/host_memory.h"
 #include "napi/bandwidth_bindings.h"
+#include "napi/interrupt_bindings.h"
 #include "napi/buffers.h"
 #include "napi/cuda_bindings.h"
 #include "napi/loss_job.h"
@@ -298,6 +299,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   addNnBindings(env, exports);
   addMatmulBindings(env, exports);
   addBandwidthBindings(env, exports);
+  addInterruptBindings(env, exports);
   return exports;
 }
 
