@@ -82,12 +82,25 @@ function tokenizeAll<R extends { line: number }, E>(records: readonly R[], maxLe
   return { examples, report };
 }
 
+/**
+ * A completion's ids with end-of-text, fitted after `prompt` to maxLength. Only what can be kept
+ * is tokenized (`maxTokens`: the room left; the same ids as tokenizing whole and cutting), so a
+ * 60 MB completion costs what its first maxLength tokens cost; its having had more than the room
+ * is what marks it cut.
+ */
+function fitCompletion(tokenizer: Tokenizer, prompt: number[], text: string, maxLength: number): { prompt: number[]; completion: number[]; cut: boolean } | null {
+  if (prompt.length >= maxLength) return null;
+  const room = maxLength - prompt.length;
+  return fit(prompt, [...tokenizer.encode(text, { maxTokens: room }), tokenizer.eosId], maxLength);
+}
+
 /** Tokenizes preference records: chosen and rejected get end-of-text, then are fitted to maxLength. */
 export function tokenizePreferences(records: readonly PreferenceRecord[], tokenizer: Tokenizer, maxLength: number): { pairs: TokenizedPair[]; report: TruncationReport } {
   const { examples, report } = tokenizeAll(records, maxLength, (record) => {
-    const prompt = tokenizer.encode(record.prompt);
-    const chosen = fit(prompt, [...tokenizer.encode(record.chosen), tokenizer.eosId], maxLength);
-    const rejected = fit(prompt, [...tokenizer.encode(record.rejected), tokenizer.eosId], maxLength);
+    // a prompt of maxLength tokens leaves no room: more of it need not be tokenized
+    const prompt = tokenizer.encode(record.prompt, { maxTokens: maxLength });
+    const chosen = fitCompletion(tokenizer, prompt, record.chosen, maxLength);
+    const rejected = fitCompletion(tokenizer, prompt, record.rejected, maxLength);
     if (!chosen || !rejected) return null;
     return { example: { prompt, chosen: chosen.completion, rejected: rejected.completion, line: record.line }, cut: chosen.cut || rejected.cut };
   });
@@ -97,8 +110,8 @@ export function tokenizePreferences(records: readonly PreferenceRecord[], tokeni
 /** Tokenizes SFT records: the completion gets end-of-text, then is fitted to maxLength. */
 export function tokenizeSft(records: readonly SftRecord[], tokenizer: Tokenizer, maxLength: number): { examples: TokenizedSft[]; report: TruncationReport } {
   return tokenizeAll(records, maxLength, (record) => {
-    const prompt = tokenizer.encode(record.prompt);
-    const fitted = fit(prompt, [...tokenizer.encode(record.completion), tokenizer.eosId], maxLength);
+    const prompt = tokenizer.encode(record.prompt, { maxTokens: maxLength });
+    const fitted = fitCompletion(tokenizer, prompt, record.completion, maxLength);
     return fitted && { example: { prompt, completion: fitted.completion, line: record.line }, cut: fitted.cut };
   });
 }

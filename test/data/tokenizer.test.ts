@@ -8,6 +8,12 @@
  *   263 '1 2'  264 'Ġ Ġ'  265 'Ċ Ċ'  266 '. .'   267 'Ã ©' (é)  268 'a a'
  * and 269 is <|endoftext|>, an added special token. Every malformed file is refused with a message
  * naming the file and what is wrong.
+ *
+ * The heap that merges a pre-token is checked against the plain loop it replaced
+ * (`bpeByRescanning`, the spec), on the fixture and on generated tokenizers with many merges;
+ * `encode(text, { maxTokens })` against `encode(text).slice(0, maxTokens)` for every cut of many
+ * texts; `byteTokenizerJSON()` against the byte tokenizer. Long texts, long words and model
+ * folders are in tokenizer-limits.test.ts.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +21,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { BpeTokenizer, ByteTokenizer, loadTokenizer, tokenizerFrom } from '../../lib/data/tokenizer';
+import { BpeTokenizer, ByteTokenizer, byteTokenizerJSON, loadTokenizer, tokenizerFrom, type Tokenizer } from '../../lib/data/tokenizer';
 
 const fixtures = path.resolve(__dirname, '..', 'fixtures');
 const tinyFile = path.join(fixtures, 'tokenizer-tiny.json');
@@ -241,7 +247,7 @@ test('loading: by name, by file, by directory, and from a description', () => {
     assert.instance(tokenizerFrom({ kind: 'byte' }, directory), ByteTokenizer);
     const missing = path.join(directory, 'missing.json');
     throwsMatching(() => loadTokenizer(missing), Error, /^Expected 'byte' or a path to a tokenizer\.json \(or a directory holding one\) for the tokenizer but found no file at .*missing\.json$/);
-    throwsMatching(() => tokenizerFrom({ kind: 'bpe', file: 'missing.json' }, directory), Error, /^Could not read the tokenizer .*missing\.json: /);
+    throwsMatching(() => tokenizerFrom({ kind: 'bpe', file: 'missing.json' }, directory), Error, /missing\.json: not readable \(ENOENT/);
     fs.writeFileSync(path.join(directory, 'bad.json'), '{ not json');
     throwsMatching(() => BpeTokenizer.fromFile(path.join(directory, 'bad.json')), Error, /bad\.json: not valid JSON/);
     fs.writeFileSync(path.join(directory, 'wordpiece.json'), JSON.stringify({ ...tinyJSON(), model: { type: 'WordPiece' } }));
@@ -258,6 +264,289 @@ test('loading: by name, by file, by directory, and from a description', () => {
 test('bpe: JSON.stringify of a tokenizer rebuilds it', () => {
   const rebuilt = BpeTokenizer.fromJSON(JSON.parse(JSON.stringify(tiny)));
   for (const text of roundTripTexts) assert.equal(rebuilt.encode(text), tiny.encode(text), text);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The heap against the plain loop
+
+/** GPT-2's byte-to-character rule, written out again so that the spec shares no code with the tokenizer. */
+const gpt2Chars: string[] = (() => {
+  const chars: string[] = [];
+  let shifted = 0;
+  for (let byte = 0; byte < 256; byte++) {
+    const printable = (byte >= 0x21 && byte <= 0x7e) || (byte >= 0xa1 && byte <= 0xac) || (byte >= 0xae && byte <= 0xff);
+    chars.push(String.fromCharCode(printable ? byte : 0x100 + shifted++));
+  }
+  return chars;
+})();
+
+/**
+ * The spec of BPE on one pre-token: the plain loop the tokenizer used before its heap. Start from
+ * the pre-token's byte characters (one not in the vocab becomes unk_token, a run of them one
+ * unk_token with fuse_unk; with ignore_merges a pre-token in the vocab is its id), then merge,
+ * again and again, the adjacent pair of the lowest rank, the leftmost of equals, until no pair
+ * has a merge. It rescans the word after every merge: O(n^2) for n symbols.
+ */
+function bpeByRescanning(json: any, preToken: string): number[] {
+  const model = json.model;
+  const vocab = model.vocab as Record<string, number>;
+  const symbols = [...Buffer.from(preToken, 'utf8')].map((byte) => gpt2Chars[byte]);
+  if (model.ignore_merges && Object.hasOwn(vocab, symbols.join(''))) return [vocab[symbols.join('')]];
+  const rankOf = new Map<string, number>();  // "left right" to its rank; a pair listed twice takes its later rank
+  (model.merges as (string | string[])[]).forEach((merge, rank) => rankOf.set(Array.isArray(merge) ? merge.join(' ') : merge, rank));
+  const tokens: string[] = [];
+  let previousUnknown = false;
+  for (const symbol of symbols) {
+    if (Object.hasOwn(vocab, symbol)) {
+      tokens.push(symbol);
+      previousUnknown = false;
+    } else {
+      if (!(model.fuse_unk && previousUnknown)) tokens.push(model.unk_token);
+      previousUnknown = true;
+    }
+  }
+  for (;;) {
+    let best = -1;
+    let bestRank = Infinity;
+    for (let i = 0; i + 1 < tokens.length; i++) {
+      const rank = rankOf.get(`${tokens[i]} ${tokens[i + 1]}`);
+      if (rank !== undefined && rank < bestRank) {
+        best = i;
+        bestRank = rank;
+      }
+    }
+    if (best < 0) break;
+    tokens.splice(best, 2, tokens[best] + tokens[best + 1]);
+  }
+  return tokens.map((token) => vocab[token]);
+}
+
+/** Numbers in [0, 1) from a seed (mulberry32), so that a failure reruns the same. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/**
+ * A byte-level BPE tokenizer.json with `mergeCount` merges made at random over the letters of
+ * `letters`: each joins two tokens made so far into one of at most 12 letters, new or not (two
+ * pairs may make one token). The merges are then shuffled, so that their ranks are out of the
+ * order the tokens were made in (where merging one pair at a time and merging a whole rank at
+ * once differ), and a few pairs are listed twice (the later rank counts). Bytes 0..255 are ids
+ * 0..255, except the letters of `missing`, which the vocab lacks: they become `<unk>`, id 256.
+ */
+function generatedJSON(seed: number, mergeCount: number, options: { letters?: string; missing?: string; fuseUnk?: boolean; ignoreMerges?: boolean } = {}): any {
+  const random = seededRandom(seed);
+  const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)];
+  const letters = [...(options.letters ?? 'abcde')];
+  const missing = new Set(options.missing ?? '');
+  const vocab: Record<string, number> = {};
+  gpt2Chars.forEach((char, byte) => { if (!missing.has(char)) vocab[char] = byte; });
+  let nextId = 256;
+  if (missing.size) vocab['<unk>'] = nextId++;
+  const tokens = letters.filter((letter) => !missing.has(letter));
+  const merges: string[] = [];
+  const listed = new Set<string>();
+  while (merges.length < mergeCount) {
+    const left = pick(tokens), right = pick(tokens);
+    if (left.length + right.length > 12 || listed.has(`${left} ${right}`)) continue;
+    listed.add(`${left} ${right}`);
+    merges.push(`${left} ${right}`);
+    if (!Object.hasOwn(vocab, left + right)) {
+      vocab[left + right] = nextId++;
+      tokens.push(left + right);
+    }
+  }
+  for (let i = merges.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [merges[i], merges[j]] = [merges[j], merges[i]];
+  }
+  for (let k = 0; k < mergeCount / 50; k++) merges.splice(Math.floor(random() * merges.length), 0, pick(merges));
+  return {
+    added_tokens: [{ id: nextId, content: '<|endoftext|>', special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, use_regex: true },
+    decoder: { type: 'ByteLevel' },
+    model: {
+      type: 'BPE', vocab, merges, unk_token: missing.size ? '<unk>' : null,
+      fuse_unk: options.fuseUnk ?? false, ignore_merges: options.ignoreMerges ?? false,
+    },
+  };
+}
+
+/** Words that are one pre-token each (letters only, or a space and letters). */
+function wordsOver(letters: string, random: () => number): string[] {
+  const words: string[] = [];
+  // Every word of 1, 2 and 3 symbols.
+  for (const a of letters) {
+    words.push(a);
+    for (const b of letters) {
+      words.push(a + b);
+      for (const c of letters) words.push(a + b + c);
+    }
+  }
+  // Runs of one symbol or two: equal ranks everywhere, where only the leftmost may merge first.
+  for (let n = 1; n <= 300; n += n < 40 ? 1 : 13) words.push('a'.repeat(n), 'ab'.repeat(n), 'aab'.repeat(Math.ceil(n / 2)), 'b' + 'a'.repeat(n));
+  const randomWord = (length: number): string => Array.from({ length }, () => letters[Math.floor(random() * letters.length)]).join('');
+  for (let k = 0; k < 300; k++) words.push(randomWord(4 + Math.floor(random() * 60)));
+  for (let k = 0; k < 30; k++) words.push(randomWord(200 + Math.floor(random() * 800)));
+  words.push(randomWord(2000), randomWord(2000));
+  return [...words, ...words.slice(0, 200).map((word) => ' ' + word)];
+}
+
+test('bpe: the heap makes the merges of the plain loop (the spec), on the fixture and on generated tokenizers', () => {
+  const random = seededRandom(7);
+  const cases: [string, any, string][] = [
+    ['the fixture', tinyJSON(), 'aehtign'],
+    ['400 random merges', generatedJSON(1, 400), 'abcde'],
+    ['3000 random merges over 3 letters', generatedJSON(2, 3000, { letters: 'abc' }), 'abc'],
+    ['a byte missing, unk_token', generatedJSON(3, 500, { missing: 'c' }), 'abcde'],
+    ['two bytes missing, fuse_unk', generatedJSON(4, 500, { missing: 'cd', fuseUnk: true }), 'abcde'],
+    ['ignore_merges', generatedJSON(5, 500, { ignoreMerges: true }), 'abcde'],
+  ];
+  for (const [name, json, letters] of cases) {
+    const tokenizer = BpeTokenizer.fromJSON(json, name);
+    const mismatches: string[] = [];
+    for (const word of wordsOver(letters, random)) {
+      const got = tokenizer.encode(word), want = bpeByRescanning(json, word);
+      if (JSON.stringify(got) !== JSON.stringify(want) && mismatches.length < 3) {
+        mismatches.push(`${JSON.stringify(word.length > 40 ? word.slice(0, 40) + '...' : word)}: got [${got.slice(0, 12)}...], want [${want.slice(0, 12)}...]`);
+      }
+    }
+    assert.is(mismatches.length, 0, `${name}: ${mismatches.join('; ')}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// encode(text, { maxTokens })
+
+const prefixedJSON = tinyJSON();
+prefixedJSON.pre_tokenizer.add_prefix_space = true;
+const prefixed = BpeTokenizer.fromJSON(prefixedJSON, 'the fixture with add_prefix_space');
+
+/** The fixture with <mask> (lstrip), <sep> (rstrip) and <w> (single_word) added. */
+const maskedJSON = tinyJSON();
+maskedJSON.added_tokens.push(
+  { id: 270, content: '<mask>', lstrip: true, special: true },
+  { id: 271, content: '<sep>', rstrip: true, special: true },
+  { id: 272, content: '<w>', single_word: true, special: true },
+);
+const masked = BpeTokenizer.fromJSON(maskedJSON, 'the fixture with lstrip, rstrip and single_word tokens');
+
+const wholeJSON = tinyJSON();
+wholeJSON.pre_tokenizer.use_regex = false;
+const whole = BpeTokenizer.fromJSON(wholeJSON, 'the fixture with use_regex false');
+
+/** Texts cut at every place: added tokens at and around the cut, code points of 2 code units, windows of add_prefix_space. */
+const cutTexts = [
+  ...roundTripTexts,
+  '<|endoftext|>', 'a<|endoftext|>', '<|endoftext|>a', 'the<|endoftext|><|endoftext|> the', '<|endoftext|> <|endoftext|>  ',
+  'x <mask> y', 'a  <mask><sep>   b<sep>c <w> d<w>e', ' <mask>  <|endoftext|><sep>\n<w>',
+  'a😀', '😀b', '😀😀😀', 'é😀é😀é', '\ud83d', 'a\ud83d\ude00\ud83d', '\udc00\ud800', 'x\ud800\ud800\udc00',
+  'a'.repeat(100) + ' b', '\n'.repeat(70) + 'x', '\n' + ' '.repeat(62) + 'x', '\t' + ' '.repeat(63) + '😀', "'" + 's'.repeat(70), '😀'.repeat(40) + 'a',
+  fs.readFileSync(path.join(fixtures, 'corpus.txt'), 'utf8').slice(0, 800),
+];
+
+const cutTokenizers: [string, Tokenizer][] = [
+  ['byte', new ByteTokenizer()], ['bpe', tiny], ['bpe add_prefix_space', prefixed], ['bpe lstrip/rstrip/single_word', masked],
+  ['bpe use_regex false', whole], ['bpe 400 random merges', BpeTokenizer.fromJSON(generatedJSON(1, 400))],
+];
+
+/** The first few maxTokens where encode(text, { maxTokens }) is not encode(text).slice(0, maxTokens). */
+function cutMismatches(tokenizer: Tokenizer, text: string, limits: Iterable<number>): string[] {
+  const full = tokenizer.encode(text);
+  const found: string[] = [];
+  for (const maxTokens of limits) {
+    const got = tokenizer.encode(text, { maxTokens }), want = full.slice(0, maxTokens);
+    if (JSON.stringify(got) !== JSON.stringify(want) && found.length < 3) {
+      found.push(`maxTokens ${maxTokens} of ${JSON.stringify(text.slice(0, 30))}...: got ${got.length} ids ending [${got.slice(-4)}], want ${want.length} ending [${want.slice(-4)}]`);
+    }
+  }
+  return found;
+}
+
+test('encode with maxTokens: encode(text).slice(0, maxTokens), for every maxTokens from 0 to the length + 2', () => {
+  for (const [name, tokenizer] of cutTokenizers) {
+    for (const text of cutTexts) {
+      const length = tokenizer.encode(text).length;
+      const found = cutMismatches(tokenizer, text, Array.from({ length: length + 3 }, (_, k) => k));
+      assert.is(found.length, 0, `${name}: ${found.join('; ')}`);
+    }
+  }
+});
+
+test('encode with maxTokens: a long text, cut at a sample of places', () => {
+  const long = 'the thing, then <|endoftext|>the other 😀 thing...\n\n  '.repeat(3000);
+  for (const [name, tokenizer] of cutTokenizers) {
+    const length = tokenizer.encode(long).length;
+    const limits = [0, 1, 2, 3, 1023, 1024, 1025, 4096, 20_000, length - 2, length - 1, length, length + 1, length + 2];
+    const found = cutMismatches(tokenizer, long, limits);
+    assert.is(found.length, 0, `${name}: ${found.join('; ')}`);
+  }
+});
+
+test('bpe add_prefix_space: a piece encodes as a space and the piece would (the first pre-token is found in windows)', () => {
+  // Runs of each kind of character, long enough to cross the windows of 64, 128, 256 code units.
+  const kinds = ['a', 'é', '1', "'", 's', '.', '\n', '\t', '\u3000', '\u0085', ' ', '😀', '\ud800', 'x '];
+  const random = seededRandom(11);
+  const mismatches: string[] = [];
+  for (let k = 0; k < 3000; k++) {
+    let text = '';
+    const runs = 1 + Math.floor(random() * 4);
+    for (let r = 0; r < runs; r++) text += kinds[Math.floor(random() * kinds.length)].repeat(1 + Math.floor(random() * (random() < 0.3 ? 300 : 5)));
+    const want = tiny.encode(text.startsWith(' ') ? text : ' ' + text);
+    const got = prefixed.encode(text);
+    if (JSON.stringify(got) !== JSON.stringify(want) && mismatches.length < 3) mismatches.push(JSON.stringify(text.slice(0, 40)));
+  }
+  assert.is(mismatches.length, 0, `first texts whose ids differ: ${mismatches.join(', ')}`);
+});
+
+test('encode with maxTokens: 0 gives [], no limit gives all; options and maxTokens are checked', () => {
+  for (const tokenizer of [new ByteTokenizer(), tiny] as Tokenizer[]) {
+    assert.equal(tokenizer.encode('the thing', { maxTokens: 0 }), []);
+    assert.equal(tokenizer.encode('the thing', {}), tokenizer.encode('the thing'));
+    assert.equal(tokenizer.encode('the thing', { maxTokens: undefined }), tokenizer.encode('the thing'));
+    assert.equal(tokenizer.encode('the thing', { maxTokens: Number.MAX_SAFE_INTEGER }), tokenizer.encode('the thing'));
+    for (const bad of [-1, 1.5, NaN, Infinity, 2 ** 53]) {
+      throwsMatching(() => tokenizer.encode('a', { maxTokens: bad }), RangeError, /^Expected a non-negative safe integer for maxTokens but received /);
+    }
+    throwsMatching(() => tokenizer.encode('a', { maxTokens: -1 }), RangeError, /^Expected a non-negative safe integer for maxTokens but received -1 of type number$/);
+    throwsMatching(() => tokenizer.encode('a', { maxTokens: '3' as unknown as number }), TypeError, /^Expected a non-negative safe integer for maxTokens but received '3' of type string$/);
+    throwsMatching(() => tokenizer.encode('a', 5 as never), TypeError, /^Expected an object such as \{ maxTokens: 1024 \} for options but received 5 of type number$/);
+    throwsMatching(() => tokenizer.encode('a', null as never), TypeError, /for options but received null$/);
+    throwsMatching(() => tokenizer.encode('a', { maxToken: 3 } as never), TypeError, /^Expected only maxTokens in options but received 'maxToken', which encode does not take$/);
+    throwsMatching(() => tokenizer.encode(7 as never, { maxTokens: 1 }), TypeError, /^Expected a string for text but received 7 of type number$/);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// byteTokenizerJSON
+
+test('byteTokenizerJSON: a byte-level BPE with the byte tokenizer\'s ids; only the literal <|endoftext|> differs', () => {
+  const byte = new ByteTokenizer();
+  const asBpe = BpeTokenizer.fromJSON(JSON.parse(JSON.stringify(byteTokenizerJSON())), 'byteTokenizerJSON()');
+  assert.is(asBpe.vocabSize, byte.vocabSize);
+  assert.is(asBpe.eosId, byte.eosId);
+  const ordinary = [...roundTripTexts, ...cutTexts].filter((text) => !text.includes('<|endoftext|>'));
+  for (const text of ordinary) {
+    assert.equal(asBpe.encode(text), byte.encode(text), JSON.stringify(text.slice(0, 40)));
+    assert.is(asBpe.decode(asBpe.encode(text)), byte.decode(byte.encode(text)), JSON.stringify(text.slice(0, 40)));
+  }
+  // Any ids decode the same, bytes that are not UTF-8 and end-of-text ids among them.
+  const random = seededRandom(3);
+  for (let k = 0; k < 500; k++) {
+    const ids = Array.from({ length: Math.floor(random() * 20) }, () => (random() < 0.1 ? 256 : Math.floor(random() * 256)));
+    assert.is(asBpe.decode(ids), byte.decode(ids), `[${ids}]`);
+  }
+  // The difference: the literal text is the end-of-text id, as in Hugging Face's GPT-2 tokenizer.
+  assert.equal(asBpe.encode('a<|endoftext|>'), [97, 256]);
+  assert.equal(byte.encode('a<|endoftext|>'), [97, ...Buffer.from('<|endoftext|>')]);
 });
 
 test.run();
