@@ -26,6 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { fromBf16, fromF16 } from './dtype';
+import { FusedpoError } from './errors';
 import { Module } from './nn/module';
 import { Tensor, hostStorage, isTensor } from './tensor';
 import { describe, readArray, typedArrayFacts } from './validate';
@@ -50,8 +51,13 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
+/** A safetensors file that cannot be read or written: the message names the file and what is wrong. */
+export class SafetensorsError extends FusedpoError {
+  override name = 'SafetensorsError';
+}
+
 function fail(source: string, message: string): Error {
-  return new Error(`safetensors (${source}): ${message}`);
+  return new SafetensorsError(`safetensors (${source}): ${message}`);
 }
 
 function hasOwn(object: object, key: string): boolean {
@@ -179,7 +185,7 @@ export function saveSafetensors(file: string, tensors: NamedTensors, metadata: R
   } catch (error) {
     if (fd !== null) fs.closeSync(fd);
     fs.rmSync(temporary, { force: true });
-    throw new Error(`saveSafetensors (${file}): ${(error as Error).message}; the previous file, if any, is unchanged`, { cause: error });
+    throw new SafetensorsError(`saveSafetensors (${file}): ${(error as Error).message}; the previous file, if any, is unchanged`, { cause: error });
   }
 }
 
@@ -343,6 +349,28 @@ export function readSafetensors(file: string | Uint8Array): SafetensorsFile {
     const tensors = new Map<string, SafetensorsTensor>();
     for (const e of entries) tensors.set(e.name, { dtype: e.dtype, shape: e.shape, data: readTensor(source, e, dataStart) });
     return { tensors, metadata };
+  } finally {
+    source.close();
+  }
+}
+
+/** A tensor's entry in a safetensors header: what it is, without its data. */
+export interface SafetensorsEntry {
+  dtype: SafetensorsDType;
+  shape: number[];
+}
+
+/**
+ * The header of a safetensors file (names, dtypes, shapes and metadata), checked as readSafetensors
+ * checks it, without reading any tensor: what a model's config is compared with before the
+ * model is built.
+ */
+export function readSafetensorsHeader(file: string): { tensors: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
+  if (typeof file !== 'string' || file === '') throw new TypeError(`readSafetensorsHeader: expected a file path but received ${describe(file)}`);
+  const source = fileSource(file);
+  try {
+    const { entries, metadata } = parseHeader(source);
+    return { tensors: new Map(entries.map((e) => [e.name, { dtype: e.dtype, shape: e.shape }])), metadata };
   } finally {
     source.close();
   }

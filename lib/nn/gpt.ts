@@ -74,6 +74,37 @@ export class GPT extends Module {
     this.lnF = this.module('lnF', new LayerNorm(width));
   }
 
+  /** How many parameter tensors a GPT of `config` has (12 per block, 4 besides), without building it. */
+  static tensorCount(config: GPTConfig): number {
+    return 4 + 12 * checkConfig(config).layers;
+  }
+
+  /** How many parameters (floats) a GPT of `config` has, without building it: V*C + P*C + layers*(12C^2 + 13C) + 2C. */
+  static parameterCount(config: GPTConfig): number {
+    const { layers, width: C, context, vocab } = checkConfig(config);
+    return vocab * C + context * C + layers * (12 * C * C + 13 * C) + 2 * C;
+  }
+
+  /**
+   * The name and shape of every parameter a GPT of `config` has, in the order of `parameters()`,
+   * one at a time and without building it: what a checkpoint's header is compared with before any
+   * memory is allocated. Lazy, so that a config asking for a billion layers is refused at the
+   * first tensor its file lacks rather than listed.
+   */
+  static *parameterShapes(config: GPTConfig): Generator<[string, number[]]> {
+    const { layers, width: C, context, vocab } = checkConfig(config);
+    yield ['wte.weight', [vocab, C]];
+    yield ['wpe.weight', [context, C]];
+    const block: [string, number[]][] = [
+      ['ln1.weight', [C]], ['ln1.bias', [C]], ['attn.qkv.weight', [3 * C, C]], ['attn.qkv.bias', [3 * C]],
+      ['attn.proj.weight', [C, C]], ['attn.proj.bias', [C]], ['ln2.weight', [C]], ['ln2.bias', [C]],
+      ['mlp.fc.weight', [4 * C, C]], ['mlp.fc.bias', [4 * C]], ['mlp.proj.weight', [C, 4 * C]], ['mlp.proj.bias', [C]],
+    ];
+    for (let i = 0; i < layers; i++) for (const [name, shape] of block) yield [`blocks.${i}.${name}`, shape];
+    yield ['lnF.weight', [C]];
+    yield ['lnF.bias', [C]];
+  }
+
   /**
    * A Hugging Face GPT-2 folder (config.json, model.safetensors in GPT2LMHeadModel's layout): see
    * lib/nn/pretrained.ts. `loadPretrained` returns its tokenizer too.

@@ -24,15 +24,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { BpeTokenizer, type Tokenizer } from '../data/tokenizer';
-import { readSafetensors, saveSafetensors } from '../safetensors';
+import { BpeTokenizer, ByteTokenizer, byteTokenizerJSON, type Tokenizer } from '../data/tokenizer';
+import { writeFileAtomic } from '../atomic_write';
+import { FusedpoError } from '../errors';
+import { readSafetensors, readSafetensorsHeader, saveSafetensors } from '../safetensors';
 import { hostStorage } from '../tensor';
 import { GPT, type GPTConfig } from './gpt';
 
-export class PretrainedError extends Error {
+/** A Hugging Face folder that cannot be read as a model of this package: the message names the file and the key. */
+export class PretrainedError extends FusedpoError {
+  override name = 'PretrainedError';
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
-    this.name = 'PretrainedError';
   }
 }
 
@@ -90,23 +93,97 @@ function huggingFaceKey(name: string): { key: string; conv1d: boolean } {
   return { key: `h.${i}.${map[rest]}`, conv1d: rest.endsWith('.weight') && !rest.startsWith('ln') };
 }
 
-/** The tokenizer of a Hugging Face folder: tokenizer.json, else vocab.json + merges.txt (GPT-2's byte-level BPE). */
+/**
+ * The tokenizer of a Hugging Face folder: tokenizer.json, else vocab.json + merges.txt (GPT-2's
+ * byte-level BPE). Every failure is a PretrainedError naming the file at fault (not readable, not
+ * JSON, a merge naming a token vocab.json lacks, ...), so that a broken folder is refused when it
+ * is loaded, with the file to look at, instead of escaping as a bare SyntaxError.
+ */
 export function huggingFaceTokenizer(directory: string): Tokenizer {
+  // The tokenizer's errors begin with the file they name; PretrainedError adds it, so it is taken off.
+  const refused = (file: string, error: unknown): PretrainedError => {
+    const message = error instanceof Error ? error.message : String(error);
+    return new PretrainedError(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
+  };
+  const read = (file: string): string => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new PretrainedError(file, `not readable (${(error as Error).message})`);
+    }
+  };
+
   const json = path.join(directory, 'tokenizer.json');
-  if (fs.existsSync(json)) return BpeTokenizer.fromFile(json);
+  if (fs.existsSync(json)) {
+    try {
+      return BpeTokenizer.fromFile(json);
+    } catch (error) {
+      throw refused(json, error);
+    }
+  }
   const vocabFile = path.join(directory, 'vocab.json'), mergesFile = path.join(directory, 'merges.txt');
   if (!fs.existsSync(vocabFile) || !fs.existsSync(mergesFile)) {
     throw new PretrainedError(directory, 'expected tokenizer.json, or vocab.json and merges.txt, beside the model');
   }
-  const vocab = JSON.parse(fs.readFileSync(vocabFile, 'utf8')) as Record<string, number>;
-  const merges = fs.readFileSync(mergesFile, 'utf8').split('\n').filter((line) => line !== '' && !line.startsWith('#version'));
-  const end = vocab['<|endoftext|>'];
-  return BpeTokenizer.fromJSON({
-    model: { type: 'BPE', vocab, merges },
-    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-    decoder: { type: 'ByteLevel' },
-    added_tokens: end === undefined ? [] : [{ id: end, content: '<|endoftext|>', special: true }],
-  }, `${vocabFile} + merges.txt`);
+  const vocabText = read(vocabFile);
+  let vocab: unknown;
+  try {
+    vocab = JSON.parse(vocabText);
+  } catch (error) {
+    throw new PretrainedError(vocabFile, `not valid JSON (${(error as Error).message})`);
+  }
+  if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) {
+    throw new PretrainedError(vocabFile, `expected an object of token to id but found ${Array.isArray(vocab) ? 'an array' : vocab === null ? 'null' : `a ${typeof vocab}`}`);
+  }
+  const tokens = vocab as Record<string, unknown>;
+  // Each line "left right", checked here so that a bad merge names its line of merges.txt. Rust's
+  // lines(), which Hugging Face reads the file with, takes "\r\n" as a line end too.
+  const merges: string[] = [];
+  read(mergesFile).split(/\r?\n/).forEach((line, index) => {
+    if (line === '' || line.startsWith('#version')) return;
+    const parts = line.split(' ');
+    if (parts.length !== 2) {
+      throw new PretrainedError(mergesFile, `line ${index + 1}: expected two tokens apart by one space but found ${JSON.stringify(line)}`);
+    }
+    for (const token of parts) {
+      if (!Object.hasOwn(tokens, token)) throw new PretrainedError(mergesFile, `line ${index + 1}: ${JSON.stringify(line)} names ${JSON.stringify(token)}, which vocab.json lacks`);
+    }
+    if (!Object.hasOwn(tokens, parts[0] + parts[1])) {
+      throw new PretrainedError(mergesFile, `line ${index + 1}: ${JSON.stringify(line)} makes ${JSON.stringify(parts[0] + parts[1])}, which vocab.json lacks`);
+    }
+    merges.push(line);
+  });
+  const end = tokens['<|endoftext|>'];
+  try {
+    return BpeTokenizer.fromJSON({
+      model: { type: 'BPE', vocab, merges },
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      decoder: { type: 'ByteLevel' },
+      added_tokens: end === undefined ? [] : [{ id: end, content: '<|endoftext|>', special: true }],
+    }, vocabFile);
+  } catch (error) {
+    // What is left to refuse is vocab.json's: an id that is not one, an id given twice, no end-of-text token.
+    throw refused(vocabFile, error);
+  }
+}
+
+/**
+ * The weights' header compared with what config.json makes, before the GPT is built or any weight
+ * read: a config asking for a billion layers is refused at the first block the file lacks, at once.
+ */
+function checkHeader(weightsFile: string, config: GPTConfig): void {
+  const { tensors } = readSafetensorsHeader(weightsFile);
+  const prefix = tensors.has('transformer.wte.weight') ? 'transformer.' : '';
+  // lazily: a config of a billion layers stops at the first block the file lacks
+  for (const [name, shape] of GPT.parameterShapes(config)) {
+    const { key, conv1d } = huggingFaceKey(name);
+    const tensor = tensors.get(prefix + key);
+    if (!tensor) throw new PretrainedError(weightsFile, `missing tensor ${prefix + key} (for ${name})`);
+    const want = conv1d ? [shape[1], shape[0]] : shape;
+    if (tensor.shape.length !== want.length || tensor.shape.some((d, k) => d !== want[k])) {
+      throw new PretrainedError(weightsFile, `tensor ${prefix + key} has shape [${tensor.shape}] but config.json makes it [${want}]`);
+    }
+  }
 }
 
 /** Reads a Hugging Face GPT-2 folder into a GPT (and its tokenizer, when the folder has one). */
@@ -120,6 +197,7 @@ export function loadPretrained(directory: string): { model: GPT; tokenizer: Toke
   }
   const weightsFile = path.join(directory, 'model.safetensors');
   const gptConfig = gptConfigOf(configFile, config);
+  checkHeader(weightsFile, gptConfig);
   const { tensors } = readSafetensors(weightsFile);
   const prefix = tensors.has('transformer.wte.weight') ? 'transformer.' : '';
   const model = new GPT(gptConfig);
@@ -159,7 +237,9 @@ export function loadPretrained(directory: string): { model: GPT; tokenizer: Toke
 /**
  * Writes a GPT as a Hugging Face GPT-2 folder: config.json, model.safetensors (the
  * `transformer.` keys, Conv1D weights [in, out], the tied head left out as Hugging Face does) and
- * the BPE tokenizer's tokenizer.json when there is one.
+ * the tokenizer's tokenizer.json: a BPE tokenizer's own, or for the byte tokenizer
+ * `byteTokenizerJSON()`, the byte-level BPE that gives its ids, so that the folder is not refused
+ * later for lacking a tokenizer.
  */
 export function savePretrained(directory: string, model: GPT, tokenizer?: Tokenizer | null): void {
   fs.mkdirSync(directory, { recursive: true });
@@ -178,7 +258,8 @@ export function savePretrained(directory: string, model: GPT, tokenizer?: Tokeni
     layer_norm_epsilon: 1e-5, n_inner: null, bos_token_id: eos, eos_token_id: eos, tie_word_embeddings: true,
     torch_dtype: 'float32',
   };
-  fs.writeFileSync(path.join(directory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  writeFileAtomic(path.join(directory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   // the BPE tokenizer as a tokenizer.json (its toJSON rebuilds it, whichever files it came from)
-  if (tokenizer instanceof BpeTokenizer) fs.writeFileSync(path.join(directory, 'tokenizer.json'), JSON.stringify(tokenizer));
+  if (tokenizer instanceof BpeTokenizer) writeFileAtomic(path.join(directory, 'tokenizer.json'), JSON.stringify(tokenizer));
+  if (tokenizer instanceof ByteTokenizer) writeFileAtomic(path.join(directory, 'tokenizer.json'), JSON.stringify(byteTokenizerJSON()));
 }
