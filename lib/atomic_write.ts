@@ -13,6 +13,7 @@ import * as path from 'node:path';
  * temporary file and leaves the old one as it was.
  */
 export function writeFileAtomic(file: string, text: string | Uint8Array): void {
+  removeStalePartials(file);
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.partial`);
   try {
     const fd = fs.openSync(temporary, 'w');
@@ -26,5 +27,35 @@ export function writeFileAtomic(file: string, text: string | Uint8Array): void {
   } catch (error) {
     fs.rmSync(temporary, { force: true });
     throw error;
+  }
+}
+
+/** Whether process `pid` runs (as this user's or another's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files of `file` that a killed process left (`.<name>.<pid>[.<time>].partial`
+ * of a PID that no longer runs): a write interrupted by a kill leaves one, and the next write of
+ * the same file takes it away. Those of a live process (a write going on) are left alone.
+ */
+export function removeStalePartials(file: string): void {
+  const prefix = `.${path.basename(file)}.`;
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(file));
+  } catch {
+    return;  // no folder yet: nothing left behind in it
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.partial')) continue;
+    const pid = Number(name.slice(prefix.length).split('.')[0]);
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid)) fs.rmSync(path.join(path.dirname(file), name), { force: true });
   }
 }

@@ -34,7 +34,7 @@ export {
 export { Tensor, hostEmptyCache, hostMemory, keep, withScope, type Device, type HostMemory, type TensorDType } from './tensor';
 export { noGrad, isGradEnabled } from './autograd';
 export * as F from './functional';
-export { NativeLoadError, NonFiniteLogitError } from './errors';
+export { FusedpoError, NativeLoadError, NonFiniteLogitError } from './errors';
 export { setThreads, cudaAvailable, cudaMemory, cudaEmptyCache, type CudaInfo, type CudaDevice, type CudaMemory } from './native';
 export { doctorReport, type DoctorReport } from './doctor';
 export { version } from './version';
@@ -47,12 +47,16 @@ export {
   encodeSafetensors,
   loadSafetensors,
   readSafetensors,
+  readSafetensorsHeader,
   saveSafetensors,
+  SafetensorsError,
   type SafetensorsFile,
   type SafetensorsTensor,
 } from './safetensors';
 export {
+  DEFAULT_MAX_LINE_BYTES,
   DatasetError,
+  MAX_JSON_FILE_BYTES,
   readPreferenceDataset,
   readSftDataset,
   renderChat,
@@ -63,7 +67,7 @@ export {
   type ReadOptions,
   type SftRecord,
 } from './data/dataset';
-export { BpeTokenizer, ByteTokenizer, loadTokenizer, type Tokenizer, type TokenizerDescription } from './data/tokenizer';
+export { BpeTokenizer, ByteTokenizer, TokenizerError, byteTokenizerJSON, loadTokenizer, type EncodeOptions, type Tokenizer, type TokenizerDescription } from './data/tokenizer';
 export {
   collatePreferences,
   collateSft,
@@ -79,14 +83,19 @@ export {
 export {
   PreferenceTrainer,
   SftTrainer,
+  stepMemoryBytes,
+  type DataReport,
   type PreferenceTrainerOptions,
+  type SkippedRecord,
   type SftTrainerOptions,
   type StepMetrics,
   type TrainerCallbacks,
   type TrainerOptions,
   type TrainResult,
 } from './train/trainer';
-export { TrainingFileError, loadModelFolder, saveModelFolder, type ModelFolder } from './train/files';
+export { TrainingFileError, loadModelFolder, saveModelFolder, tokenizerIdentity, type ModelFolder } from './train/files';
+export { LOCK_FILE, RUN_ENTRIES, claimRunFolder, type ClaimOptions, type RunFolder, type RunInput } from './train/run_folder';
+export { watchInterrupts, type InterruptWatch } from './train/interrupt';
 export { extrapolatedReference, frozenCopy, pairLogps, precomputeReference, syncReference, type PairLogps } from './train/reference';
 export { PretrainedError, huggingFaceTokenizer, isHuggingFaceFolder, loadPretrained, savePretrained } from './nn/pretrained';
 export { generate, type GenerateOptions } from './nn/generate';

@@ -170,7 +170,10 @@ export function checkNumber(
 export function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number') throw new TypeError(expected('an integer', name, value));
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(expected(`an integer between ${min} and ${max}`, name, value));
+    // no upper bound worth naming: say what the lower one means rather than print 2^53 - 1
+    const what = max !== Number.MAX_SAFE_INTEGER ? `an integer between ${min} and ${max}`
+      : min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : `an integer >= ${min}`;
+    throw new RangeError(expected(what, name, value));
   }
   return value;
 }

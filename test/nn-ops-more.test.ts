@@ -136,7 +136,7 @@ test('bad inputs: wrong lengths, out-of-range indices, heads not dividing C, ali
   const qkv = new Float32Array(2 * 5 * 36);
   throwsWith(() => nn.causalSelfAttentionForward({ qkv, out: qkv.subarray(0, 120), batch: 2, tokens: 5, channels: 12, heads: 3 }), /out to share no memory with qkv/);
   const p = new Float32Array(4);
-  throwsWith(() => nn.adamwUpdate({ param: p, grad: new Float32Array(4), m: new Float32Array(4), v: new Float32Array(4), lr: 1e-3, step: 0 }), /between 1 and .* for step but received 0/);
+  throwsWith(() => nn.adamwUpdate({ param: p, grad: new Float32Array(4), m: new Float32Array(4), v: new Float32Array(4), lr: 1e-3, step: 0 }), /Expected a positive integer for step but received 0/);
   throwsWith(() => nn.adamwUpdate({ param: p, grad: new Float32Array(4), m: new Float32Array(4), v: new Float32Array(4), lr: 1e-3, beta2: 1, step: 1 }), /< 1 for beta2 but received 1/);
   throwsWith(() => nn.adamwUpdate({ param: p, grad: new Float32Array(3), m: new Float32Array(4), v: new Float32Array(4), lr: 1e-3, step: 1 }), /length 4 \(the length of param\) for grad/);
   throwsWith(() => nn.adamwUpdate({ param: p, grad: new Float32Array(4), m: p, v: new Float32Array(4), lr: 1e-3, step: 1 }), /param to share no memory with m/);

@@ -499,7 +499,8 @@ class Collector<T> {
   finish(): DatasetRead<T> {
     if (this.records.length === 0) {
       const skipped = this.skipped.length;
-      const why = skipped === 0 ? '' : ` (all ${skipped} ${skipped === 1 ? 'was' : 'were'} skipped as bad; the first, line ${this.skipped[0].line}: ${this.skipped[0].reason})`;
+      const first = `line ${this.skipped[0]?.line}: ${this.skipped[0]?.reason}`;
+      const why = skipped === 0 ? '' : skipped === 1 ? ` (the one record was skipped as bad: ${first})` : ` (all ${skipped} were skipped as bad; the first, ${first})`;
       throw new DatasetError(this.file, null, `no records${why}`);
     }
     return { file: this.file, records: this.records, skipped: this.skipped, forms: this.forms };

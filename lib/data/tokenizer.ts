@@ -16,7 +16,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
+import { FusedpoError } from '../errors';
 import { describe as describeValue, expected } from '../validate';
+
+/** A tokenizer file that cannot be used (read, parsed or understood): the message names the file and what is wrong. */
+export class TokenizerError extends FusedpoError {
+  override name = 'TokenizerError';
+}
 
 /** Text to ids and back. */
 export interface Tokenizer {
@@ -437,13 +443,13 @@ export class BpeTokenizer implements Tokenizer {
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (error) {
-      throw new Error(`${file}: not readable (${(error as Error).message})`, { cause: error });
+      throw new TokenizerError(`${file}: not readable (${(error as Error).message})`, { cause: error });
     }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (error) {
-      throw new Error(`${file}: not valid JSON (${(error as Error).message})`, { cause: error });
+      throw new TokenizerError(`${file}: not valid JSON (${(error as Error).message})`, { cause: error });
     }
     return new BpeTokenizer(readBpeParts(json, file), json, file, path.resolve(file));
   }
@@ -648,7 +654,7 @@ export class BpeTokenizer implements Tokenizer {
         previousUnknown = true;
       } else {
         const char = symbols[k];
-        throw new Error(
+        throw new TokenizerError(
           `${this.source}: model.vocab has no token for the byte 0x${CHAR_TO_BYTE.get(char)!.toString(16).padStart(2, '0')} ` +
           `(GPT-2's character ${quote(char)}) and model.unk_token is not set`,
         );
@@ -764,10 +770,10 @@ function lastChar(text: string, end: number): string {
 function preTokenizerTypes(value: Record<string, unknown>, source: string, found: Record<string, unknown>[]): void {
   if (value.type === 'Sequence') {
     if (!Array.isArray(value.pretokenizers)) {
-      throw new Error(`${source}: ${expected('an array', 'pre_tokenizer.pretokenizers of the Sequence', value.pretokenizers)}`);
+      throw new TokenizerError(`${source}: ${expected('an array', 'pre_tokenizer.pretokenizers of the Sequence', value.pretokenizers)}`);
     }
     for (const inner of value.pretokenizers) {
-      if (!isObject(inner)) throw new Error(`${source}: ${expected('an object', 'a pre-tokenizer of the Sequence', inner)}`);
+      if (!isObject(inner)) throw new TokenizerError(`${source}: ${expected('an object', 'a pre-tokenizer of the Sequence', inner)}`);
       preTokenizerTypes(inner, source, found);
     }
   } else {
@@ -778,36 +784,36 @@ function preTokenizerTypes(value: Record<string, unknown>, source: string, found
 function optionalBoolean(owner: Record<string, unknown>, key: string, fallback: boolean, name: string, source: string): boolean {
   const value = owner[key];
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'boolean') throw new Error(`${source}: ${expected('a boolean', name, value)}`);
+  if (typeof value !== 'boolean') throw new TokenizerError(`${source}: ${expected('a boolean', name, value)}`);
   return value;
 }
 
 function checkId(value: unknown, name: string, source: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new Error(`${source}: ${expected('an id, a non-negative integer', name, value)}`);
+    throw new TokenizerError(`${source}: ${expected('an id, a non-negative integer', name, value)}`);
   }
   return value;
 }
 
 /** Checks a tokenizer.json and takes from it what the tokenizer uses; every error names `source`. */
 function readBpeParts(json: unknown, source: string): BpeParts {
-  if (!isObject(json)) throw new Error(`${source}: ${expected('an object (the contents of a tokenizer.json)', 'the tokenizer', json)}`);
+  if (!isObject(json)) throw new TokenizerError(`${source}: ${expected('an object (the contents of a tokenizer.json)', 'the tokenizer', json)}`);
   const model = json.model;
-  if (!isObject(model)) throw new Error(`${source}: ${expected('an object', 'model', model)}`);
+  if (!isObject(model)) throw new TokenizerError(`${source}: ${expected('an object', 'model', model)}`);
   if (model.type !== 'BPE') {
-    throw new Error(`${source}: the model is of type ${typeof model.type === 'string' ? model.type : describeValue(model.type)}; only BPE is supported`);
+    throw new TokenizerError(`${source}: the model is of type ${typeof model.type === 'string' ? model.type : describeValue(model.type)}; only BPE is supported`);
   }
 
   // The pre-tokenizer decides how text is cut before BPE: only GPT-2's byte-level one is written here.
   const preTokenizer = json.pre_tokenizer;
   if (!isObject(preTokenizer)) {
-    throw new Error(`${source}: ${expected('a ByteLevel pre-tokenizer', 'pre_tokenizer', preTokenizer)}; only ByteLevel is supported`);
+    throw new TokenizerError(`${source}: ${expected('a ByteLevel pre-tokenizer', 'pre_tokenizer', preTokenizer)}; only ByteLevel is supported`);
   }
   const preTokenizers: Record<string, unknown>[] = [];
   preTokenizerTypes(preTokenizer, source, preTokenizers);
   if (preTokenizers.length !== 1 || preTokenizers[0].type !== 'ByteLevel') {
     const found = preTokenizers.map((p) => (typeof p.type === 'string' ? p.type : describeValue(p.type))).join(', ') || 'none';
-    throw new Error(`${source}: the pre-tokenizers are ${found}; only a single ByteLevel pre-tokenizer is supported yet`);
+    throw new TokenizerError(`${source}: the pre-tokenizers are ${found}; only a single ByteLevel pre-tokenizer is supported yet`);
   }
   const byteLevel = preTokenizers[0];
   const addPrefixSpace = optionalBoolean(byteLevel, 'add_prefix_space', false, 'pre_tokenizer add_prefix_space', source);
@@ -816,56 +822,56 @@ function readBpeParts(json: unknown, source: string): BpeParts {
   // A normalizer would change the text before the split; GPT-2's family has none.
   if (json.normalizer !== undefined && json.normalizer !== null) {
     const type = isObject(json.normalizer) && typeof json.normalizer.type === 'string' ? json.normalizer.type : describeValue(json.normalizer);
-    throw new Error(`${source}: the normalizer is ${type}; only files without a normalizer are supported yet`);
+    throw new TokenizerError(`${source}: the normalizer is ${type}; only files without a normalizer are supported yet`);
   }
   const decoder = json.decoder;
   if (decoder !== undefined && decoder !== null && !(isObject(decoder) && decoder.type === 'ByteLevel')) {
     const type = isObject(decoder) && typeof decoder.type === 'string' ? decoder.type : describeValue(decoder);
-    throw new Error(`${source}: the decoder is ${type}; only ByteLevel is supported`);
+    throw new TokenizerError(`${source}: the decoder is ${type}; only ByteLevel is supported`);
   }
 
   // Options of Hugging Face's BPE model that GPT-2's family leaves unset and this code does not write.
   if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
-    throw new Error(`${source}: model.dropout is ${describeValue(model.dropout)}; BPE dropout (random merges) is not supported`);
+    throw new TokenizerError(`${source}: model.dropout is ${describeValue(model.dropout)}; BPE dropout (random merges) is not supported`);
   }
   for (const key of ['continuing_subword_prefix', 'end_of_word_suffix']) {
     if (model[key] !== undefined && model[key] !== null && model[key] !== '') {
-      throw new Error(`${source}: model.${key} is ${describeValue(model[key])}; it is not supported with a byte-level BPE`);
+      throw new TokenizerError(`${source}: model.${key} is ${describeValue(model[key])}; it is not supported with a byte-level BPE`);
     }
   }
-  if (model.byte_fallback === true) throw new Error(`${source}: model.byte_fallback is true; it is not supported with a byte-level BPE`);
+  if (model.byte_fallback === true) throw new TokenizerError(`${source}: model.byte_fallback is true; it is not supported with a byte-level BPE`);
   const ignoreMerges = optionalBoolean(model, 'ignore_merges', false, 'model.ignore_merges', source);
   const fuseUnk = optionalBoolean(model, 'fuse_unk', false, 'model.fuse_unk', source);
 
-  if (!isObject(model.vocab)) throw new Error(`${source}: ${expected('an object of token to id', 'model.vocab', model.vocab)}`);
+  if (!isObject(model.vocab)) throw new TokenizerError(`${source}: ${expected('an object of token to id', 'model.vocab', model.vocab)}`);
   const vocab = new Map<string, number>();
   const tokenOfId = new Map<number, string>();
   let largest = -1;
   for (const [token, value] of Object.entries(model.vocab)) {
     const id = checkId(value, `the id of ${quote(token)} in model.vocab`, source);
     const other = tokenOfId.get(id);
-    if (other !== undefined) throw new Error(`${source}: model.vocab gives the id ${id} to both ${quote(other)} and ${quote(token)}`);
+    if (other !== undefined) throw new TokenizerError(`${source}: model.vocab gives the id ${id} to both ${quote(other)} and ${quote(token)}`);
     tokenOfId.set(id, token);
     vocab.set(token, id);
     if (id > largest) largest = id;
   }
 
   const addedList = json.added_tokens ?? [];
-  if (!Array.isArray(addedList)) throw new Error(`${source}: ${expected('an array', 'added_tokens', addedList)}`);
+  if (!Array.isArray(addedList)) throw new TokenizerError(`${source}: ${expected('an array', 'added_tokens', addedList)}`);
   const added: AddedToken[] = [];
   const addedIds = new Map<number, string>();
   addedList.forEach((entry: unknown, k: number) => {
-    if (!isObject(entry)) throw new Error(`${source}: ${expected('an object', `added_tokens[${k}]`, entry)}`);
+    if (!isObject(entry)) throw new TokenizerError(`${source}: ${expected('an object', `added_tokens[${k}]`, entry)}`);
     const id = checkId(entry.id, `added_tokens[${k}].id`, source);
     if (typeof entry.content !== 'string' || entry.content === '') {
-      throw new Error(`${source}: ${expected('a non-empty string', `added_tokens[${k}].content`, entry.content)}`);
+      throw new TokenizerError(`${source}: ${expected('a non-empty string', `added_tokens[${k}].content`, entry.content)}`);
     }
     const content = entry.content;
     const other = addedIds.get(id);
-    if (other !== undefined) throw new Error(`${source}: added_tokens gives the id ${id} to both ${quote(other)} and ${quote(content)}`);
+    if (other !== undefined) throw new TokenizerError(`${source}: added_tokens gives the id ${id} to both ${quote(other)} and ${quote(content)}`);
     const inVocab = tokenOfId.get(id);
     if (inVocab !== undefined && inVocab !== content) {
-      throw new Error(`${source}: the id ${id} is ${quote(inVocab)} in model.vocab but ${quote(content)} in added_tokens`);
+      throw new TokenizerError(`${source}: the id ${id} is ${quote(inVocab)} in model.vocab but ${quote(content)} in added_tokens`);
     }
     addedIds.set(id, content);
     added.push({
@@ -879,10 +885,10 @@ function readBpeParts(json: unknown, source: string): BpeParts {
     if (id > largest) largest = id;
   });
   const vocabSize = largest + 1;
-  if (vocabSize === 0) throw new Error(`${source}: model.vocab is empty`);
-  if (vocabSize > LARGEST_VOCAB_SIZE) throw new Error(`${source}: the largest id, ${largest}, is too large (ids must be below ${LARGEST_VOCAB_SIZE})`);
+  if (vocabSize === 0) throw new TokenizerError(`${source}: model.vocab is empty`);
+  if (vocabSize > LARGEST_VOCAB_SIZE) throw new TokenizerError(`${source}: the largest id, ${largest}, is too large (ids must be below ${LARGEST_VOCAB_SIZE})`);
 
-  if (!Array.isArray(model.merges)) throw new Error(`${source}: ${expected('an array', 'model.merges', model.merges)}`);
+  if (!Array.isArray(model.merges)) throw new TokenizerError(`${source}: ${expected('an array', 'model.merges', model.merges)}`);
   const merges = new Map<number, Merge>();
   model.merges.forEach((entry: unknown, rank: number) => {
     let pair: [string, string] | undefined;
@@ -893,32 +899,32 @@ function readBpeParts(json: unknown, source: string): BpeParts {
       pair = [entry[0], entry[1]];
     }
     if (!pair) {
-      throw new Error(`${source}: ${expected(`a merge, "a b" or ["a", "b"]`, `model.merges[${rank}]`, entry)}`);
+      throw new TokenizerError(`${source}: ${expected(`a merge, "a b" or ["a", "b"]`, `model.merges[${rank}]`, entry)}`);
     }
     const [left, right] = pair;
     const shown = `model.merges[${rank}] (${quote(left)} + ${quote(right)})`;
     const leftId = vocab.get(left);
-    if (leftId === undefined) throw new Error(`${source}: ${shown} names ${quote(left)}, which is not in model.vocab`);
+    if (leftId === undefined) throw new TokenizerError(`${source}: ${shown} names ${quote(left)}, which is not in model.vocab`);
     const rightId = vocab.get(right);
-    if (rightId === undefined) throw new Error(`${source}: ${shown} names ${quote(right)}, which is not in model.vocab`);
+    if (rightId === undefined) throw new TokenizerError(`${source}: ${shown} names ${quote(right)}, which is not in model.vocab`);
     const id = vocab.get(left + right);
-    if (id === undefined) throw new Error(`${source}: ${shown} makes ${quote(left + right)}, which is not in model.vocab`);
+    if (id === undefined) throw new TokenizerError(`${source}: ${shown} makes ${quote(left + right)}, which is not in model.vocab`);
     // A pair listed twice takes its later rank, as Hugging Face's table of merges does.
     merges.set(leftId * vocabSize + rightId, { rank, id });
   });
 
   let unkId: number | undefined;
   if (model.unk_token !== undefined && model.unk_token !== null) {
-    if (typeof model.unk_token !== 'string') throw new Error(`${source}: ${expected('a string', 'model.unk_token', model.unk_token)}`);
+    if (typeof model.unk_token !== 'string') throw new TokenizerError(`${source}: ${expected('a string', 'model.unk_token', model.unk_token)}`);
     unkId = vocab.get(model.unk_token);
-    if (unkId === undefined) throw new Error(`${source}: model.unk_token ${quote(model.unk_token)} is not in model.vocab`);
+    if (unkId === undefined) throw new TokenizerError(`${source}: model.unk_token ${quote(model.unk_token)} is not in model.vocab`);
   }
 
   const eos = added.find((token) => token.content === END_OF_TEXT)?.id
     ?? vocab.get(END_OF_TEXT)
     ?? added.find((token) => token.special)?.id;
   if (eos === undefined) {
-    throw new Error(`${source}: the tokenizer has no end-of-text token (no ${END_OF_TEXT} and no added token with special: true)`);
+    throw new TokenizerError(`${source}: the tokenizer has no end-of-text token (no ${END_OF_TEXT} and no added token with special: true)`);
   }
   return { vocab, merges, added, vocabSize, eosId: eos, addPrefixSpace, useRegex, ignoreMerges, unkId, fuseUnk };
 }
@@ -947,11 +953,11 @@ export function loadTokenizer(spec: string): Tokenizer {
   try {
     stats = fs.statSync(spec);
   } catch {
-    throw new Error(`Expected 'byte' or a path to a tokenizer.json (or a directory holding one) for the tokenizer but found no file at ${spec}`);
+    throw new TokenizerError(`Expected 'byte' or a path to a tokenizer.json (or a directory holding one) for the tokenizer but found no file at ${spec}`);
   }
   if (stats.isDirectory()) {
     const file = path.join(spec, 'tokenizer.json');
-    if (!fs.existsSync(file)) throw new Error(`The directory ${spec} holds no tokenizer.json`);
+    if (!fs.existsSync(file)) throw new TokenizerError(`The directory ${spec} holds no tokenizer.json`);
     return BpeTokenizer.fromFile(file);
   }
   return BpeTokenizer.fromFile(spec);

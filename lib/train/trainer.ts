@@ -11,36 +11,66 @@
  * Deterministic: the same options and seed give the same bytes of model and metrics, and a run
  * resumed from a checkpoint gives those of an unbroken one (wall-clock figures go to
  * timings.jsonl, apart).
+ *
+ * Nothing a user had is lost (docs/training.md, "Your files"): every record and every option is
+ * checked before the output folder is touched; the folder is claimed (new or empty, or
+ * `overwrite`, or the run's own when resuming; locked; never one of the inputs) before anything is
+ * written; `signal` stops the run at a step boundary after a checkpoint; a checkpoint is also
+ * written every `checkpointMinutes`; a resumed run must match its checkpoint in everything but
+ * its length and cadence.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { noGrad } from '../autograd';
 import { collatePreferences, collateSft, tokenizePreferences, tokenizeSft, type PreferenceBatch, type TokenBatch, type TokenizedPair, type TokenizedSft,
   type TruncationReport } from '../data/batch';
-import { readPreferenceDataset, readSftDataset, type DatasetRead, type PreferenceRecord, type SftRecord } from '../data/dataset';
+import { DEFAULT_MAX_LINE_BYTES, DatasetError, readPreferenceDataset, readSftDataset, type DatasetRead, type PreferenceRecord, type ReadOptions, type SftRecord } from '../data/dataset';
 import type { Tokenizer } from '../data/tokenizer';
 import { mulberry32 } from '../example';
 import { preferenceLoss, type LossParameterArgs } from '../losses';
 import { LOSS_PARAMETER_KEYS, checkLoss } from '../losses/parameters';
+import { parametersOf } from '../losses/registry';
 import { GPT } from '../nn/gpt';
 import { crossEntropy } from '../ops/cross_entropy';
 import { scale } from '../ops/elementwise';
 import { AdamW, clipGradNorm, cosineSchedule } from '../optim';
 import { withScope } from '../tensor';
 import { checkBoolean, checkInteger, checkNumber, describe, readArgs } from '../validate';
-import { checkpointDirectory, loadCheckpoint, readTrainerState, saveCheckpoint, saveModelFolder, writeFileAtomic } from './files';
+import { TrainingFileError, checkpointDirectory, loadCheckpoint, readTrainerState, saveCheckpoint, saveModelFolder, tokenizerIdentity, writeFileAtomic } from './files';
 import { writeReport } from '../report/html';
 import type { SampleLog } from '../report/run';
 import { formatSummary } from '../report/summary';
 import { greedyCompletion } from './evaluate';
 import { Progress } from './progress';
 import { frozenCopy, modelLogps, pairLogps, precomputeReference, syncReference, type PairLogps } from './reference';
+import { checkTrainerState, fingerprintData, identityDifferences, type DataFingerprint } from './resume';
+import { claimRunFolder, type RunFolder, type RunInput } from './run_folder';
 
 /** One logged step: TRL's metric names (docs/training.md). */
 export type StepMetrics = Record<string, number>;
 
+/** A record left out of training under skipBadLines, and why. */
+export interface SkippedRecord {
+  file: string;
+  line: number;
+  reason: string;
+}
+
+/** What the data gave, known before the first step: the `onData` callback's argument. */
+export interface DataReport {
+  /** The training data's tokenization (records, kept, truncated). */
+  train: TruncationReport;
+  /** The eval data's, or null without an eval set. */
+  eval: TruncationReport | null;
+  /** Every record skipped (skipBadLines), in both sets. */
+  skipped: SkippedRecord[];
+}
+
 export interface TrainerCallbacks {
+  /** Once the data are read and tokenized, before the first step: what was kept, truncated and skipped. */
+  onData?(report: DataReport): void;
   /** After every logged step, with its metrics (the line of metrics.jsonl). */
   onLog?(metrics: StepMetrics): void;
   /** After every evaluation, with its `eval_` metrics. */
@@ -54,17 +84,25 @@ export interface TrainerOptions {
   /** The model to train (updated in place). */
   model: GPT;
   tokenizer: Tokenizer;
-  /** Where the run's files go (config.json, model.safetensors, metrics.jsonl, checkpoint/); none without. */
+  /**
+   * Where the run's files go (config.json, model.safetensors, metrics.jsonl, checkpoint/); none
+   * without. It must not exist yet or be empty (see `overwrite` and `resume`), and may not be,
+   * hold or lie inside the data files or `inputs`.
+   */
   out?: string;
+  /** Replace what an earlier run wrote in `out` (its model, metrics, checkpoint, report), keeping every other file (default false). */
+  overwrite?: boolean;
+  /** Paths the run reads besides its data files (the starting model's folder): `out` may not be, hold or lie inside one. */
+  inputs?: readonly RunInput[];
   /** Optimizer steps (default: one epoch). */
   steps?: number;
-  /** Examples per micro-batch (pairs for the preference trainer; default 8). */
+  /** Examples per micro-batch (pairs for the preference trainer; default 8; at most the training examples). */
   batchSize?: number;
   /** Micro-batches per step (default 1): the update equals one batch of batchSize * gradientAccumulation. */
   gradientAccumulation?: number;
-  /** The peak learning rate (default 1e-3 for SFT, 5e-4 for preferences: small models; TRL's 1e-6 is for large ones). */
+  /** The peak learning rate, > 0 (default 1e-3 for SFT, 5e-4 for preferences: small models; TRL's 1e-6 is for large ones). */
   lr?: number;
-  /** Steps of linear warmup (default 0). */
+  /** Steps of linear warmup (default 0; at most the run's steps). */
   warmupSteps?: number;
   /** The rate at the last step, as a fraction of lr (default 0.1). */
   minLrRatio?: number;
@@ -80,16 +118,20 @@ export interface TrainerOptions {
   logEvery?: number;
   /** Evaluate every n steps and at the end (default 0: at the end only, when there is an eval set). */
   evalEvery?: number;
-  /** Checkpoint every n steps (default 0: at the end only, when out is given). */
+  /** Checkpoint every n steps (default 0: by time and at the end only, when out is given). */
   saveEvery?: number;
+  /** Checkpoint at the first step boundary this many minutes after the last one (default 10; 0: not by time), when out is given. */
+  checkpointMinutes?: number;
   /** Checkpoint at this step and stop there, as an interruption after it would (for testing resume). */
   stopAfter?: number;
-  /** Continue the run whose checkpoint is in `out`, with the same options. */
+  /** Continue the run whose checkpoint is in `out`: every option must match the checkpoint's but steps and cadence. */
   resume?: boolean;
   /** false: out gets the metrics, samples and report only, no model and no checkpoint (sweeps of many runs; default true). */
   save?: boolean;
-  /** Skip (and count, and report) bad records of the data files instead of stopping at the first (default false). */
+  /** Skip (and list) bad records of the data instead of stopping at the first (default false). */
   skipBadLines?: boolean;
+  /** The longest line of a JSONL data file, in bytes (default 64 MiB): a longer one is a bad record. */
+  maxLineBytes?: number;
   /**
    * Prompts whose greedy generations (policy, and reference for preference runs) are logged at the
    * start, at each evaluation and at the end, to samples.jsonl and the report: the first n of the
@@ -101,6 +143,13 @@ export interface TrainerOptions {
   /** A progress line on stderr: true, false, or 'auto' (default: when stderr is a terminal, else plain lines when out is given). */
   progress?: boolean | 'auto';
   callbacks?: TrainerCallbacks;
+  /**
+   * Read at every step boundary: once `aborted` is true, the run writes a checkpoint (with out)
+   * and returns with `interrupted: true`. An AbortSignal fits; the CLI passes its SIGINT/SIGTERM watch.
+   */
+  signal?: { readonly aborted: boolean };
+  /** What started the run (the CLI's command and options), kept in run.json and the checkpoint for a resume by the folder alone. */
+  command?: { name: string; options: Record<string, unknown> };
 }
 
 export interface SftTrainerOptions extends TrainerOptions {
@@ -130,17 +179,31 @@ export interface TrainResult {
   steps: number;
   /** The truncation report of the training data. */
   data: TruncationReport;
-  /** False when stopAfter ended the run early. */
+  /** The records skipped as bad (skipBadLines), with their file, line and reason. */
+  skipped: SkippedRecord[];
+  /** False when stopAfter or the signal ended the run early. */
   finished: boolean;
+  /** True when the signal ended the run (after a checkpoint, when out is given). */
+  interrupted: boolean;
+  /** The folder of the last checkpoint written, or null (none written: no out, save false, or stopped before the output folder was touched). */
+  checkpoint: string | null;
 }
 
-const COMMON_KEYS = ['model', 'tokenizer', 'out', 'steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay',
-  'maxGradNorm', 'seed', 'maxLength', 'logEvery', 'evalEvery', 'saveEvery', 'stopAfter', 'resume', 'save', 'skipBadLines', 'samples', 'sampleTokens', 'progress', 'callbacks',
-  'train', 'eval'] as const;
+const COMMON_KEYS = ['model', 'tokenizer', 'out', 'overwrite', 'inputs', 'steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio',
+  'weightDecay', 'maxGradNorm', 'seed', 'maxLength', 'logEvery', 'evalEvery', 'saveEvery', 'checkpointMinutes', 'stopAfter', 'resume', 'save', 'skipBadLines',
+  'maxLineBytes', 'samples', 'sampleTokens', 'progress', 'callbacks', 'signal', 'command', 'train', 'eval'] as const;
 
-/** The options that shape the run's bytes: what a resumed run must share with its checkpoint. */
-const RUN_SHAPING = ['steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seed', 'maxLength',
+/** The options as given, recorded in run.json for the report's table. */
+const RECORDED = ['steps', 'batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seed', 'maxLength',
   'logEvery', 'evalEvery', 'saveEvery', 'skipBadLines'] as const;
+
+/**
+ * The settings that shape the run's bytes: a resumed run must have the checkpoint's. Left out:
+ * the length (`steps`: a run may be extended) and the cadence of logging, evaluation and
+ * checkpoints, which a resumed run may change.
+ */
+const IDENTITY_SETTINGS = ['batchSize', 'gradientAccumulation', 'lr', 'warmupSteps', 'minLrRatio', 'weightDecay', 'maxGradNorm', 'seed', 'maxLength',
+  'samples', 'sampleTokens', 'skipBadLines', 'maxLineBytes'] as const;
 
 interface CommonSettings {
   batchSize: number;
@@ -155,10 +218,13 @@ interface CommonSettings {
   logEvery: number;
   evalEvery: number;
   saveEvery: number;
+  checkpointMinutes: number;
   stopAfter: number | null;
   steps: number | null;
   samples: number;
   sampleTokens: number;
+  skipBadLines: boolean;
+  maxLineBytes: number;
 }
 
 function positive(name: string, value: unknown, fallback: number): number {
@@ -168,15 +234,15 @@ function positive(name: string, value: unknown, fallback: number): number {
 function commonSettings(o: Record<string, unknown>, model: GPT, defaultLr: number): CommonSettings {
   const maxLength = positive('maxLength', o.maxLength, model.config.context + 1);
   if (maxLength - 1 > model.config.context) {
-    throw new RangeError(`Expected maxLength <= the model's context + 1 = ${model.config.context + 1} (the model reads maxLength - 1 tokens) but received ${maxLength}`);
+    throw new RangeError(`Expected at most the model's context + 1 = ${model.config.context + 1} (the model reads maxLength - 1 tokens) for maxLength but received ${maxLength}`);
   }
-  if (maxLength < 2) throw new RangeError(`Expected maxLength >= 2 but received ${maxLength}`);
+  if (maxLength < 2) throw new RangeError(`Expected at least 2 for maxLength but received ${maxLength}`);
   const nonNegative = (name: string, fallback: number) => checkInteger(name, o[name] ?? fallback, 0, Number.MAX_SAFE_INTEGER);
   return {
     steps: o.steps === undefined ? null : positive('steps', o.steps, 1),
     batchSize: positive('batchSize', o.batchSize, 8),
     gradientAccumulation: positive('gradientAccumulation', o.gradientAccumulation, 1),
-    lr: checkNumber('lr', o.lr ?? defaultLr, { min: 0 }),
+    lr: checkNumber('lr', o.lr ?? defaultLr, { min: 0, minExclusive: true }),
     warmupSteps: nonNegative('warmupSteps', 0),
     minLrRatio: checkNumber('minLrRatio', o.minLrRatio ?? 0.1, { min: 0, max: 1 }),
     weightDecay: checkNumber('weightDecay', o.weightDecay ?? 0, { min: 0 }),
@@ -186,9 +252,12 @@ function commonSettings(o: Record<string, unknown>, model: GPT, defaultLr: numbe
     logEvery: positive('logEvery', o.logEvery, 1),
     evalEvery: nonNegative('evalEvery', 0),
     saveEvery: nonNegative('saveEvery', 0),
+    checkpointMinutes: checkNumber('checkpointMinutes', o.checkpointMinutes ?? 10, { min: 0 }),
     stopAfter: o.stopAfter === undefined ? null : positive('stopAfter', o.stopAfter, 1),
     samples: nonNegative('samples', 3),
     sampleTokens: positive('sampleTokens', o.sampleTokens, 32),
+    skipBadLines: checkBoolean('skipBadLines', o.skipBadLines ?? false),
+    maxLineBytes: positive('maxLineBytes', o.maxLineBytes, DEFAULT_MAX_LINE_BYTES),
   };
 }
 
@@ -227,6 +296,45 @@ function average(sums: Record<string, number>, count: number): Record<string, nu
   return Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / count]));
 }
 
+/** The memory a machine lets this process have: the cgroup's limit where one is set, else the physical memory. */
+function memoryLimit(): number {
+  for (const file of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const limit = Number(fs.readFileSync(file, 'utf8').trim());
+      if (Number.isFinite(limit) && limit > 0 && limit < os.totalmem()) return limit;
+    } catch {
+      // no such cgroup file: the next, else the machine's memory
+    }
+  }
+  return os.totalmem();
+}
+
+/**
+ * A lower bound of the bytes one training step holds: the weights with their gradients and
+ * AdamW's two moments (and a frozen copy for a reference), and the activations the forward
+ * keeps for the backward over `rows` rows of `tokens` tokens: per token and layer about 17 x
+ * width floats (layer norms, qkv, attention output, the MLP's 4 x width twice) and the
+ * attention's `heads x tokens` weights, then the logits and their gradient (2 x vocab).
+ */
+export function stepMemoryBytes(config: GPT['config'], rows: number, tokens: number, withReference: boolean): number {
+  const parameters = GPT.parameterCount(config);
+  const perToken = config.layers * (17 * config.width + config.heads * tokens) + 2 * config.vocab;
+  return 4 * (parameters * (withReference ? 5 : 4) + rows * tokens * perToken);
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 2 : 1)} GiB`;
+}
+
+/** A user's name for a field of the run's identity (a resume's differences). */
+function identityName(key: string): string {
+  if (key === 'data.train') return 'the training data (train)';
+  if (key === 'data.eval') return 'the eval data (eval)';
+  if (key === 'model') return 'the model\'s config';
+  if (key === 'tokenizer') return 'the tokenizer';
+  return key.split('.').at(-1)!;
+}
+
 /** The shared loop; the two trainers say what a micro-batch is and what it logs. */
 abstract class Trainer<Example extends { prompt: number[] }> {
   protected readonly model: GPT;
@@ -236,13 +344,20 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   protected readonly callbacks: TrainerCallbacks;
   protected readonly progressSetting: boolean | 'auto';
   protected readonly resume: boolean;
+  protected readonly overwrite: boolean;
   protected readonly save: boolean;
-  /** The options as written to trainer_state.json: a resumed run must match them. */
+  protected readonly inputs: readonly RunInput[];
+  protected readonly signal: { readonly aborted: boolean } | null;
+  protected readonly command: { name: string; options: Record<string, unknown> } | null;
+  /** The data: a file path or records, for the training and the eval set. */
+  protected readonly sources: { train: string | readonly unknown[]; eval?: string | readonly unknown[] };
+  /** The options as given, written to run.json (the report's table). */
   protected readonly recordedOptions: Record<string, unknown>;
+  /** What the objective adds to the run's identity (the loss, the reference). */
+  protected objectiveIdentity: Record<string, unknown> = {};
   protected optimizer: AdamW | null = null;
-  protected readonly skipBadLines: boolean;
-  /** Bad records skipped while reading (with skipBadLines), reported at the start. */
-  protected skipped: { file: string; line: number; reason: string }[] = [];
+  /** Bad records skipped while reading and tokenizing (with skipBadLines), reported before the first step. */
+  protected skipped: SkippedRecord[] = [];
   /** The reference's sample generations when they do not change (a frozen reference): those of the start. */
   private referenceSamples: string[] | null = null;
 
@@ -263,35 +378,67 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     }
     this.out = (options.out as string | undefined) ?? null;
     this.resume = checkBoolean('resume', options.resume ?? false);
-    this.skipBadLines = checkBoolean('skipBadLines', options.skipBadLines ?? false);
+    this.overwrite = checkBoolean('overwrite', options.overwrite ?? false);
     this.save = checkBoolean('save', options.save ?? true);
     if (!this.save && (this.resume || this.settings.stopAfter !== null || this.settings.saveEvery > 0)) {
       throw new TypeError('Expected save: true (the default) with resume, stopAfter or saveEvery: they need checkpoints');
     }
     if (this.resume && !this.out) throw new TypeError('Expected out (the run folder holding the checkpoint) with resume: true');
+    if (this.resume && this.overwrite) throw new TypeError('Expected resume or overwrite, not both: resume continues the run in out, overwrite replaces it');
     if (this.settings.stopAfter !== null && !this.out) throw new TypeError('Expected out (where the checkpoint goes) with stopAfter');
     const progress = options.progress ?? 'auto';
     if (progress !== true && progress !== false && progress !== 'auto') throw new TypeError(`Expected true, false or 'auto' for progress but received ${describe(progress)}`);
     this.progressSetting = progress;
     this.callbacks = (options.callbacks as TrainerCallbacks | undefined) ?? {};
-    this.recordedOptions = Object.fromEntries(RUN_SHAPING.map((k) => [k, options[k] ?? null]));
+    this.inputs = readInputs(options.inputs);
+    const signal = options.signal as { aborted?: unknown } | undefined;
+    if (signal !== undefined && (typeof signal !== 'object' || signal === null || !('aborted' in signal))) {
+      throw new TypeError(`Expected an AbortSignal (or an object with aborted) for signal but received ${describe(signal)}`);
+    }
+    this.signal = (signal as { readonly aborted: boolean } | undefined) ?? null;
+    const command = options.command as TrainerOptions['command'];
+    if (command !== undefined && (typeof command !== 'object' || command === null || typeof command.name !== 'string' || typeof command.options !== 'object')) {
+      throw new TypeError(`Expected { name, options } for command but received ${describe(command)}`);
+    }
+    this.command = command ?? null;
+    this.recordedOptions = Object.fromEntries(RECORDED.map((k) => [k, options[k] ?? null]));
+    for (const name of ['train', 'eval'] as const) {
+      const value = options[name];
+      if (!(value === undefined && name === 'eval') && typeof value !== 'string' && !Array.isArray(value)) {
+        throw new TypeError(`Expected a file path or an array of records for ${name} but received ${describe(value)}`);
+      }
+      if (value === '') throw new TypeError(`Expected a file path or an array of records for ${name} but received an empty string`);
+    }
+    this.sources = { train: options.train as string | readonly unknown[], eval: options.eval as string | readonly unknown[] | undefined };
   }
 
-  /** The records of `source` (a file, read with `reader`, its skipped records remembered for the report; or the records). */
+  /** The records of `source` (a file, read with `reader`, its skipped records kept for the report; or the records), and its name for errors. */
   protected async records<T>(source: string | readonly T[] | undefined, name: string,
-    reader: (file: string, options: { skipBadLines: boolean }) => Promise<DatasetRead<T>>): Promise<readonly T[]> {
-    if (source === undefined) return [];
+    reader: (file: string, options: ReadOptions) => Promise<DatasetRead<T>>): Promise<{ records: readonly T[]; file: string }> {
+    if (source === undefined) return { records: [], file: name };
     if (typeof source === 'string') {
-      const read = await reader(source, { skipBadLines: this.skipBadLines });
+      const read = await reader(source, { skipBadLines: this.settings.skipBadLines, maxLineBytes: this.settings.maxLineBytes });
       this.skipped.push(...read.skipped.map((bad) => ({ file: read.file, ...bad })));
-      return read.records;
+      return { records: read.records, file: read.file };
     }
     if (!Array.isArray(source)) throw new TypeError(`Expected a file path or an array of records for ${name} but received ${describe(source)}`);
-    return source;
+    return { records: source, file: `the ${name} records` };
   }
 
-  /** Tokenized training and eval examples. */
-  protected abstract prepare(): Promise<{ train: Example[]; eval: Example[]; report: TruncationReport }>;
+  /**
+   * Records whose prompt alone fills maxLength (no room for one completion token) are bad records
+   * like any other: an error naming the first, or with skipBadLines skipped and listed.
+   */
+  protected checkDropped(report: TruncationReport, file: string): void {
+    if (report.promptFilled === 0) return;
+    const reason = `the prompt alone fills maxLength ${this.settings.maxLength} tokens (the model reads at most maxLength - 1), ` +
+      'leaving no room for the completion: shorten the prompt or raise maxLength';
+    if (!this.settings.skipBadLines) throw new DatasetError(file, report.droppedLines[0], `${reason}${report.promptFilled > 1 ? ` (${report.promptFilled} records are so)` : ''}`);
+    this.skipped.push(...report.droppedLines.map((line) => ({ file, line, reason })));
+  }
+
+  /** Tokenized training and eval examples, every record checked. */
+  protected abstract prepare(): Promise<{ train: Example[]; eval: Example[]; report: TruncationReport; evalReport: TruncationReport | null }>;
   /** Runs once data are ready (the reference's setup); `resumed` holds what the checkpoint saved. */
   protected abstract setUp(train: Example[], evalSet: Example[], resumedLogps: Record<string, Float32Array> | null): void;
   /** One micro-batch forward and backward, weighted by `weight`; returns its metric sums. */
@@ -300,6 +447,8 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   protected abstract stepTokens(batches: Example[][]): number;
   /** Evaluation metrics over the eval set, averaged. */
   protected abstract evaluate(evalSet: Example[]): Record<string, number>;
+  /** The rows of one micro-batch of `examples` (2 per pair for preferences) and its longest row. */
+  protected abstract batchShape(examples: Example[]): { rows: number; tokens: number };
   /** After the optimizer step (the reference's sync). */
   protected afterStep(_step: number): void {}
   /** What a checkpoint saves beside the policy and the optimizer. */
@@ -310,6 +459,8 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   protected abstract dispose(): void;
   /** Whether samples show a reference beside the policy. */
   protected hasReference(): boolean { return false; }
+  /** Whether the run keeps a frozen copy of the model (its memory counts). */
+  protected holdsReferenceCopy(): boolean { return false; }
   /** A reference that changes during the run (TR-DPO's synced copy), sampled anew each time; null when it is frozen. */
   protected changingReference(): GPT | null { return null; }
   /** A frozen reference to sample from when the start's samples are not known (a resumed run without samples.jsonl). */
@@ -336,12 +487,85 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     };
   }
 
+  /**
+   * Everything about the run that the data and options decide, checked before the output folder
+   * is touched: examples left, the batch within the data, the warmup within the run, the memory
+   * of a step within the machine's.
+   */
+  private checkRun(train: Example[], report: TruncationReport, totalSteps: number): void {
+    const s = this.settings;
+    if (train.length === 0) throw new RangeError(`Expected training examples but every one of the ${report.records} records was left out`);
+    if (s.batchSize > train.length) {
+      throw new RangeError(`Expected at most the ${train.length} training examples for batchSize but received ${s.batchSize}`);
+    }
+    if (s.warmupSteps > totalSteps) {
+      throw new RangeError(`Expected at most the run's ${totalSteps} steps for warmupSteps but received ${s.warmupSteps}`);
+    }
+    // the longest micro-batch the data can make: the batch's rows at the longest example's length
+    const longest = train.reduce((best, e) => {
+      const shape = this.batchShape([e]);
+      return shape.tokens > best ? shape.tokens : best;
+    }, 1);
+    const rows = this.batchShape(train.slice(0, 1)).rows * s.batchSize;
+    const needed = stepMemoryBytes(this.model.config, rows, longest, this.holdsReferenceCopy());
+    const limit = memoryLimit();
+    if (needed > limit) {
+      throw new RangeError(`Expected a batch whose step fits in this machine's ${gib(limit)} of memory for batchSize but received ${s.batchSize}: ` +
+        `${rows} rows of up to ${longest} tokens need at least ${gib(needed)}; lower it (and raise gradientAccumulation), or lower maxLength`);
+    }
+  }
+
+  /** The run's identity: what its checkpoint records and a resumed run must match (lib/train/resume.ts). */
+  private async identity(): Promise<Record<string, unknown>> {
+    const source = this.sources;
+    return {
+      kind: this.kind,
+      settings: Object.fromEntries(IDENTITY_SETTINGS.map((k) => [k, this.settings[k]])),
+      ...this.objectiveIdentity,
+      model: { ...this.model.config },
+      tokenizer: tokenizerIdentity(this.tokenizer),
+      data: { train: await fingerprintData(source.train), eval: source.eval === undefined ? null : await fingerprintData(source.eval) },
+    };
+  }
+
   async train(): Promise<TrainResult> {
-    const { train, eval: evalSet, report } = await this.prepare();
-    if (train.length === 0) throw new RangeError(`Expected training examples but every one of the ${report.records} records was dropped (its prompt fills maxLength ${this.settings.maxLength})`);
+    const { train, eval: evalSet, report, evalReport } = await this.prepare();
     const s = this.settings;
     const perStep = s.batchSize * s.gradientAccumulation;
     const totalSteps = s.steps ?? Math.max(1, Math.ceil(train.length / perStep));
+    this.checkRun(train, report, totalSteps);
+    this.callbacks.onData?.({ train: report, eval: evalReport, skipped: this.skipped });
+    const identity = this.out && this.save ? await this.identity() : null;
+    // stopped while the data were read: nothing has been written, and nothing is
+    if (this.signal?.aborted) return { history: [], eval: null, steps: 0, data: report, skipped: this.skipped, finished: false, interrupted: true, checkpoint: null };
+    const folder = this.out ? this.claim() : null;
+    try {
+      return await this.loop(train, evalSet, report, totalSteps, identity);
+    } finally {
+      folder?.release();
+    }
+  }
+
+  /** The output folder, claimed: new or empty, or overwrite, or the run's own to resume; never one of the inputs. */
+  private claim(): RunFolder {
+    const source = this.sources;
+    const dataInputs: RunInput[] = [];
+    if (typeof source.train === 'string') dataInputs.push({ name: 'the training data', path: source.train });
+    if (typeof source.eval === 'string') dataInputs.push({ name: 'the eval data', path: source.eval });
+    const description = this.tokenizer.describe();
+    if (description.kind === 'bpe' && fs.existsSync(description.file)) dataInputs.push({ name: 'the tokenizer file', path: description.file });
+    return claimRunFolder(this.out!, {
+      mode: this.resume ? 'resume' : this.overwrite ? 'overwrite' : 'new',
+      inputs: [...this.inputs, ...dataInputs],
+      what: 'the output folder (out)',
+      note: (line) => process.stderr.write(`fusedpo: ${line}\n`),
+    });
+  }
+
+  private async loop(train: Example[], evalSet: Example[], report: TruncationReport, totalSteps: number,
+    identity: Record<string, unknown> | null): Promise<TrainResult> {
+    const s = this.settings;
+    const perStep = s.batchSize * s.gradientAccumulation;
     this.optimizer = new AdamW(this.model, { lr: s.lr, weightDecay: s.weightDecay });
     const optimizer = this.optimizer;
     let step = 0, cursor = 0, numTokens = 0;
@@ -354,44 +578,42 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     /** The settings the options resolved to (the report's table): fixed for the run. */
     const settings = { ...s, steps: totalSteps, stopAfter: null };
     const state = (): Record<string, unknown> => ({
-      format: 'fusedpo-trainer-state', version: 1, kind: this.kind, step, cursor, numTokens, totalSteps,
-      options: this.recordedOptions, settings,
+      format: 'fusedpo-trainer-state', version: 2, kind: this.kind, step, cursor, numTokens, totalSteps,
+      identity, command: this.command, options: this.recordedOptions, settings,
       metricsBytes: sizeOf(metricsFile), timingsBytes: sizeOf(timingsFile), samplesBytes: sizeOf(samplesFile),
     });
     let lastSamples: SampleLog | null = null;
+    /** When and at which step the last checkpoint was written (-1: none by this process). */
+    let checkpointedAt = Date.now();
+    let checkpointedStep = -1;
     try {
-      if (this.out) fs.mkdirSync(this.out, { recursive: true });
       let checkpointAt: string | null = null;
       if (this.resume) {
         checkpointAt = checkpointDirectory(this.out!);
+        const stateFile = path.join(checkpointAt, 'trainer_state.json');
         const saved = readTrainerState(checkpointAt);
-        this.checkResumable(saved, checkpointAt);
-        step = saved.step as number;
-        cursor = saved.cursor as number;
-        numTokens = saved.numTokens as number;
-        for (const [file, bytes] of [[metricsFile!, saved.metricsBytes], [timingsFile!, saved.timingsBytes], [samplesFile!, saved.samplesBytes ?? 0]] as const) {
-          if (fs.existsSync(file)) fs.truncateSync(file, bytes as number);
+        if (saved.kind !== this.kind) throw new TrainingFileError(stateFile, `the checkpoint is of a ${String(saved.kind)} run, not ${this.kind}`);
+        const differences = identityDifferences(saved.identity, identity, identityName);
+        if (differences.length > 0) throw new TrainingFileError(stateFile, `resuming with other settings than the run's: ${differences.join('; ')}`);
+        const point = checkTrainerState(saved, stateFile, { totalSteps, perStep, sizes: { metrics: sizeOf(metricsFile), timings: sizeOf(timingsFile), samples: sizeOf(samplesFile) } });
+        ({ step, cursor, numTokens } = point);
+        for (const [file, bytes] of [[metricsFile!, point.fileBytes.metrics], [timingsFile!, point.fileBytes.timings], [samplesFile!, point.fileBytes.samples]] as const) {
+          if (fs.existsSync(file)) fs.truncateSync(file, bytes);
         }
-        if (fs.existsSync(samplesFile!)) {
-          const logs = fs.readFileSync(samplesFile!, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as SampleLog);
-          const start = logs.find((l) => l.step === 0);
-          if (start?.samples.every((x) => x.reference !== undefined)) this.referenceSamples = start.samples.map((x) => x.reference!);
-          lastSamples = logs.at(-1) ?? null;
-        }
-        if (fs.existsSync(metricsFile!)) {
-          history.push(...fs.readFileSync(metricsFile!, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as StepMetrics));
-        }
-      } else if (this.out) {
-        for (const file of [metricsFile!, timingsFile!, samplesFile!, path.join(this.out, 'report.html')]) fs.rmSync(file, { force: true });
+        const logs = readJsonLines<SampleLog>(samplesFile!);
+        const start = logs.find((l) => l.step === 0);
+        if (start?.samples?.every((x) => x.reference !== undefined)) this.referenceSamples = start.samples.map((x) => x.reference!);
+        lastSamples = logs.at(-1) ?? null;
+        history.push(...readJsonLines<StepMetrics>(metricsFile!).filter((m) => !Object.keys(m).some((k) => k.startsWith('eval_'))));
       }
       if (checkpointAt) {
         // the reference's starting weights and the precomputed log-probs come from the checkpoint
-        const loaded = loadCheckpoint(checkpointAt, { model: this.model, optimizer, reference: this.resumeInto() });
+        const loaded = loadCheckpoint(checkpointAt, { model: this.model, optimizer, reference: this.resumeInto(), step });
         resumedLogps = loaded.referenceLogps;
       }
       // what the report reads: the run's kind, its options and their resolved settings (with or without checkpoints)
       if (this.out) {
-        const run = { format: 'fusedpo-run', version: 1, kind: this.kind, options: this.recordedOptions, settings };
+        const run = { format: 'fusedpo-run', version: 1, kind: this.kind, options: this.recordedOptions, settings, command: this.command };
         writeFileAtomic(path.join(this.out, 'run.json'), `${JSON.stringify(run, null, 2)}\n`);
       }
       this.setUp(train, evalSet, resumedLogps);
@@ -410,6 +632,10 @@ abstract class Trainer<Example extends { prompt: number[] }> {
         if (this.out) progress.note(`report: ${writeReport([this.out], path.join(this.out, 'report.html'))}`);
         progress.end(message);
       };
+      const result = (finished: boolean, interrupted: boolean): TrainResult => ({
+        history, eval: lastEval, steps: step, data: report, skipped: this.skipped, finished, interrupted,
+        checkpoint: checkpointedStep >= 0 || checkpointAt ? path.join(this.out!, 'checkpoint') : null,
+      });
       if (step === 0) logSamples();
       const runEval = () => {
         const metrics = { step, ...Object.fromEntries(Object.entries(noGrad(() => this.evaluate(evalSet))).map(([k, v]) => [`eval_${k}`, v])) };
@@ -420,11 +646,23 @@ abstract class Trainer<Example extends { prompt: number[] }> {
         progress.eval(metrics);
       };
       const checkpoint = () => {
-        if (!this.out || !this.save) return;
-        saveCheckpoint(this.out, { state: state(), model: this.model, optimizer, ...this.checkpointExtras() });
+        checkpointedAt = Date.now();
+        if (!this.out || !this.save || checkpointedStep === step) return;
+        saveCheckpoint(this.out, { state: state(), model: this.model, tokenizer: this.tokenizer, optimizer, ...this.checkpointExtras() });
+        checkpointedStep = step;
         this.callbacks.onCheckpoint?.(step, path.join(this.out, 'checkpoint'));
       };
+      /** Stops at a step boundary when the signal came: a checkpoint, then a line saying how to go on. */
+      const interrupted = (): TrainResult | null => {
+        if (!this.signal?.aborted) return null;
+        checkpoint();
+        const where = this.out && this.save ? `; checkpoint in ${path.join(this.out, 'checkpoint')}; resume with --resume ${this.out}` : '';
+        finish(`interrupted at step ${step} of ${totalSteps}${where}`);
+        return result(false, true);
+      };
       while (step < totalSteps) {
+        const stop = interrupted();
+        if (stop) return stop;
         const started = process.hrtime.bigint();
         optimizer.lr = cosineSchedule(step, { maxLr: s.lr, minLr: s.lr * s.minLrRatio, warmupSteps: Math.min(s.warmupSteps, totalSteps), totalSteps });
         const micro: number[][] = [];
@@ -461,9 +699,13 @@ abstract class Trainer<Example extends { prompt: number[] }> {
         if (s.stopAfter !== null && step === s.stopAfter && step < totalSteps) {
           checkpoint();
           finish(`stopped after step ${step} (checkpoint in ${path.join(this.out!, 'checkpoint')}; --resume continues it)`);
-          return { history, eval: lastEval, steps: step, data: report, finished: false };
+          return result(false, false);
         }
-        if (s.saveEvery > 0 && step % s.saveEvery === 0 && step !== totalSteps) checkpoint();
+        const due = (s.saveEvery > 0 && step % s.saveEvery === 0) || (s.checkpointMinutes > 0 && Date.now() - checkpointedAt >= s.checkpointMinutes * 60_000);
+        if (due && step !== totalSteps) checkpoint();
+        // a turn of the event loop between steps: an AbortController's abort() (or a signal
+        // listener where the native watch is not available) is seen at the next boundary
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
       if (evalSet.length > 0) runEval();
       else logSamples();
@@ -472,7 +714,7 @@ abstract class Trainer<Example extends { prompt: number[] }> {
         saveModelFolder(this.out, this.model, this.tokenizer);
       }
       finish(this.out ? `done: ${totalSteps} steps; model in ${this.out}` : `done: ${totalSteps} steps`);
-      return { history, eval: lastEval, steps: step, data: report, finished: true };
+      return result(true, false);
     } finally {
       optimizer.dispose();
       this.optimizer = null;
@@ -482,16 +724,28 @@ abstract class Trainer<Example extends { prompt: number[] }> {
 
   /** The log's fields in TRL's order. */
   protected abstract orderMetrics(averaged: Record<string, number>, learningRate: number, gradNorm: number): StepMetrics;
+}
 
-  private checkResumable(saved: Record<string, unknown>, directory: string): void {
-    if (saved.kind !== this.kind) throw new TypeError(`${directory}: the checkpoint is of a ${String(saved.kind)} run, not ${this.kind}`);
-    const savedOptions = saved.options as Record<string, unknown>;
-    const differing = Object.keys(this.recordedOptions).filter((k) => JSON.stringify(savedOptions?.[k] ?? null) !== JSON.stringify(this.recordedOptions[k]));
-    if (differing.length > 0) {
-      throw new TypeError(`${directory}: resuming with other options than the checkpoint's: ${differing.map((k) =>
-        `${k} ${JSON.stringify(this.recordedOptions[k])} (the checkpoint's: ${JSON.stringify(savedOptions?.[k] ?? null)})`).join(', ')}`);
-    }
+/** The inputs option, checked: an array of { name, path }. */
+function readInputs(value: unknown): RunInput[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'object' && v !== null && typeof v.name === 'string' && typeof v.path === 'string' && v.path !== '')) {
+    throw new TypeError(`Expected an array of { name, path } for inputs but received ${describe(value)}`);
   }
+  return value.map((v: RunInput) => ({ name: v.name, path: v.path }));
+}
+
+/** The JSON lines of a run file (none when it is absent); a line that is not JSON is an error naming the file and line. */
+function readJsonLines<T>(file: string): T[] {
+  if (!fs.existsSync(file)) return [];
+  return fs.readFileSync(file, 'utf8').split('\n').flatMap((line, i) => {
+    if (line === '') return [];
+    try {
+      return [JSON.parse(line) as T];
+    } catch (error) {
+      throw new TrainingFileError(`${file}:${i + 1}`, `not valid JSON (${(error as Error).message}); the run folder was changed since the checkpoint`);
+    }
+  });
 }
 
 // ---- SFT ------------------------------------------------------------------------------------------
@@ -511,17 +765,24 @@ export class SftTrainer extends Trainer<TokenizedSft> {
     this.options = o;
   }
 
-  protected async prepare(): Promise<{ train: TokenizedSft[]; eval: TokenizedSft[]; report: TruncationReport }> {
-    const trainRecords = await this.records(this.options.train, 'train', readSftDataset);
-    const { examples, report } = tokenizeSft(trainRecords, this.tokenizer, this.settings.maxLength);
-    const evalExamples = tokenizeSft(await this.records(this.options.eval, 'eval', readSftDataset), this.tokenizer, this.settings.maxLength).examples;
-    return { train: examples, eval: evalExamples, report };
+  protected async prepare() {
+    const trainRead = await this.records(this.options.train, 'train', readSftDataset);
+    const evalRead = await this.records(this.options.eval, 'eval', readSftDataset);
+    const { examples, report } = tokenizeSft(trainRead.records, this.tokenizer, this.settings.maxLength);
+    this.checkDropped(report, trainRead.file);
+    const evaluation = this.options.eval === undefined ? null : tokenizeSft(evalRead.records, this.tokenizer, this.settings.maxLength);
+    if (evaluation) this.checkDropped(evaluation.report, evalRead.file);
+    return { train: examples, eval: evaluation?.examples ?? [], report, evalReport: evaluation?.report ?? null };
   }
 
   protected setUp(): void {}
   protected resumeInto(): GPT | null { return null; }
   protected checkpointExtras() { return {}; }
   protected dispose(): void {}
+
+  protected batchShape(examples: TokenizedSft[]): { rows: number; tokens: number } {
+    return { rows: examples.length, tokens: examples.reduce((t, e) => Math.max(t, e.prompt.length + e.completion.length - 1), 1) };
+  }
 
   protected stepTokens(batches: TokenizedSft[][]): number {
     return batches.reduce((n, examples) => n + examples.reduce((m, e) => m + e.completion.length, 0), 0);
@@ -603,12 +864,25 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
       this.sync = null;
     }
     Object.assign(this.recordedOptions, { ...this.lossArgs, reference: this.referenceMode, referenceSync: this.sync });
+    // the loss as it resolved (defaults filled in: writing out a default is the same run)
+    const taken = parametersOf(loss.entry);
+    this.objectiveIdentity = {
+      loss: {
+        loss: loss.name, ...Object.fromEntries(taken.map((name) => [name, loss.fields[name]])),
+        averageLogProb: loss.fields.averageLogProb, nllWeight: loss.fields.nllWeight, nllReduction: loss.fields.nllReduction === 1 ? 'sum' : 'tokenMean',
+      },
+      reference: this.needsReference ? { mode: this.referenceMode, sync: this.sync } : null,
+    };
   }
 
-  protected async prepare(): Promise<{ train: TokenizedPair[]; eval: TokenizedPair[]; report: TruncationReport }> {
-    const { pairs, report } = tokenizePreferences(await this.records(this.options.train, 'train', readPreferenceDataset), this.tokenizer, this.settings.maxLength);
-    const evalPairs = tokenizePreferences(await this.records(this.options.eval, 'eval', readPreferenceDataset), this.tokenizer, this.settings.maxLength).pairs;
-    return { train: pairs, eval: evalPairs, report };
+  protected async prepare() {
+    const trainRead = await this.records(this.options.train, 'train', readPreferenceDataset);
+    const evalRead = await this.records(this.options.eval, 'eval', readPreferenceDataset);
+    const { pairs, report } = tokenizePreferences(trainRead.records, this.tokenizer, this.settings.maxLength);
+    this.checkDropped(report, trainRead.file);
+    const evaluation = this.options.eval === undefined ? null : tokenizePreferences(evalRead.records, this.tokenizer, this.settings.maxLength);
+    if (evaluation) this.checkDropped(evaluation.report, evalRead.file);
+    return { train: pairs, eval: evaluation?.pairs ?? [], report, evalReport: evaluation?.report ?? null };
   }
 
   protected setUp(train: TokenizedPair[], evalSet: TokenizedPair[], resumed: Record<string, Float32Array> | null): void {
@@ -644,6 +918,12 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
     this.reference?.dispose();
     this.reference = null;
   }
+
+  protected batchShape(pairs: TokenizedPair[]): { rows: number; tokens: number } {
+    return { rows: 2 * pairs.length, tokens: pairs.reduce((t, p) => Math.max(t, p.prompt.length + Math.max(p.chosen.length, p.rejected.length) - 1), 1) };
+  }
+
+  protected override holdsReferenceCopy(): boolean { return this.needsReference && this.referenceMode === 'copy'; }
 
   protected stepTokens(batches: TokenizedPair[][]): number {
     return batches.reduce((n, pairs) => n + pairs.reduce((m, p) => m + p.chosen.length, 0), 0);

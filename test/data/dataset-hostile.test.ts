@@ -294,7 +294,7 @@ test('duplicated keys: found exactly when an object of a random record repeats a
         // every record skipped: only when it repeats a key
         assert.instance(error, DatasetError);
         assert.ok(repeats(meta), `${line}: ${(error as Error).message}`);
-        assert.match((error as Error).message, /\(all 1 was skipped as bad; the first, line 1: duplicated key /);
+        assert.match((error as Error).message, /\(the one record was skipped as bad: line 1: duplicated key /);
       } finally {
         fs.rmSync(file);
       }

@@ -411,7 +411,7 @@ test('an empty dataset is an error, also when every record was skipped', async (
     /: no records \(all 3 were skipped as bad; the first, line 1: not valid JSON: .+\)$/,
   );
   const one = write('one.jsonl', '{"text": 1}\n');
-  await rejection(readSftDataset(one, { skipBadLines: true }), one, null, /: no records \(all 1 was skipped as bad; the first, line 1: expected a string for "text"/);
+  await rejection(readSftDataset(one, { skipBadLines: true }), one, null, /: no records \(the one record was skipped as bad: line 1: expected a string for "text"/);
 });
 
 test('skipBadLines: bad records are listed with their line and reason, reading goes on', async () => {

@@ -247,9 +247,9 @@ test('a model folder round-trips; one that does not match its config is an error
 test('bad options and data: clear errors before training; resuming with other options names them', async () => {
   const model = new GPT(CONFIG, { seed: 1 });
   const make = (o: Partial<PreferenceTrainerOptions>) => new PreferenceTrainer({ model, tokenizer, train: PREFERENCES, progress: false, ...o } as PreferenceTrainerOptions);
-  assert.throws(() => make({ batchSize: 0 }), /Expected an integer between 1 and .* for batchSize but received 0/);
+  assert.throws(() => make({ batchSize: 0 }), /Expected a positive integer for batchSize but received 0/);
   assert.throws(() => make({ lr: -1 }), /for lr but received -1/);
-  assert.throws(() => make({ maxLength: 100 }), /maxLength <= the model's context \+ 1 = 13/);
+  assert.throws(() => make({ maxLength: 100 }), /Expected at most the model's context \+ 1 = 13 .* for maxLength but received 100/);
   assert.throws(() => make({ loss: 'kto' as never }), /Expected one of 'dpo', 'minordpo'.* for loss but received 'kto'/);
   assert.throws(() => make({ loss: 'simpo', labelSmoothing: 0.1 }), /Expected no labelSmoothing with loss 'simpo'/);
   assert.throws(() => make({ beta: 0 }), /for beta but received 0/);
@@ -276,7 +276,7 @@ test('bad options and data: clear errors before training; resuming with other op
     await preferenceRun({ steps: 3, batchSize: 8, out: path.join(base, 'run'), resume: true });
     assert.unreachable('resumed with another batch size');
   } catch (error) {
-    assert.match((error as Error).message, /resuming with other options than the checkpoint's: batchSize 8 \(the checkpoint's: 4\)/);
+    assert.match((error as Error).message, /resuming with other settings than the run's: batchSize 8 \(the checkpoint's: 4\)/);
   }
   try {
     await preferenceRun({ steps: 3, out: path.join(base, 'nothing'), resume: true });
