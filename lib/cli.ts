@@ -8,15 +8,16 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { UsageError, didYouMean } from './cli/options';
+import { UsageError, camelCase, didYouMean, type Flag } from './cli/options';
 import { benchCommand } from './cli/bench';
-import { evalCommand } from './cli/eval';
+import { EVAL_FLAGS, evalCommand } from './cli/eval';
 import { generateCommand } from './cli/generate';
 import { reportCommand } from './cli/report';
 import { reproduceCommand, startCommand } from './cli/reproduce';
-import { sftCommand, trainCommand } from './cli/train';
+import { SFT_FLAGS, TRAIN_FLAGS, sftCommand, trainCommand } from './cli/train';
 import { DEFAULT_DEMO, runDemo } from './demo';
 import { doctorReport, formatDoctorReport } from './doctor';
+import { FusedpoError, NativeLoadError, NonFiniteLogitError } from './errors';
 import { LOSS_NAMES, type LossName } from './losses';
 import { packageRoot } from './native';
 import { version } from './version';
@@ -127,20 +128,53 @@ function build(): void {
 
 const COMMANDS = ['start', 'reproduce', 'demo', 'sft', 'train', 'eval', 'generate', 'report', 'doctor', 'bench', 'build', 'help'];
 
-/** A trainer's error: its message, without a stack (the message names the file, line or option). */
-async function runTraining(command: string, run: () => Promise<void>): Promise<void> {
+/** Every flag of every command, for naming an option in an error in the user's words. */
+const ALL_FLAGS: readonly Flag[] = [...TRAIN_FLAGS, ...SFT_FLAGS, ...EVAL_FLAGS];
+
+/**
+ * An error's message in the command line's words: an API option named in it (`for batchSize but
+ * received 0 of type number`) becomes the flag the user typed (`for --batch but received 0`).
+ */
+export function inFlagWords(message: string): string {
+  return message.replace(/ for ([A-Za-z][A-Za-z0-9]*) but received (.*?)(?: of type (?:number|string|boolean))?(?=[;,.)]|$)/, (whole, option: string, value: string) => {
+    const flag = ALL_FLAGS.find((f) => (f.option ?? camelCase(f.name)) === option);
+    return flag ? ` for --${flag.name} but received ${value}` : whole;
+  });
+}
+
+/** Whether an error is one a user causes with input (printed as one line), rather than a fault of fusedpo. */
+function causedByInput(error: Error): boolean {
+  if (error instanceof FusedpoError || error instanceof NonFiniteLogitError || error instanceof NativeLoadError) return true;
+  // the argument checks (lib/validate.ts and the trainers) all say "Expected ... but received ..."
+  if ((error instanceof TypeError || error instanceof RangeError) && /^([\w.]+: )?expected /i.test(error.message)) return true;
+  // a system call's failure (a full disk, a permission): its code and message say what happened
+  return typeof (error as NodeJS.ErrnoException).code === 'string' && typeof (error as NodeJS.ErrnoException).syscall === 'string';
+}
+
+/**
+ * Runs a command and turns any error into one line on stderr, never a stack trace (FUSEDPO_DEBUG=1
+ * adds it): usage errors exit with status 2, bad input with 1, and anything else is said to be
+ * fusedpo's fault, with status 70 (EX_SOFTWARE), so that it is reported.
+ */
+async function runCommand(command: string, run: () => Promise<void> | void): Promise<void> {
   try {
     await run();
   } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(error.message.startsWith('fusedpo ') ? error.message : `fusedpo ${command}: ${error.message}`);
+    const debug = process.env.FUSEDPO_DEBUG === '1';
+    const err = error instanceof Error ? error : new Error(String(error));
+    const prefix = err.message.startsWith('fusedpo ') ? '' : `fusedpo ${command}: `;
+    if (err instanceof UsageError) {
+      console.error(`${prefix}${err.message}`);
       process.exit(2);
     }
-    if (error instanceof Error && ['TypeError', 'RangeError', 'DatasetError', 'TrainingFileError', 'Error'].includes(error.name)) {
-      console.error(`fusedpo ${command}: ${error.message}`);
+    if (causedByInput(err)) {
+      console.error(`${prefix}${inFlagWords(err.message)}`);
+      if (debug) console.error(err.stack);
       process.exit(1);
     }
-    throw error;
+    console.error(`${prefix}internal error: ${err.message} (this is a fault of fusedpo: please report it, with the output of FUSEDPO_DEBUG=1)`);
+    if (debug) console.error(err.stack);
+    process.exit(70);
   }
 }
 
@@ -148,31 +182,31 @@ async function main(argv: string[]): Promise<void> {
   const [command = 'help', ...args] = argv;
   switch (command) {
     case 'start':
-      return runTraining('start', () => startCommand(args));
+      return runCommand('start', () => startCommand(args));
     case 'reproduce':
-      return runTraining('reproduce', () => reproduceCommand(args));
+      return runCommand('reproduce', () => reproduceCommand(args));
     case 'sft':
-      return runTraining('sft', () => sftCommand(args));
+      return runCommand('sft', () => sftCommand(args));
     case 'train':
-      return runTraining('train', () => trainCommand(args));
+      return runCommand('train', () => trainCommand(args));
     case 'eval':
-      return runTraining('eval', () => evalCommand(args));
+      return runCommand('eval', () => evalCommand(args));
     case 'generate':
-      return runTraining('generate', async () => generateCommand(args));
+      return runCommand('generate', async () => generateCommand(args));
     case 'report':
-      return runTraining('report', async () => reportCommand(args));
+      return runCommand('report', async () => reportCommand(args));
     case 'bench':
-      return runTraining('bench', () => benchCommand(args));
+      return runCommand('bench', () => benchCommand(args));
     case 'demo':
-      return demo(args);
-    case 'doctor': {
-      const report = doctorReport();
-      console.log(args.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
-      if (report.error) process.exitCode = 1;
-      return;
-    }
+      return runCommand('demo', () => demo(args));
+    case 'doctor':
+      return runCommand('doctor', () => {
+        const report = doctorReport();
+        console.log(args.includes('--json') ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
+        if (report.error) process.exitCode = 1;
+      });
     case 'build':
-      return build();
+      return runCommand('build', build);
     case 'help':
     case '--help':
     case '-h':
@@ -187,5 +221,11 @@ async function main(argv: string[]): Promise<void> {
     }
   }
 }
+
+// A reader that goes away (`fusedpo report ... | head`) is not an error of ours.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
 
 void main(process.argv.slice(2));

@@ -24,6 +24,7 @@ import { ACCEPTED_LOSS_NAMES } from '../losses/registry';
 import { cudaAvailable, loadAddon, packageRoot, setThreads } from '../native';
 import { Tensor } from '../tensor';
 import { version } from '../version';
+import { NativeLoadError } from '../errors';
 import { UsageError, helpText, parseFlags, type Flag } from './options';
 
 export interface BenchCase {
@@ -513,7 +514,7 @@ export async function runBench(o: Options, log: Progress): Promise<BenchReport> 
   const info = loaded.addon.info();
   const entry = lossEntry(o.loss)!;
   const cuda = cudaStatus();
-  if (o.devices.length === 1 && o.devices[0] === 'cuda' && !cuda.usable) throw new Error(`--device cuda: ${cuda.status}`);
+  if (o.devices.length === 1 && o.devices[0] === 'cuda' && !cuda.usable) throw new NativeLoadError(`--device cuda: ${cuda.status}`);
   const devices = o.devices.filter((d) => d === 'cpu' || cuda.usable);
   const total = o.cases.length * o.dtypes.length;
 

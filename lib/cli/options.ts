@@ -4,6 +4,7 @@
  * and printed by `--help`. The loss parameters come from the registry, as kebab-case flags of
  * the same names the API takes (`--label-smoothing` is `labelSmoothing`).
  */
+import { FusedpoError } from '../errors';
 import { PARAMETERS, type NumberParameter, type ParameterName } from '../losses/registry';
 
 export type FlagKind = 'integer' | 'number' | 'string' | 'path' | 'boolean';
@@ -19,11 +20,9 @@ export interface Flag {
   choices?: readonly string[];
 }
 
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
+/** A command line that cannot be run as written (an unknown flag, a missing value): exit status 2. */
+export class UsageError extends FusedpoError {
+  override name = 'UsageError';
 }
 
 /** `label-smoothing` -> `labelSmoothing`. */

@@ -11,6 +11,7 @@ import { UsageError, helpText, parseFlags, type Flag } from './options';
 const FLAGS: Flag[] = [
   { name: 'out', kind: 'path', help: 'the HTML file to write (default: DIR/report.html for one run, report.html here for several)' },
   { name: 'labels', kind: 'string', help: 'comma-separated names of the runs, in order (default: the folders\' names)' },
+  { name: 'overwrite', kind: 'boolean', help: 'let --out replace a file that is not a fusedpo report (an earlier report is replaced without it)' },
 ];
 
 export function reportCommand(argv: readonly string[]): void {
@@ -24,5 +25,5 @@ export function reportCommand(argv: readonly string[]): void {
   }
   const file = (options.out as string | undefined) ?? (directories.length === 1 ? path.join(directories[0], 'report.html') : 'report.html');
   const runs = directories.map((directory, i) => (labels ? { directory, label: labels[i] } : directory));
-  console.log(`fusedpo report: ${directories.length} run${directories.length > 1 ? 's' : ''} -> ${writeReport(runs, file)}`);
+  console.log(`fusedpo report: ${directories.length} run${directories.length > 1 ? 's' : ''} -> ${writeReport(runs, file, { overwrite: options.overwrite === true })}`);
 }

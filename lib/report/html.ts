@@ -8,7 +8,7 @@
 import * as path from 'node:path';
 
 import { lossEntry, parameterFor } from '../losses/registry';
-import { writeFileAtomic } from '../train/files';
+import { writeOutputFile } from '../train/files';
 import { version } from '../version';
 import { escapeXml, lineChart, type Series } from './chart';
 import { readRun, type RunRecord } from './run';
@@ -136,7 +136,7 @@ export function renderReport(runs: readonly RunRecord[], options: ReportOptions 
   const body = groups.map((g) => `${g.heading ? `<h2>${escapeXml(g.heading)}</h2>` : ''}` +
     `${legend(g.runs.map((run) => ({ label: run.name, color: colorOf(run) })))}${charts(g.runs, options.charts ?? null, colorOf)}`).join('\n');
   return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="${GENERATOR}"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeXml(title)}</title><style>${STYLE}</style></head>
 <body>
 <h1>${escapeXml(title)}</h1>
@@ -149,9 +149,22 @@ ${options.samples === false ? '' : samples(runs)}
 `;
 }
 
-/** Reads the run folders and writes their report to `file` (atomically); returns the file. */
-export function writeReport(directories: readonly (string | { directory: string; label: string })[], file: string): string {
+/** What marks a report as fusedpo's: a file holding it may be replaced by a newer report. */
+const GENERATOR = 'fusedpo report';
+
+/** Whether the start of a file is a fusedpo report's. */
+export function isReport(head: string): boolean {
+  return head.startsWith('<!DOCTYPE html>') && head.includes(`<meta name="generator" content="${GENERATOR}">`);
+}
+
+/**
+ * Reads the run folders and writes their report to `file` (atomically); returns the file. A file
+ * there that is not a fusedpo report is refused unless `overwrite` (a report never replaces a
+ * user's file: `--out metrics.jsonl` is an error).
+ */
+export function writeReport(directories: readonly (string | { directory: string; label: string })[], file: string, options: { overwrite?: boolean } = {}): string {
   const runs = directories.map((d) => (typeof d === 'string' ? readRun(d) : readRun(d.directory, d.label)));
-  writeFileAtomic(file, renderReport(runs));
+  const inputs = runs.flatMap((run) => ['metrics.jsonl', 'samples.jsonl', 'run.json'].map((name) => ({ name: `${run.directory}'s ${name}`, path: path.join(run.directory, name) })));
+  writeOutputFile(file, renderReport(runs), { overwrite: options.overwrite ?? false, ours: isReport, what: 'the report', inputs });
   return path.resolve(file);
 }

@@ -23,6 +23,8 @@ import { legend, renderReport } from '../report/html';
 import { readRun, type RunRecord } from '../report/run';
 import { evaluatePreferences } from '../train/evaluate';
 import { loadModelFolder, saveModelFolder, writeFileAtomic } from '../train/files';
+import { defaultCacheDirectory } from '../train/reference';
+import { claimRunFolder, type RunFolder } from '../train/run_folder';
 import { PreferenceTrainer, SftTrainer } from '../train/trainer';
 import { version } from '../version';
 import { arithmeticTask, type TaskOptions } from './task';
@@ -117,6 +119,10 @@ export interface StudyResult {
 export interface StudyCallbacks {
   /** A line of progress (the SFT model, each run). */
   log?(line: string): void;
+  /** Let `out` be an earlier study's folder: its study files are replaced, every other file is kept (default false: new or empty). */
+  overwrite?: boolean;
+  /** Where the SFT model is cached by its settings (default: FUSEDPO_CACHE, else ~/.cache/fusedpo). */
+  cacheDirectory?: string;
 }
 
 const fixed = (x: number, digits = 3) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
@@ -128,40 +134,74 @@ function clock(seconds: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
-/** The SFT model of the study: trained, or read back from `out/sft` when the same settings made it. */
-async function sftModel(config: StudyConfig, task: ReturnType<typeof arithmeticTask>, out: string, log: (line: string) => void): Promise<GPT> {
-  const dir = path.join(out, 'sft');
+/**
+ * The SFT model of the study: read back from the cache (`<cache>/study-sft/<key>`, the key a hash
+ * of the settings that make it) when an earlier study made it, else trained and cached; copied
+ * into `out/sft` either way, so that the study folder holds its starting model.
+ */
+async function sftModel(config: StudyConfig, task: ReturnType<typeof arithmeticTask>, out: string, cacheDirectory: string, log: (line: string) => void): Promise<GPT> {
   const key = createHash('sha256').update(JSON.stringify({ version: 1, task: config.task, model: config.model, sft: config.sft })).digest('hex');
-  const keyFile = path.join(dir, 'study-key.txt');
-  if (fs.existsSync(keyFile) && fs.readFileSync(keyFile, 'utf8') === key && fs.existsSync(path.join(dir, 'model.safetensors'))) {
-    log(`sft: reading the SFT model of these settings from ${dir}`);
-    return loadModelFolder(dir).model;
-  }
+  const cached = path.join(cacheDirectory, 'study-sft', key);
   const tokenizer = new ByteTokenizer();
-  const model = new GPT(config.model, { seed: config.seed });
-  const started = Date.now();
-  log(`sft: training the starting model (${config.sft.steps} steps on ${task.sft.length} sums; about a minute on 2 cores)`);
-  await new SftTrainer({
-    model, tokenizer, train: task.sft, steps: config.sft.steps, batchSize: config.sft.batchSize, lr: config.sft.lr, warmupSteps: config.sft.warmupSteps,
-    seed: config.seed, samples: 0, progress: false, callbacks: {
-      onLog: (m) => {
-        if (m.step % 500 === 0) log(`sft: step ${m.step}/${config.sft.steps}  loss ${fixed(m.loss, 4)}  ${clock((Date.now() - started) / 1000)}`);
+  let model: GPT;
+  if (fs.existsSync(path.join(cached, 'model.safetensors'))) {
+    log(`sft: reading the SFT model of these settings from the cache (${cached})`);
+    model = loadModelFolder(cached).model;
+  } else {
+    model = new GPT(config.model, { seed: config.seed });
+    const started = Date.now();
+    log(`sft: training the starting model (${config.sft.steps} steps on ${task.sft.length} sums; about a minute on 2 cores)`);
+    await new SftTrainer({
+      model, tokenizer, train: task.sft, steps: config.sft.steps, batchSize: config.sft.batchSize, lr: config.sft.lr, warmupSteps: config.sft.warmupSteps,
+      seed: config.seed, samples: 0, progress: false, callbacks: {
+        onLog: (m) => {
+          if (m.step % 500 === 0) log(`sft: step ${m.step}/${config.sft.steps}  loss ${fixed(m.loss, 4)}  ${clock((Date.now() - started) / 1000)}`);
+        },
       },
-    },
-  }).train();
-  saveModelFolder(dir, model, tokenizer);
-  writeFileAtomic(keyFile, key);
+    }).train();
+    // into the cache whole or not at all: written beside it, then renamed (a concurrent study's copy may win)
+    const partial = `${cached}.${process.pid}.partial`;
+    try {
+      saveModelFolder(partial, model, tokenizer);
+      fs.renameSync(partial, cached);
+    } catch {
+      log(`sft: the SFT model could not be cached in ${cached}; the next study trains it again`);
+    } finally {
+      fs.rmSync(partial, { recursive: true, force: true });
+    }
+  }
+  saveModelFolder(path.join(out, 'sft'), model, tokenizer);
   return model;
 }
+
+/** What a study writes in its folder: what `overwrite` replaces, and nothing else. */
+export const STUDY_ENTRIES: readonly string[] = ['sft', 'runs', 'results.json', 'results.md', 'report.html', 'timings.json'];
 
 /** Runs the study into `out`; returns its rows (also in out/results.json). */
 export async function runStudy(config: StudyConfig, out: string, callbacks: StudyCallbacks = {}): Promise<StudyResult> {
   const log = callbacks.log ?? (() => {});
   const begun = Date.now();
-  fs.mkdirSync(out, { recursive: true });
+  const folder = claimStudyFolder(out, callbacks.overwrite === true, log);
+  try {
+    return await studyIn(config, out, log, begun, callbacks.cacheDirectory ?? defaultCacheDirectory());
+  } finally {
+    folder.release();
+  }
+}
+
+/**
+ * The study folder, claimed as a run folder is (lib/train/run_folder.ts): new or empty, or with
+ * `overwrite` an earlier study's, whose entries (STUDY_ENTRIES) are removed and no other file;
+ * locked while the study runs.
+ */
+function claimStudyFolder(out: string, overwrite: boolean, log: (line: string) => void): RunFolder {
+  return claimRunFolder(out, { mode: overwrite ? 'overwrite' : 'new', inputs: [], what: 'the study folder', note: log, entries: STUDY_ENTRIES, overwriteFlag: '--overwrite' });
+}
+
+async function studyIn(config: StudyConfig, out: string, log: (line: string) => void, begun: number, cacheDirectory: string): Promise<StudyResult> {
   const tokenizer = new ByteTokenizer();
   const task = arithmeticTask(config.task);
-  const reference = await sftModel(config, task, out, log);
+  const reference = await sftModel(config, task, out, cacheDirectory, log);
   const timings: Record<string, number> = {};
   try {
     const before = await evaluatePreferences({ model: reference, tokenizer, data: task.heldOut, beta: config.beta, maxNewTokens: 5 });

@@ -37,7 +37,7 @@ const UNCLEAR = /Cannot read propert|Cannot set propert|is not a function|is not
 
 function judgeError(error: unknown): { name: string; message: string; ours: boolean } {
   if (!(error instanceof Error)) return { name: typeof error, message: String(error), ours: false };
-  const kinds = ['TypeError', 'RangeError', 'Error', 'NonFiniteLogitError', 'NativeLoadError'];
+  const kinds = ['TypeError', 'RangeError', 'Error', 'NonFiniteLogitError', 'NativeLoadError', 'FusedpoError', 'SafetensorsError', 'DatasetError', 'TrainingFileError', 'PretrainedError'];
   const ours = kinds.includes(error.name) && CLEAR.test(error.message) && !UNCLEAR.test(error.message);
   return { name: error.name, message: error.message.slice(0, 400), ours };
 }

@@ -16,6 +16,7 @@ import { runStudy, studyConfig, type StudyConfig } from '../../lib/study/reprodu
 import { arithmeticTask, nearMiss } from '../../lib/study/task';
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedpo-study-'));
+const cacheDirectory = path.join(base, 'cache');
 
 test('the task: disjoint sets of exact sums, rejected answers one digit off the right one', () => {
   const task = arithmeticTask({ seed: 3, maxOperand: 30, sft: 500, preferences: 200, heldOut: 100 });
@@ -49,13 +50,14 @@ function reduced(): StudyConfig {
     ...config, methods: ['dpo', 'minordpo'], learningRates: [1e-3, 1e-2], seeds: [1], steps: 6, batchSize: 4, evalEvery: 3,
     task: { ...config.task, maxOperand: 20, sft: 200, preferences: 60, heldOut: 20 },
     model: { ...config.model, width: 32, context: 10 },
-    sft: { ...config.sft, steps: 30, batchSize: 16 },
+    sft: { ...config.sft, steps: 30, batchSize: 16, warmupSteps: 10 },
   };
 }
 
 test('a reduced comparison: the files and their shape, the same results.json twice, the SFT model read back', async () => {
   const lines: string[] = [];
-  const first = await runStudy(reduced(), path.join(base, 'a'), { log: (l) => lines.push(l) });
+  const first = await runStudy(reduced(), path.join(base, 'a'), { log: (l) => lines.push(l), cacheDirectory });
+  assert.ok(lines.some((l) => l.startsWith('sft: training the starting model')), 'the SFT model trained');
   assert.is(first.rows.length, 4);
   assert.equal(first.rows.map((r) => `${r.method} ${r.lr}`), ['dpo 0.001', 'minordpo 0.001', 'dpo 0.01', 'minordpo 0.01']);
   for (const row of first.rows) {
@@ -77,14 +79,22 @@ test('a reduced comparison: the files and their shape, the same results.json twi
   const html = fs.readFileSync(path.join(dir, 'report.html'), 'utf8');
   assert.is((html.match(/<h2>learning rate /g) ?? []).length, 2);
   assert.is((html.match(/<svg /g) ?? []).length, 2 * 7);
-  await runStudy(reduced(), path.join(base, 'b'));
+  const second: string[] = [];
+  await runStudy(reduced(), path.join(base, 'b'), { log: (l) => second.push(l), cacheDirectory });
+  assert.ok(second.some((l) => l.startsWith('sft: reading the SFT model of these settings from the cache')), 'the SFT model read back from the cache');
   const again = (f: string) => fs.readFileSync(path.join(base, 'b', f), 'utf8') === fs.readFileSync(path.join(dir, f), 'utf8');
   assert.ok(again('results.json'), 'the same options, the same results.json');
   assert.ok(again('results.md'));
+  // an earlier study's folder is refused, then replaced with overwrite, keeping the user's own file in it
+  fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+  const refused = await runStudy(reduced(), dir, { cacheDirectory }).then(() => null, (error: Error) => error);
+  assert.match(String(refused?.message), /the study folder already holds .*: a run writes only into a new or empty folder.*--overwrite/);
+  assert.ok(again('results.json'), 'the refused study changed nothing');
   const third: string[] = [];
-  await runStudy(reduced(), dir, { log: (l) => third.push(l) });
-  assert.ok(third.some((l) => l.startsWith('sft: reading the SFT model')), 'the SFT model read back');
+  await runStudy(reduced(), dir, { log: (l) => third.push(l), overwrite: true, cacheDirectory });
+  assert.ok(third.some((l) => /replacing .*, written by an earlier run \(--overwrite; other files are kept\)/.test(l)), 'what overwrite replaced is said');
   assert.ok(again('results.json'), 'and the same results from it');
+  assert.is(fs.readFileSync(path.join(dir, 'notes.txt'), 'utf8'), 'mine', 'a file the study did not write is kept');
 });
 
 test.after(() => fs.rmSync(base, { recursive: true, force: true }));

@@ -3,13 +3,12 @@
  * tuned model out; --stop-after then --resume gives the bytes of an unbroken run; --help; "did
  * you mean"; errors that name the file, line or option, with exit status 1 (bad input) or 2 (usage).
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { CLI, fusedpoWith } from '../cli';
+import { fusedpoWith } from '../cli';
 
 const root = path.resolve(__dirname, '..', '..');
 const data = path.join(root, 'examples', 'data');
@@ -55,8 +54,8 @@ test('--stop-after then --resume: the same model and metrics bytes as an unbroke
     assert.ok(fs.readFileSync(path.join(base, 'broken', file)).equals(fs.readFileSync(path.join(base, 'whole', file))), `${file}: the same bytes`);
   }
   const other = fusedpo('train', ...args.filter((a) => a !== '--quiet'), '--resume', path.join(base, 'broken'), '--lr', '0.01');
-  assert.is(other.status, 1);
-  assert.match(other.stderr, /resuming with other options than the checkpoint's: lr 0\.01/);
+  assert.is(other.status, 2);
+  assert.match(other.stderr, /other options than the run's: --lr 0\.01 \(the run's: 0\.0005\)/);
 });
 
 test('--help for each command; "did you mean" for commands and options', () => {
@@ -101,19 +100,17 @@ test('bad input: the file, the line or the option, and exit status 1', () => {
   assert.match(fusedpo('sft', '--data', bad, '--model', sftDir, '--layers', '3').stderr, /either --model or --layers/);
 });
 
-test("the README's training commands run as written (npx fusedpo: this package's cli; node_modules/fusedpo: this folder)", () => {
-  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
-  const commands = readme.split('\n').filter((line) => /^npx fusedpo (sft|train|eval|generate|report) /.test(line));
-  assert.equal(commands.map((c) => c.split(/\s+/)[2]), ['sft', 'train', 'eval', 'generate', 'report']);
-  const printed: string[] = [];
+test("the README's training commands run as written (npx fusedpo: this package's cli; node_modules/fusedpo: this folder); docs/evaluation.md's figures are theirs", () => {
+  const figures = require('../../scripts/doc-figures.js') as {
+    readmeCommands(): string[][];
+    runReadme(cwd: string): { outputs: { args: string[]; stdout: string; stderr: string }[]; figures: { eval: string; summary: string | null } };
+    docBlock(doc: string, name: string): string | null;
+    compareFigures(documented: string, measured: string): string[];
+  };
+  assert.equal(figures.readmeCommands().map((c) => c[0]), ['sft', 'train', 'eval', 'generate', 'report']);
   const cwd = fs.mkdtempSync(path.join(base, 'readme-'));
-  for (const line of commands) {
-    const args = line.replace(/^npx fusedpo /, '').split(/\s+/).map((a) => a.replace(/^node_modules\/fusedpo\//, `${root}/`));
-    const quiet = args[0] === 'sft' || args[0] === 'train' ? ['--quiet'] : [];
-    const run = spawnSync(process.execPath, [CLI, ...args, ...quiet], { cwd, encoding: 'utf8' });
-    assert.is(run.status, 0, `${line}: ${run.stderr}`);
-    printed.push(run.stdout);
-  }
+  const { outputs, figures: measured } = figures.runReadme(cwd);
+  const printed = outputs.map((o) => o.stdout);
   const metrics = fs.readFileSync(path.join(cwd, 'runs', 'minordpo', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const last = metrics.filter((m) => 'rewards/accuracies' in m).slice(-20);
   const accuracy = last.reduce((sum, m) => sum + m['rewards/accuracies'], 0) / last.length;
@@ -128,6 +125,14 @@ test("the README's training commands run as written (npx fusedpo: this package's
   assert.match(table, /task accuracy \(greedy generation checked\)\s+[0-9.]+\s+[0-9.]+/);
   assert.ok(printed[3].trim().length > 0, 'generate printed a completion');
   assert.ok(fs.readFileSync(path.join(cwd, 'runs', 'minordpo', 'report.html'), 'utf8').includes('<svg '), 'report wrote the charts');
+  // the example outputs of docs/evaluation.md are this run's, within the tolerance the script states
+  const doc = fs.readFileSync(path.join(root, 'docs', 'evaluation.md'), 'utf8');
+  for (const [name, text] of [['eval', measured.eval], ['summary', measured.summary]] as const) {
+    const documented = figures.docBlock(doc, name);
+    assert.ok(documented !== null && text !== null, `docs/evaluation.md's ${name} block and the run's`);
+    const differences = figures.compareFigures(documented!, text!);
+    assert.equal(differences, [], `docs/evaluation.md's ${name} block is stale (npm run docs:figures rewrites it):\n${differences.join('\n')}`);
+  }
 });
 
 test('fusedpo generate: the API\'s tokens for the same seed, the completion decoded', () => {
