@@ -97,6 +97,19 @@ function fromTarball(file: string): Buffer {
   return execFileSync('tar', ['-xzOf', tarball, file], { maxBuffer: 64 * 2 ** 20 });
 }
 
+test('docs/install.md gives this tarball\'s sizes, within 20 % (tarball, linux-x64 and linux-arm64 addons); the tarball holds the LICENSE', () => {
+  const doc = fs.readFileSync(path.join(root, 'docs', 'install.md'), 'utf8');
+  const stated = /the tarball is ([0-9]+) KiB; in it the linux-x64 addon is ([0-9]+) KiB and the linux-arm64 one ([0-9]+) KiB/.exec(doc);
+  assert.ok(stated, 'docs/install.md states the sizes in the sentence this test reads');
+  const actual = [fs.statSync(tarball).size, ...['linux-x64', 'linux-arm64'].map((p) => fs.statSync(path.join(root, 'prebuilds', p, 'fusedpo.node')).size)].map((b) => b / 1024);
+  ['tarball', 'linux-x64 addon', 'linux-arm64 addon'].forEach((what, k) => {
+    const written = Number(stated![k + 1]);
+    assert.ok(Math.abs(written - actual[k]) <= 0.2 * actual[k], `${what}: docs/install.md says ${written} KiB, npm pack made ${actual[k].toFixed(0)} KiB`);
+  });
+  const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
+  assert.ok(listing.includes('package/LICENSE'), 'the license the package declares (MIT) ships with it');
+});
+
 test('the installing PATH has no compiler, make or python', () => {
   for (const tool of ['g++', 'gcc', 'cc', 'make', 'python3', 'python']) {
     const found = spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: cleanPath }, encoding: 'utf8' });
