@@ -30,8 +30,8 @@ export function writeFileAtomic(file: string, text: string | Uint8Array): void {
   }
 }
 
-/** Whether process `pid` runs (as this user's or another's). */
-function alive(pid: number): boolean {
+/** Whether process `pid` runs (as this user's or another's: EPERM says it exists). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -56,6 +56,6 @@ export function removeStalePartials(file: string): void {
   for (const name of names) {
     if (!name.startsWith(prefix) || !name.endsWith('.partial')) continue;
     const pid = Number(name.slice(prefix.length).split('.')[0]);
-    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !alive(pid)) fs.rmSync(path.join(path.dirname(file), name), { force: true });
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid)) fs.rmSync(path.join(path.dirname(file), name), { force: true });
   }
 }

@@ -202,15 +202,31 @@ function runOptions(command: 'sft' | 'train', options: Record<string, unknown>, 
   return { trainer, out };
 }
 
+/**
+ * The command line of sft or train read: with --help the help is printed (null); with --resume
+ * the run's own options merged with those given (resumeOptions) and its checkpoint; and the
+ * record of the run's options kept in its checkpoint, paths absolute.
+ */
+function readCommand(name: 'sft' | 'train', argv: readonly string[], flags: readonly Flag[], usage: string):
+  { options: Record<string, unknown>; checkpoint: string | null; record: { name: string; options: Record<string, unknown> }; resuming: boolean } | null {
+  const parsed = parseFlags(name, argv, flags);
+  if (parsed.help) {
+    console.log(helpText(usage, flags, NOTES));
+    return null;
+  }
+  const resuming = parsed.options.resume !== undefined;
+  const { options, checkpoint } = resuming ? resumeOptions(name, parsed.options, flags) : { options: parsed.options, checkpoint: null };
+  if (resuming) options.out = parsed.options.resume;
+  const recorded = absolutePaths(Object.fromEntries(Object.entries(options).filter(([k]) => !PER_INVOCATION.has(k))), flags);
+  return { options, checkpoint, record: { name, options: recorded }, resuming };
+}
+
 export async function sftCommand(argv: readonly string[]): Promise<void> {
   const usage = 'usage: fusedpo sft --data FILE [--out DIR] [--model DIR | --layers N --width N --heads N --context N] [--steps N] [--lr X] [--batch N] [--seed N]\n' +
     '       fusedpo sft --resume DIR';
-  const parsed = parseFlags('sft', argv, SFT_FLAGS);
-  if (parsed.help) return void console.log(helpText(usage, SFT_FLAGS, NOTES));
-  const resuming = parsed.options.resume !== undefined;
-  const { options, checkpoint } = resuming ? resumeOptions('sft', parsed.options, SFT_FLAGS) : { options: parsed.options, checkpoint: null };
-  if (resuming) options.out = parsed.options.resume;
-  const record = { name: 'sft', options: absolutePaths(Object.fromEntries(Object.entries(options).filter(([k]) => !PER_INVOCATION.has(k))), SFT_FLAGS) };
+  const command = readCommand('sft', argv, SFT_FLAGS, usage);
+  if (!command) return;
+  const { options, checkpoint, record, resuming } = command;
   const { model: modelDir, layers, width, heads, context, initSeed, tokenizer: tokenizerSpec, ...rest } = options;
   let model: GPT;
   let tokenizer: Tokenizer;
@@ -242,12 +258,9 @@ export async function trainCommand(argv: readonly string[]): Promise<void> {
   const usage = 'usage: fusedpo train --model DIR --data FILE [--out DIR] [--eval FILE] [--loss NAME] [--beta X] [--lr X] [--batch N] [--steps N]\n' +
     '                     [--eval-every N] [--save-every N] [--stop-after N] [--seed N] [--precompute-ref]\n' +
     '       fusedpo train --resume DIR';
-  const parsed = parseFlags('train', argv, TRAIN_FLAGS);
-  if (parsed.help) return void console.log(helpText(usage, TRAIN_FLAGS, NOTES));
-  const resuming = parsed.options.resume !== undefined;
-  const { options, checkpoint } = resuming ? resumeOptions('train', parsed.options, TRAIN_FLAGS) : { options: parsed.options, checkpoint: null };
-  if (resuming) options.out = parsed.options.resume;
-  const record = { name: 'train', options: absolutePaths(Object.fromEntries(Object.entries(options).filter(([k]) => !PER_INVOCATION.has(k))), TRAIN_FLAGS) };
+  const command = readCommand('train', argv, TRAIN_FLAGS, usage);
+  if (!command) return;
+  const { options, checkpoint, record, resuming } = command;
   const { model: modelDir, precomputeRef, refSyncEvery, refSyncAlpha, ...rest } = options;
   if (modelDir === undefined) throw new UsageError('expected --model DIR (the starting model, e.g. the folder of fusedpo sft --out)');
   if (refSyncAlpha !== undefined && refSyncEvery === undefined) throw new UsageError('expected --ref-sync-every N with --ref-sync-alpha');

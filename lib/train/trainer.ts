@@ -335,6 +335,14 @@ function identityName(key: string): string {
   return key.split('.').at(-1)!;
 }
 
+/** What a trainer's data gave: the examples, and the tokenization reports. */
+interface Prepared<Example> {
+  train: Example[];
+  eval: Example[];
+  report: TruncationReport;
+  evalReport: TruncationReport | null;
+}
+
 /** The shared loop; the two trainers say what a micro-batch is and what it logs. */
 abstract class Trainer<Example extends { prompt: number[] }> {
   protected readonly model: GPT;
@@ -437,8 +445,24 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     this.skipped.push(...report.droppedLines.map((line) => ({ file, line, reason })));
   }
 
+  /**
+   * The training and eval data read with `reader` and tokenized with `tokenize`, every record
+   * checked (a prompt that fills maxLength is a bad record too), with their reports.
+   */
+  protected async readAndTokenize<R>(reader: (file: string, options: ReadOptions) => Promise<DatasetRead<R>>,
+    tokenize: (records: readonly R[]) => { examples: Example[]; report: TruncationReport }): Promise<Prepared<Example>> {
+    const sources = this.sources as { train: string | readonly R[]; eval?: string | readonly R[] };
+    const trainRead = await this.records(sources.train, 'train', reader);
+    const evalRead = await this.records(sources.eval, 'eval', reader);
+    const train = tokenize(trainRead.records);
+    this.checkDropped(train.report, trainRead.file);
+    const evaluation = sources.eval === undefined ? null : tokenize(evalRead.records);
+    if (evaluation) this.checkDropped(evaluation.report, evalRead.file);
+    return { train: train.examples, eval: evaluation?.examples ?? [], report: train.report, evalReport: evaluation?.report ?? null };
+  }
+
   /** Tokenized training and eval examples, every record checked. */
-  protected abstract prepare(): Promise<{ train: Example[]; eval: Example[]; report: TruncationReport; evalReport: TruncationReport | null }>;
+  protected abstract prepare(): Promise<Prepared<Example>>;
   /** Runs once data are ready (the reference's setup); `resumed` holds what the checkpoint saved. */
   protected abstract setUp(train: Example[], evalSet: Example[], resumedLogps: Record<string, Float32Array> | null): void;
   /** One micro-batch forward and backward, weighted by `weight`; returns its metric sums. */
@@ -765,14 +789,8 @@ export class SftTrainer extends Trainer<TokenizedSft> {
     this.options = o;
   }
 
-  protected async prepare() {
-    const trainRead = await this.records(this.options.train, 'train', readSftDataset);
-    const evalRead = await this.records(this.options.eval, 'eval', readSftDataset);
-    const { examples, report } = tokenizeSft(trainRead.records, this.tokenizer, this.settings.maxLength);
-    this.checkDropped(report, trainRead.file);
-    const evaluation = this.options.eval === undefined ? null : tokenizeSft(evalRead.records, this.tokenizer, this.settings.maxLength);
-    if (evaluation) this.checkDropped(evaluation.report, evalRead.file);
-    return { train: examples, eval: evaluation?.examples ?? [], report, evalReport: evaluation?.report ?? null };
+  protected prepare() {
+    return this.readAndTokenize(readSftDataset, (records) => tokenizeSft(records, this.tokenizer, this.settings.maxLength));
   }
 
   protected setUp(): void {}
@@ -875,14 +893,11 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
     };
   }
 
-  protected async prepare() {
-    const trainRead = await this.records(this.options.train, 'train', readPreferenceDataset);
-    const evalRead = await this.records(this.options.eval, 'eval', readPreferenceDataset);
-    const { pairs, report } = tokenizePreferences(trainRead.records, this.tokenizer, this.settings.maxLength);
-    this.checkDropped(report, trainRead.file);
-    const evaluation = this.options.eval === undefined ? null : tokenizePreferences(evalRead.records, this.tokenizer, this.settings.maxLength);
-    if (evaluation) this.checkDropped(evaluation.report, evalRead.file);
-    return { train: pairs, eval: evaluation?.pairs ?? [], report, evalReport: evaluation?.report ?? null };
+  protected prepare() {
+    return this.readAndTokenize(readPreferenceDataset, (records) => {
+      const { pairs, report } = tokenizePreferences(records, this.tokenizer, this.settings.maxLength);
+      return { examples: pairs, report };
+    });
   }
 
   protected setUp(train: TokenizedPair[], evalSet: TokenizedPair[], resumed: Record<string, Float32Array> | null): void {

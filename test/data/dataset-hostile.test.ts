@@ -13,6 +13,8 @@ import fc from 'fast-check';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { rejection } from '../support/datasets';
+
 import {
   DEFAULT_MAX_LINE_BYTES,
   DatasetError,
@@ -32,23 +34,6 @@ function write(name: string, content: string | Uint8Array): string {
   return file;
 }
 
-/** The DatasetError that `promise` rejects with, after checking its file, line and message. */
-async function rejection(promise: Promise<unknown>, file: string, line: number | null, message: string | RegExp): Promise<DatasetError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, DatasetError);
-    const failure = error as DatasetError;
-    assert.is(failure.file, file);
-    assert.is(failure.line, line);
-    const head = line === null ? `${file}: ` : `${file}:${line}: `;
-    if (typeof message === 'string') assert.is(failure.message, head + message);
-    else assert.match(failure.message, message);
-    return failure;
-  }
-  assert.unreachable(`expected a DatasetError: ${String(message)}`);
-  throw new Error('unreachable');
-}
 
 /** `{"text": "xxx..."}` of exactly `bytes` bytes. */
 function textLine(bytes: number, fill = 'x'): string {

@@ -14,6 +14,8 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { rejection } from '../support/datasets';
+
 import {
   CHAT_END_MARKER,
   CHAT_GENERATION_PROMPT,
@@ -43,24 +45,6 @@ function jsonl(values: unknown[], name = 'data.jsonl'): string {
   return write(name, values.map((value) => JSON.stringify(value)).join('\n') + '\n');
 }
 
-/** The DatasetError that `promise` rejects with, after checking its file, line and message. */
-async function rejection(promise: Promise<unknown>, file: string, line: number | null, message: string | RegExp): Promise<DatasetError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.instance(error, DatasetError);
-    const failure = error as DatasetError;
-    assert.is(failure.file, file);
-    assert.is(failure.line, line);
-    const head = line === null ? `${file}: ` : `${file}:${line}: `;
-    assert.ok(failure.message.startsWith(head), `${failure.message} starts with ${head}`);
-    if (typeof message === 'string') assert.is(failure.message, head + message);
-    else assert.match(failure.message, message);
-    return failure;
-  }
-  assert.unreachable(`expected a DatasetError: ${String(message)}`);
-  throw new Error('unreachable');
-}
 
 /** The plain Error that `run` throws. */
 function thrown(run: () => unknown): string {

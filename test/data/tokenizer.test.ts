@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
+import { mulberry32 } from '../../lib/example';
 import { BpeTokenizer, ByteTokenizer, byteTokenizerJSON, loadTokenizer, tokenizerFrom, type Tokenizer } from '../../lib/data/tokenizer';
 
 const fixtures = path.resolve(__dirname, '..', 'fixtures');
@@ -321,17 +322,6 @@ function bpeByRescanning(json: any, preToken: string): number[] {
   return tokens.map((token) => vocab[token]);
 }
 
-/** Numbers in [0, 1) from a seed (mulberry32), so that a failure reruns the same. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /**
  * A byte-level BPE tokenizer.json with `mergeCount` merges made at random over the letters of
@@ -342,7 +332,7 @@ function seededRandom(seed: number): () => number {
  * 0..255, except the letters of `missing`, which the vocab lacks: they become `<unk>`, id 256.
  */
 function generatedJSON(seed: number, mergeCount: number, options: { letters?: string; missing?: string; fuseUnk?: boolean; ignoreMerges?: boolean } = {}): any {
-  const random = seededRandom(seed);
+  const random = mulberry32(seed);
   const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)];
   const letters = [...(options.letters ?? 'abcde')];
   const missing = new Set(options.missing ?? '');
@@ -401,7 +391,7 @@ function wordsOver(letters: string, random: () => number): string[] {
 }
 
 test('bpe: the heap makes the merges of the plain loop (the spec), on the fixture and on generated tokenizers', () => {
-  const random = seededRandom(7);
+  const random = mulberry32(7);
   const cases: [string, any, string][] = [
     ['the fixture', tinyJSON(), 'aehtign'],
     ['400 random merges', generatedJSON(1, 400), 'abcde'],
@@ -494,7 +484,7 @@ test('encode with maxTokens: a long text, cut at a sample of places', () => {
 test('bpe add_prefix_space: a piece encodes as a space and the piece would (the first pre-token is found in windows)', () => {
   // Runs of each kind of character, long enough to cross the windows of 64, 128, 256 code units.
   const kinds = ['a', 'é', '1', "'", 's', '.', '\n', '\t', '\u3000', '\u0085', ' ', '😀', '\ud800', 'x '];
-  const random = seededRandom(11);
+  const random = mulberry32(11);
   const mismatches: string[] = [];
   for (let k = 0; k < 3000; k++) {
     let text = '';
@@ -539,7 +529,7 @@ test('byteTokenizerJSON: a byte-level BPE with the byte tokenizer\'s ids; only t
     assert.is(asBpe.decode(asBpe.encode(text)), byte.decode(byte.encode(text)), JSON.stringify(text.slice(0, 40)));
   }
   // Any ids decode the same, bytes that are not UTF-8 and end-of-text ids among them.
-  const random = seededRandom(3);
+  const random = mulberry32(3);
   for (let k = 0; k < 500; k++) {
     const ids = Array.from({ length: Math.floor(random() * 20) }, () => (random() < 0.1 ? 256 : Math.floor(random() * 256)));
     assert.is(asBpe.decode(ids), byte.decode(ids), `[${ids}]`);
