@@ -41,6 +41,7 @@ export { version } from './version';
 export { fromBf16, fromF16, toBf16, toF16 } from './dtype';
 export { Module } from './nn/module';
 export { Block, CausalSelfAttention, Embedding, LayerNorm, Linear, MLP, ModuleList, normalRandom, type LinearOptions, type NormalRandom } from './nn/layers';
+export { CausalLM, isCausalLM, type CausalLMConfig, type Decoder } from './nn/causal_lm';
 export { GPT, type GPTConfig, type GPTOptions } from './nn/gpt';
 export { AdamW, clipGradNorm, cosineSchedule, type AdamWOptions, type CosineScheduleOptions, type Parameters } from './optim';
 export {

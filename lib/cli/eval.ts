@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 
-import type { GPT } from '../nn/gpt';
+import type { CausalLM } from '../nn/causal_lm';
 import { TrainingFileError, loadModelFolder, tokenizerIdentity, writeOutputFile } from '../train/files';
 import { evaluatePreferences, formatEvaluation } from '../train/evaluate';
 import { UsageError, helpText, parseFlags, type Flag } from './options';
@@ -36,7 +36,7 @@ export async function evalCommand(argv: readonly string[]): Promise<void> {
   if (options.model === undefined) throw new UsageError('expected --model DIR');
   if (options.data === undefined) throw new UsageError('expected --data FILE (held-out preference pairs)');
   const { model, tokenizer } = loadModelFolder(options.model as string);
-  let reference: GPT | null = null;
+  let reference: CausalLM | null = null;
   try {
     if (options.ref !== undefined) {
       const ref = loadModelFolder(options.ref as string);

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 
 import { ByteTokenizer, loadTokenizer, type Tokenizer } from '../data/tokenizer';
 import { LOSS_NAMES } from '../losses/registry';
+import type { CausalLM } from '../nn/causal_lm';
 import { GPT } from '../nn/gpt';
 import { TrainingFileError, checkpointDirectory, loadModelFolder, readTrainerState } from '../train/files';
 import { watchInterrupts } from '../train/interrupt';
@@ -228,7 +229,7 @@ export async function sftCommand(argv: readonly string[]): Promise<void> {
   if (!command) return;
   const { options, checkpoint, record, resuming } = command;
   const { model: modelDir, layers, width, heads, context, initSeed, tokenizer: tokenizerSpec, ...rest } = options;
-  let model: GPT;
+  let model: CausalLM;
   let tokenizer: Tokenizer;
   const inputs: RunInput[] = [];
   if (checkpoint) {

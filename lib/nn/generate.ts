@@ -1,22 +1,17 @@
 /**
- * Sampling from a GPT with a key-value cache: each new token costs one forward of one position
- * (every layer's linears and MLP on one row; attention against the cached keys and values of the
- * positions before it), not a forward of the whole prefix again.
+ * Sampling from a causal language model with its key-value cache (the model's `decoder()`): each
+ * new token costs one forward of one position (every layer's linears and MLP on one row;
+ * attention against the cached keys and values of the positions before it), not a forward of the
+ * whole prefix again. The prompt fills the cache position by position the same way.
  *
- *   per layer, per position t:  qkv = W_qkv ln1(x_t) + b;  K[t], V[t] <- k, v
- *                               y = softmax(q . K[0..t] / sqrt(hs)) V[0..t]   (per head)
- *                               x_t += W_proj y + b;  x_t += MLP(ln2(x_t))
- *
- * The prompt fills the cache position by position the same way. Greedy when temperature is 0;
- * otherwise logits / temperature, top-k, then top-p (nucleus), drawn with a seeded generator
- * (mulberry32): the same tokens for the same seed on every machine.
+ * Greedy when temperature is 0; otherwise logits / temperature, top-k, then top-p (nucleus), drawn
+ * with a seeded generator (mulberry32): the same tokens for the same seed on every machine.
  */
 import { noGrad } from '../autograd';
 import { mulberry32 } from '../example';
-import { add, embedding, gelu, linear } from '../functional';
-import { Tensor, withScope } from '../tensor';
+import { withScope } from '../tensor';
 import { checkInteger, checkNumber, describe, readArgs } from '../validate';
-import type { GPT } from './gpt';
+import type { CausalLM } from './causal_lm';
 
 export interface GenerateOptions {
   /** Tokens to add at most (default 32); generation also ends when prompt + new tokens reach the model's context + 1. */
@@ -36,61 +31,12 @@ export interface GenerateOptions {
 }
 
 /** The logits of the next token after `prefix`, from a forward of the whole prefix (no cache). */
-function uncachedLogits(model: GPT, prefix: number[]): Float32Array {
+function uncachedLogits(model: CausalLM, prefix: number[]): Float32Array {
   return noGrad(() => withScope(() => {
     const logits = model.forward(Int32Array.from(prefix), [1, prefix.length]).toArray() as Float32Array;
     const V = model.config.vocab;
     return logits.slice((prefix.length - 1) * V, prefix.length * V);
   }));
-}
-
-/** Per layer: keys and values of the positions seen so far, [context, C] each. */
-class KeyValueCache {
-  readonly keys: Float32Array[];
-  readonly values: Float32Array[];
-  length = 0;
-  constructor(readonly model: GPT) {
-    const { layers, context, width } = model.config;
-    this.keys = Array.from({ length: layers }, () => new Float32Array(context * width));
-    this.values = Array.from({ length: layers }, () => new Float32Array(context * width));
-  }
-
-  /** Runs position `length` (token `token`) through the model, filling the cache; returns its logits [V]. */
-  step(token: number): Float32Array {
-    const { model } = this;
-    const { width: C, heads } = model.config;
-    const hs = C / heads, t = this.length;
-    return noGrad(() => withScope(() => {
-      let x = add(embedding(model.wte.weight, Int32Array.of(token)), embedding(model.wpe.weight, Int32Array.of(t)));  // [1, C]
-      model.blocks.items.forEach((block, layer) => {
-        const qkv = block.attn.qkv.forward(block.ln1.forward(x)).toArray() as Float32Array;  // [3C]
-        const K = this.keys[layer], Vc = this.values[layer];
-        K.set(qkv.subarray(C, 2 * C), t * C);
-        Vc.set(qkv.subarray(2 * C, 3 * C), t * C);
-        const y = new Float32Array(C);
-        const scores = new Float64Array(t + 1);
-        for (let h = 0; h < heads; h++) {
-          let max = -Infinity;
-          for (let s = 0; s <= t; s++) {
-            let dot = 0;
-            for (let d = 0; d < hs; d++) dot += qkv[h * hs + d] * K[s * C + h * hs + d];
-            scores[s] = dot / Math.sqrt(hs);
-            max = Math.max(max, scores[s]);
-          }
-          let sum = 0;
-          for (let s = 0; s <= t; s++) sum += (scores[s] = Math.exp(scores[s] - max));
-          for (let s = 0; s <= t; s++) {
-            const w = scores[s] / sum;
-            for (let d = 0; d < hs; d++) y[h * hs + d] += w * Vc[s * C + h * hs + d];
-          }
-        }
-        x = add(x, block.attn.proj.forward(Tensor.from(y, [1, C])));
-        x = add(x, block.mlp.proj.forward(gelu(block.mlp.fc.forward(block.ln2.forward(x)))));
-      });
-      this.length += 1;
-      return linear(model.lnF.forward(x), model.wte.weight).toArray() as Float32Array;  // [1, V]: a copy already
-    }));
-  }
 }
 
 /** The next token from logits: greedy at temperature 0, else a seeded draw after top-k and top-p. */
@@ -115,7 +61,7 @@ function choose(logits: Float32Array, temperature: number, topK: number, topP: n
 }
 
 /** Generates tokens after `prompt` (token ids); returns the new tokens only. */
-export function generate(model: GPT, prompt: readonly number[] | Int32Array, optionsValue: GenerateOptions = {}): number[] {
+export function generate(model: CausalLM, prompt: readonly number[] | Int32Array, optionsValue: GenerateOptions = {}): number[] {
   const o = readArgs('generate', optionsValue, ['maxNewTokens', 'temperature', 'topK', 'topP', 'seed', 'stop', 'cache'] as const) as GenerateOptions;
   const { context, vocab } = model.config;
   const tokens = Array.from(prompt as ArrayLike<number>);
@@ -129,7 +75,7 @@ export function generate(model: GPT, prompt: readonly number[] | Int32Array, opt
   const random = mulberry32(checkInteger('seed', o.seed ?? 0, 0, 2 ** 32 - 1));
   const stop = new Set(o.stop ?? []);
   const cached = o.cache ?? true;
-  const cache = cached ? new KeyValueCache(model) : null;
+  const cache = cached ? model.decoder() : null;
   let logits: Float32Array = new Float32Array(0);
   if (cache) for (const token of tokens) logits = cache.step(token);
   const out: number[] = [];

@@ -16,11 +16,13 @@
  * Parameter names (safetensors keys, optimizer order): wte.weight, wpe.weight,
  * blocks.<i>.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,mlp.proj}.{weight,bias}, lnF.{weight,bias}.
  */
-import { add, linear } from '../functional';
-import { Tensor, disposeOnThrow } from '../tensor';
+import { noGrad } from '../autograd';
+import { add, embedding, gelu, linear } from '../functional';
+import { Tensor, disposeOnThrow, withScope } from '../tensor';
 import { describe, readArgs, readArray, typedArrayFacts } from '../validate';
+import { CausalLM, type Decoder } from './causal_lm';
 import { Block, Embedding, LayerNorm, ModuleList, checkSeed, normalRandom } from './layers';
-import { Module } from './module';
+import { loadPretrained, savePretrained } from './pretrained';  // used in methods only: the cycle with pretrained.ts is safe
 
 export interface GPTConfig {
   /** Transformer blocks. */
@@ -54,7 +56,8 @@ function checkConfig(configValue: GPTConfig): GPTConfig {
   return { layers: config.layers, width: config.width, heads: config.heads, context: config.context, vocab: config.vocab };
 }
 
-export class GPT extends Module {
+export class GPT extends CausalLM {
+  readonly architecture = 'gpt2';
   readonly config: Readonly<GPTConfig>;
   readonly wte: Embedding;
   readonly wpe: Embedding;
@@ -110,24 +113,78 @@ export class GPT extends Module {
    * lib/nn/pretrained.ts. `loadPretrained` returns its tokenizer too.
    */
   static fromPretrained(directory: string): GPT {
-    // required here, not imported: pretrained.ts imports this module
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('./pretrained') as typeof import('./pretrained')).loadPretrained(directory).model;
+    const model: CausalLM = loadPretrained(directory).model;
+    if (!(model instanceof GPT)) {
+      model.dispose();
+      throw new TypeError(`GPT.fromPretrained: ${directory} holds a ${model.architecture} model, not GPT-2: use loadPretrained`);
+    }
+    return model;
+  }
+
+  /** Writes this model as a Hugging Face GPT-2 folder (and the tokenizer's tokenizer.json). */
+  savePretrained(directory: string, tokenizer?: import('../data/tokenizer').Tokenizer | null): void {
+    savePretrained(directory, this, tokenizer);
+  }
+
+  like(): GPT {
+    return new GPT(this.config);
+  }
+
+  override parameterCount(): number {
+    return GPT.parameterCount(this.config);
   }
 
   /**
-   * New tokens after `prompt` (token ids), with a key-value cache: one forward of one position per
-   * token (lib/nn/generate.ts). Greedy at temperature 0; seeded draws otherwise.
+   * Per token and layer about 17 x width floats (layer norms, qkv, the attention's output, the
+   * MLP's 4 x width twice) and the attention's `heads x tokens` weights; then the logits and
+   * their gradient (2 x vocab).
    */
-  generate(prompt: readonly number[] | Int32Array, options?: import('./generate').GenerateOptions): number[] {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require('./generate') as typeof import('./generate')).generate(this, prompt, options);
+  activationFloatsPerToken(tokens: number): number {
+    const { layers, width, heads, vocab } = this.config;
+    return layers * (17 * width + heads * tokens) + 2 * vocab;
   }
 
-  /** Writes this model as a Hugging Face GPT-2 folder (and `tokenizer`'s tokenizer.json when it is a BPE one). */
-  savePretrained(directory: string, tokenizer?: import('../data/tokenizer').Tokenizer | null): void {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    (require('./pretrained') as typeof import('./pretrained')).savePretrained(directory, this, tokenizer);
+  headWeight(): Tensor {
+    return this.wte.weight;
+  }
+
+  decoder(): Decoder {
+    return new GptDecoder(this);
+  }
+
+  /** The final layer norm's output [batch, T, C] for `tokens` (see forward). */
+  hiddenStates(tokens: Int32Array, shape: readonly [number, number]): Tensor {
+    return this.finalNormed('GPT.hiddenStates', tokens, shape);
+  }
+
+  /** The tokens checked (errors name `op`), embedded, through the blocks and the final norm. */
+  private finalNormed(op: string, tokens: Int32Array, shape: readonly [number, number]): Tensor {
+    const { context, vocab } = this.config;
+    const facts = typedArrayFacts(tokens);
+    if (!facts || facts.kind !== 'Int32Array') {
+      throw new TypeError(`${op}: expected an Int32Array of tokens but received ${describe(tokens)}`);
+    }
+    const dims = readArray(shape, 2, 'GPT.forward shape');
+    if (!dims || dims.length !== 2 || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1)) {
+      throw new TypeError(`${op}: expected a shape [batch, T] of two positive integers but received ${describe(shape)}`);
+    }
+    const [batch, tokenCount] = dims as [number, number];
+    if (facts.length !== batch * tokenCount) {
+      throw new RangeError(`${op}: expected ${batch * tokenCount} tokens for shape [${dims}] but received ${facts.length}`);
+    }
+    if (tokenCount > context) throw new RangeError(`${op}: expected at most context = ${context} tokens per row but received shape [${dims}]`);
+    this.wte.weight.assertAlive(op);
+    // Whatever fails part way (a disposed parameter, out of memory), what was made is disposed.
+    return disposeOnThrow(() => {
+      const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');  // a copy: checked here, then used
+      const copied = ids.toArray() as Int32Array;
+      const bad = copied.findIndex((id) => id < 0 || id >= vocab);
+      if (bad >= 0) throw new RangeError(`${op}: expected token ids in [0, ${vocab}) but received ${copied[bad]} at position ${bad}`);
+      const positions = Int32Array.from({ length: tokenCount }, (_, t) => t);
+      let x = add(this.wte.forward(ids), this.wpe.forward(positions)); // [B, T, C] + [T, C]
+      for (const block of this.blocks.items) x = block.forward(x);
+      return this.lnF.forward(x);
+    });
   }
 
   /**
@@ -135,31 +192,62 @@ export class GPT extends Module {
    * Returns the logits [batch, T, vocab]: position t predicts token t + 1.
    */
   forward(tokens: Int32Array, shape: readonly [number, number]): Tensor {
-    const { context, vocab } = this.config;
-    const facts = typedArrayFacts(tokens);
-    if (!facts || facts.kind !== 'Int32Array') {
-      throw new TypeError(`GPT.forward: expected an Int32Array of tokens but received ${describe(tokens)}`);
-    }
-    const dims = readArray(shape, 2, 'GPT.forward shape');
-    if (!dims || dims.length !== 2 || !dims.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1)) {
-      throw new TypeError(`GPT.forward: expected a shape [batch, T] of two positive integers but received ${describe(shape)}`);
-    }
-    const [batch, tokenCount] = dims as [number, number];
-    if (facts.length !== batch * tokenCount) {
-      throw new RangeError(`GPT.forward: expected ${batch * tokenCount} tokens for shape [${dims}] but received ${facts.length}`);
-    }
-    if (tokenCount > context) throw new RangeError(`GPT.forward: expected at most context = ${context} tokens per row but received shape [${dims}]`);
-    this.wte.weight.assertAlive('GPT.forward');
-    // Whatever fails part way (a disposed parameter, out of memory), what was made is disposed.
-    return disposeOnThrow(() => {
-      const ids = Tensor.from(tokens, [batch, tokenCount], 'i32');  // a copy: checked here, then used
-      const copied = ids.toArray() as Int32Array;
-      const bad = copied.findIndex((id) => id < 0 || id >= vocab);
-      if (bad >= 0) throw new RangeError(`GPT.forward: expected token ids in [0, ${vocab}) but received ${copied[bad]} at position ${bad}`);
-      const positions = Int32Array.from({ length: tokenCount }, (_, t) => t);
-      let x = add(this.wte.forward(ids), this.wpe.forward(positions)); // [B, T, C] + [T, C]
-      for (const block of this.blocks.items) x = block.forward(x);
-      return linear(this.lnF.forward(x), this.wte.weight); // tied head: [B, T, C] @ wte^T
-    });
+    return disposeOnThrow(() => linear(this.finalNormed('GPT.forward', tokens, shape), this.wte.weight)); // tied head: [B, T, C] @ wte^T
+  }
+}
+
+/**
+ * GPT-2 one position at a time, with per layer the keys and values of the positions seen so far
+ * ([context, C] each):
+ *
+ *   per layer, per position t:  qkv = W_qkv ln1(x_t) + b;  K[t], V[t] <- k, v
+ *                               y = softmax(q . K[0..t] / sqrt(hs)) V[0..t]   (per head)
+ *                               x_t += W_proj y + b;  x_t += MLP(ln2(x_t))
+ */
+class GptDecoder implements Decoder {
+  private readonly keys: Float32Array[];
+  private readonly values: Float32Array[];
+  length = 0;
+
+  constructor(private readonly model: GPT) {
+    const { layers, context, width } = model.config;
+    this.keys = Array.from({ length: layers }, () => new Float32Array(context * width));
+    this.values = Array.from({ length: layers }, () => new Float32Array(context * width));
+  }
+
+  step(token: number): Float32Array {
+    const { model } = this;
+    const { width: C, heads } = model.config;
+    const hs = C / heads, t = this.length;
+    return noGrad(() => withScope(() => {
+      let x = add(embedding(model.wte.weight, Int32Array.of(token)), embedding(model.wpe.weight, Int32Array.of(t)));  // [1, C]
+      model.blocks.items.forEach((block, layer) => {
+        const qkv = block.attn.qkv.forward(block.ln1.forward(x)).toArray() as Float32Array;  // [3C]
+        const K = this.keys[layer], Vc = this.values[layer];
+        K.set(qkv.subarray(C, 2 * C), t * C);
+        Vc.set(qkv.subarray(2 * C, 3 * C), t * C);
+        const y = new Float32Array(C);
+        const scores = new Float64Array(t + 1);
+        for (let h = 0; h < heads; h++) {
+          let max = -Infinity;
+          for (let s = 0; s <= t; s++) {
+            let dot = 0;
+            for (let d = 0; d < hs; d++) dot += qkv[h * hs + d] * K[s * C + h * hs + d];
+            scores[s] = dot / Math.sqrt(hs);
+            max = Math.max(max, scores[s]);
+          }
+          let sum = 0;
+          for (let s = 0; s <= t; s++) sum += (scores[s] = Math.exp(scores[s] - max));
+          for (let s = 0; s <= t; s++) {
+            const w = scores[s] / sum;
+            for (let d = 0; d < hs; d++) y[h * hs + d] += w * Vc[s * C + h * hs + d];
+          }
+        }
+        x = add(x, block.attn.proj.forward(Tensor.from(y, [1, C])));
+        x = add(x, block.mlp.proj.forward(gelu(block.mlp.fc.forward(block.ln2.forward(x)))));
+      });
+      this.length += 1;
+      return linear(model.lnF.forward(x), model.wte.weight).toArray() as Float32Array;  // [1, V]: a copy already
+    }));
   }
 }

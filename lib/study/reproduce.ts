@@ -17,6 +17,7 @@ import * as path from 'node:path';
 
 import { ByteTokenizer } from '../data/tokenizer';
 import type { LossParameterArgs } from '../losses';
+import type { CausalLM } from '../nn/causal_lm';
 import { GPT, type GPTConfig } from '../nn/gpt';
 import { escapeXml, lineChart } from '../report/chart';
 import { legend, renderReport } from '../report/html';
@@ -139,11 +140,11 @@ function clock(seconds: number): string {
  * of the settings that make it) when an earlier study made it, else trained and cached; copied
  * into `out/sft` either way, so that the study folder holds its starting model.
  */
-async function sftModel(config: StudyConfig, task: ReturnType<typeof arithmeticTask>, out: string, cacheDirectory: string, log: (line: string) => void): Promise<GPT> {
+async function sftModel(config: StudyConfig, task: ReturnType<typeof arithmeticTask>, out: string, cacheDirectory: string, log: (line: string) => void): Promise<CausalLM> {
   const key = createHash('sha256').update(JSON.stringify({ version: 1, task: config.task, model: config.model, sft: config.sft })).digest('hex');
   const cached = path.join(cacheDirectory, 'study-sft', key);
   const tokenizer = new ByteTokenizer();
-  let model: GPT;
+  let model: CausalLM;
   if (fs.existsSync(path.join(cached, 'model.safetensors'))) {
     log(`sft: reading the SFT model of these settings from the cache (${cached})`);
     model = loadModelFolder(cached).model;

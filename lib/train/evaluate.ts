@@ -15,7 +15,7 @@
 import { tokenizePreferences, type TokenizedPair, type TruncationReport } from '../data/batch';
 import { readPreferenceDataset, type PreferenceRecord } from '../data/dataset';
 import type { Tokenizer } from '../data/tokenizer';
-import { GPT } from '../nn/gpt';
+import { CausalLM } from '../nn/causal_lm';
 import { checkBoolean, checkInteger, checkNumber, describe, readArgs } from '../validate';
 import { pairLogps, type PairLogps } from './reference';
 
@@ -26,12 +26,12 @@ export type Checker = (completion: string, record: PreferenceRecord) => boolean;
 export const exactMatch: Checker = (completion, record) => completion.trim() === record.chosen.trim();
 
 export interface EvaluateOptions {
-  model: GPT;
+  model: CausalLM;
   tokenizer: Tokenizer;
   /** A JSONL/JSON file of preference pairs (TRL's formats) or the records. */
   data: string | readonly PreferenceRecord[];
   /** The reference model: rewards and reward accuracy against it, and its own figures beside the model's. */
-  reference?: GPT;
+  reference?: CausalLM;
   /** The reward's beta (default 0.1, TRL's). */
   beta?: number;
   /** Pairs per forward (default 8). */
@@ -86,7 +86,7 @@ const share = (flags: readonly boolean[]) => (flags.length === 0 ? NaN : flags.f
  * The model's greedy continuation of `prompt` (token ids) as text, up to end-of-text (not
  * included), `maxNewTokens`, or the model's context.
  */
-export function greedyCompletion(model: GPT, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): string {
+export function greedyCompletion(model: CausalLM, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): string {
   const room = model.config.context + 1 - prompt.length;
   if (room <= 0 || maxNewTokens === 0) return '';
   const ids = model.generate(prompt.length > 0 ? prompt : [tokenizer.eosId], { maxNewTokens: Math.min(maxNewTokens, room), temperature: 0, stop: [tokenizer.eosId] });
@@ -104,8 +104,8 @@ function preferenceFigures(logps: PairLogps): Record<string, number> {
 /** Evaluates `model` (and `reference`) on held-out pairs: see the file's comment. */
 export async function evaluatePreferences(options: EvaluateOptions): Promise<Evaluation> {
   const o = readArgs('evaluatePreferences', options, ['model', 'tokenizer', 'data', 'reference', 'beta', 'batchSize', 'generate', 'generateReference', 'maxNewTokens', 'checker'] as const) as unknown as EvaluateOptions;
-  if (!(o.model instanceof GPT)) throw new TypeError(`Expected a GPT for model but received ${describe(o.model)}`);
-  if (o.reference !== undefined && !(o.reference instanceof GPT)) throw new TypeError(`Expected a GPT for reference but received ${describe(o.reference)}`);
+  if (!(o.model instanceof CausalLM)) throw new TypeError(`Expected a model (GPT, LlamaModel: a CausalLM) for model but received ${describe(o.model)}`);
+  if (o.reference !== undefined && !(o.reference instanceof CausalLM)) throw new TypeError(`Expected a model (a CausalLM) for reference but received ${describe(o.reference)}`);
   const tokenizer = o.tokenizer;
   if (!tokenizer || typeof tokenizer.encode !== 'function') throw new TypeError(`Expected a Tokenizer for tokenizer but received ${describe(tokenizer)}`);
   const beta = checkNumber('beta', o.beta ?? 0.1, { min: 0, minExclusive: true });

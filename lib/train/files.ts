@@ -34,6 +34,7 @@ import * as path from 'node:path';
 
 import type { Tokenizer, TokenizerDescription } from '../data/tokenizer';
 import { tokenizerFrom } from '../data/tokenizer';
+import type { CausalLM } from '../nn/causal_lm';
 import { GPT, type GPTConfig } from '../nn/gpt';
 import { isHuggingFaceFolder, loadPretrained } from '../nn/pretrained';
 import { AdamW, type AdamWState } from '../optim';
@@ -100,9 +101,9 @@ function readJson(file: string): unknown {
 }
 
 export interface ModelFolder {
-  model: GPT;
+  model: CausalLM;
   tokenizer: Tokenizer;
-  config: GPTConfig;
+  config: CausalLM['config'];
 }
 
 /**
@@ -126,7 +127,8 @@ export function tokenizerIdentity(tokenizer: Tokenizer): { kind: string; vocabSi
 }
 
 /** config.json, model.safetensors (and tokenizer.json for bpe) of a model, written into an existing folder. */
-function writeModelFiles(directory: string, model: GPT, tokenizer: Tokenizer, metadata: Record<string, string>): void {
+function writeModelFiles(directory: string, model: CausalLM, tokenizer: Tokenizer, metadata: Record<string, string>): void {
+  if (!(model instanceof GPT)) throw new TypeError(`Expected a GPT for a fusedpo model folder but received a ${model.architecture} model`);
   const tokenizerJson = tokenizerJsonText(tokenizer);
   if (tokenizerJson !== null) writeFileAtomic(path.join(directory, 'tokenizer.json'), tokenizerJson);
   saveSafetensors(path.join(directory, 'model.safetensors'), model, metadata);
@@ -142,7 +144,7 @@ function writeModelFiles(directory: string, model: GPT, tokenizer: Tokenizer, me
 }
 
 /** Writes config.json, model.safetensors (and tokenizer.json for bpe) into `directory`. */
-export function saveModelFolder(directory: string, model: GPT, tokenizer: Tokenizer): void {
+export function saveModelFolder(directory: string, model: CausalLM, tokenizer: Tokenizer): void {
   fs.mkdirSync(directory, { recursive: true });
   writeModelFiles(directory, model, tokenizer, { format: 'pt' });
 }
@@ -226,10 +228,10 @@ export function loadModelFolder(directory: string): ModelFolder {
 
 export interface CheckpointContents {
   state: Record<string, unknown>;
-  model: GPT;
+  model: CausalLM;
   tokenizer: Tokenizer;
   optimizer: AdamW;
-  reference?: GPT | null;
+  reference?: CausalLM | null;
   /** Precomputed reference log-probs by name (e.g. chosen, rejected, evalChosen, evalRejected). */
   referenceLogps?: Record<string, Float32Array> | null;
 }
@@ -294,7 +296,7 @@ export function readTrainerState(directory: string): Record<string, unknown> {
  * Restores the policy, the optimizer and (when saved) the reference from a checkpoint folder;
  * the optimizer must have taken `step` steps, as the trainer state says.
  */
-export function loadCheckpoint(directory: string, into: { model: GPT; optimizer: AdamW; reference?: GPT | null; step: number }): { referenceLogps: Record<string, Float32Array> | null } {
+export function loadCheckpoint(directory: string, into: { model: CausalLM; optimizer: AdamW; reference?: CausalLM | null; step: number }): { referenceLogps: Record<string, Float32Array> | null } {
   const inFile = <T>(file: string, read: () => T): T => {
     try {
       return read();

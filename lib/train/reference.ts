@@ -19,25 +19,25 @@ import { noGrad } from '../autograd';
 import { collatePreferences, type TokenizedPair } from '../data/batch';
 import type { Tokenizer } from '../data/tokenizer';
 import { sequenceLogps } from '../losses';
-import { GPT } from '../nn/gpt';
+import type { CausalLM } from '../nn/causal_lm';
 import { readSafetensors, saveSafetensors } from '../safetensors';
 import { hostStorage, withScope } from '../tensor';
 
 /** A frozen copy of `policy`: same config and weights, no gradients. */
-export function frozenCopy(policy: GPT): GPT {
-  const copy = new GPT(policy.config);
+export function frozenCopy<M extends CausalLM>(policy: M): M {
+  const copy = policy.like() as M;
   copy.copyFrom(policy);
   for (const [, tensor] of copy.parameters()) tensor.requiresGrad = false;
   return copy;
 }
 
 /** Sequence log-probs (summed over completion tokens) of the rows of `tokens`/`labels` under `model`, without a graph. */
-export function modelLogps(model: GPT, tokens: Int32Array, labels: Int32Array, shape: readonly [number, number]): Float32Array {
+export function modelLogps(model: CausalLM, tokens: Int32Array, labels: Int32Array, shape: readonly [number, number]): Float32Array {
   return noGrad(() => withScope(() => sequenceLogps({ logits: model.forward(tokens, shape), labels }).logps));
 }
 
 /** TR-DPO's update of the reference: `ref <- alpha * policy + (1 - alpha) * ref`, parameter by parameter. */
-export function syncReference(reference: GPT, policy: GPT, alpha: number): void {
+export function syncReference(reference: CausalLM, policy: CausalLM, alpha: number): void {
   const ours = new Map(policy.parameters());
   for (const [name, tensor] of reference.parameters()) {
     const p = ours.get(name)!.toArray() as Float32Array;
@@ -55,7 +55,7 @@ export interface PairLogps {
 }
 
 /** The log-probs of every pair under `model`, in batches of `batchSize` pairs, in dataset order. */
-export function pairLogps(model: GPT, pairs: readonly TokenizedPair[], batchSize: number): PairLogps {
+export function pairLogps(model: CausalLM, pairs: readonly TokenizedPair[], batchSize: number): PairLogps {
   const chosen = new Float32Array(pairs.length);
   const rejected = new Float32Array(pairs.length);
   for (let start = 0; start < pairs.length; start += batchSize) {
@@ -76,9 +76,9 @@ export function defaultCacheDirectory(): string {
 }
 
 /** The cache key: a SHA-256 of the weights, the tokenized pairs and the tokenizer's description. */
-export function referenceKey(model: GPT, pairs: readonly TokenizedPair[], tokenizer: Tokenizer): string {
+export function referenceKey(model: CausalLM, pairs: readonly TokenizedPair[], tokenizer: Tokenizer): string {
   const hash = createHash('sha256');
-  hash.update(JSON.stringify({ config: model.config, tokenizer: tokenizer.describe(), vocab: tokenizer.vocabSize }));
+  hash.update(JSON.stringify({ architecture: model.architecture, config: model.config, tokenizer: tokenizer.describe(), vocab: tokenizer.vocabSize }));
   for (const [name, tensor] of model.parameters()) {
     hash.update(name);
     const data = tensor.toArray() as Float32Array;
@@ -100,7 +100,7 @@ export interface PrecomputedReference extends PairLogps {
  * The reference log-probs of every pair, from the cache when a file of this key is there, else
  * computed in one pass and written to it (through a temporary file: a reader never sees half).
  */
-export function precomputeReference(model: GPT, pairs: readonly TokenizedPair[], tokenizer: Tokenizer, batchSize: number,
+export function precomputeReference(model: CausalLM, pairs: readonly TokenizedPair[], tokenizer: Tokenizer, batchSize: number,
   cacheDirectory = defaultCacheDirectory()): PrecomputedReference {
   const key = referenceKey(model, pairs, tokenizer);
   const file = path.join(cacheDirectory, 'reference-logps', `${key}.safetensors`);

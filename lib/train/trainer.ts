@@ -32,7 +32,7 @@ import { mulberry32 } from '../example';
 import { preferenceLoss, type LossParameterArgs } from '../losses';
 import { LOSS_PARAMETER_KEYS, checkLoss } from '../losses/parameters';
 import { parametersOf } from '../losses/registry';
-import { GPT } from '../nn/gpt';
+import { CausalLM } from '../nn/causal_lm';
 import { crossEntropy } from '../ops/cross_entropy';
 import { scale } from '../ops/elementwise';
 import { AdamW, clipGradNorm, cosineSchedule } from '../optim';
@@ -81,8 +81,8 @@ export interface TrainerCallbacks {
 
 /** The options both trainers take. */
 export interface TrainerOptions {
-  /** The model to train (updated in place). */
-  model: GPT;
+  /** The model to train (updated in place): a GPT, a LlamaModel, any CausalLM. */
+  model: CausalLM;
   tokenizer: Tokenizer;
   /**
    * Where the run's files go (config.json, model.safetensors, metrics.jsonl, checkpoint/); none
@@ -231,7 +231,7 @@ function positive(name: string, value: unknown, fallback: number): number {
   return checkInteger(name, value ?? fallback, 1, Number.MAX_SAFE_INTEGER);
 }
 
-function commonSettings(o: Record<string, unknown>, model: GPT, defaultLr: number): CommonSettings {
+function commonSettings(o: Record<string, unknown>, model: CausalLM, defaultLr: number): CommonSettings {
   const maxLength = positive('maxLength', o.maxLength, model.config.context + 1);
   if (maxLength - 1 > model.config.context) {
     throw new RangeError(`Expected at most the model's context + 1 = ${model.config.context + 1} (the model reads maxLength - 1 tokens) for maxLength but received ${maxLength}`);
@@ -312,14 +312,12 @@ function memoryLimit(): number {
 /**
  * A lower bound of the bytes one training step holds: the weights with their gradients and
  * AdamW's two moments (and a frozen copy for a reference), and the activations the forward
- * keeps for the backward over `rows` rows of `tokens` tokens: per token and layer about 17 x
- * width floats (layer norms, qkv, attention output, the MLP's 4 x width twice) and the
- * attention's `heads x tokens` weights, then the logits and their gradient (2 x vocab).
+ * keeps for the backward over `rows` rows of `tokens` tokens (the model's
+ * activationFloatsPerToken: for GPT-2, per token and layer about 17 x width floats and the
+ * attention's `heads x tokens` weights, then the logits and their gradient).
  */
-export function stepMemoryBytes(config: GPT['config'], rows: number, tokens: number, withReference: boolean): number {
-  const parameters = GPT.parameterCount(config);
-  const perToken = config.layers * (17 * config.width + config.heads * tokens) + 2 * config.vocab;
-  return 4 * (parameters * (withReference ? 5 : 4) + rows * tokens * perToken);
+export function stepMemoryBytes(model: CausalLM, rows: number, tokens: number, withReference: boolean): number {
+  return 4 * (model.parameterCount() * (withReference ? 5 : 4) + rows * tokens * model.activationFloatsPerToken(tokens));
 }
 
 function gib(bytes: number): string {
@@ -345,7 +343,7 @@ interface Prepared<Example> {
 
 /** The shared loop; the two trainers say what a micro-batch is and what it logs. */
 abstract class Trainer<Example extends { prompt: number[] }> {
-  protected readonly model: GPT;
+  protected readonly model: CausalLM;
   protected readonly tokenizer: Tokenizer;
   protected readonly out: string | null;
   protected readonly settings: CommonSettings;
@@ -370,7 +368,7 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   private referenceSamples: string[] | null = null;
 
   protected constructor(readonly kind: 'sft' | 'preference', options: Record<string, unknown>, defaultLr: number) {
-    if (!(options.model instanceof GPT)) throw new TypeError(`Expected a GPT for model but received ${describe(options.model)}`);
+    if (!(options.model instanceof CausalLM)) throw new TypeError(`Expected a model (GPT, LlamaModel: a CausalLM) for model but received ${describe(options.model)}`);
     const tokenizer = options.tokenizer as Tokenizer | undefined;
     if (!tokenizer || typeof tokenizer.encode !== 'function' || typeof tokenizer.eosId !== 'number') {
       throw new TypeError(`Expected a Tokenizer (lib/data/tokenizer: ByteTokenizer, BpeTokenizer) for tokenizer but received ${describe(tokenizer)}`);
@@ -476,8 +474,8 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   /** After the optimizer step (the reference's sync). */
   protected afterStep(_step: number): void {}
   /** What a checkpoint saves beside the policy and the optimizer. */
-  protected abstract checkpointExtras(): { reference?: GPT | null; referenceLogps?: Record<string, Float32Array> | null };
-  protected abstract resumeInto(): GPT | null;
+  protected abstract checkpointExtras(): { reference?: CausalLM | null; referenceLogps?: Record<string, Float32Array> | null };
+  protected abstract resumeInto(): CausalLM | null;
   /** Input tokens (not padding) of a micro-batch, for num_tokens. */
   protected abstract inputTokens(examples: Example[]): number;
   protected abstract dispose(): void;
@@ -486,9 +484,9 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   /** Whether the run keeps a frozen copy of the model (its memory counts). */
   protected holdsReferenceCopy(): boolean { return false; }
   /** A reference that changes during the run (TR-DPO's synced copy), sampled anew each time; null when it is frozen. */
-  protected changingReference(): GPT | null { return null; }
+  protected changingReference(): CausalLM | null { return null; }
   /** A frozen reference to sample from when the start's samples are not known (a resumed run without samples.jsonl). */
-  protected referenceModel(): GPT | null { return null; }
+  protected referenceModel(): CausalLM | null { return null; }
 
   /** The sample log of `step`: each prompt's greedy completion by the policy (and the reference). */
   private sampleLog(step: number, prompts: number[][]): SampleLog {
@@ -531,7 +529,7 @@ abstract class Trainer<Example extends { prompt: number[] }> {
       return shape.tokens > best ? shape.tokens : best;
     }, 1);
     const rows = this.batchShape(train.slice(0, 1)).rows * s.batchSize;
-    const needed = stepMemoryBytes(this.model.config, rows, longest, this.holdsReferenceCopy());
+    const needed = stepMemoryBytes(this.model, rows, longest, this.holdsReferenceCopy());
     const limit = memoryLimit();
     if (needed > limit) {
       throw new RangeError(`Expected a batch whose step fits in this machine's ${gib(limit)} of memory for batchSize but received ${s.batchSize}: ` +
@@ -794,7 +792,7 @@ export class SftTrainer extends Trainer<TokenizedSft> {
   }
 
   protected setUp(): void {}
-  protected resumeInto(): GPT | null { return null; }
+  protected resumeInto(): CausalLM | null { return null; }
   protected checkpointExtras() { return {}; }
   protected dispose(): void {}
 
@@ -857,7 +855,7 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   private readonly needsReference: boolean;
   private readonly referenceMode: 'copy' | 'precompute';
   private readonly sync: { every: number; alpha: number } | null;
-  private reference: GPT | null = null;
+  private reference: CausalLM | null = null;
   private precomputed: Record<string, Float32Array> | null = null;
   private evalReferenceLogps: PairLogps | null = null;
 
@@ -919,7 +917,7 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   }
 
   /** The frozen copy is made before a checkpoint is loaded, so that the checkpoint's reference lands in it. */
-  protected resumeInto(): GPT | null {
+  protected resumeInto(): CausalLM | null {
     if (!this.needsReference || this.referenceMode !== 'copy') return null;
     this.reference = frozenCopy(this.model);
     return this.reference;
@@ -1021,8 +1019,8 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   }
 
   protected override hasReference(): boolean { return this.needsReference; }
-  protected override changingReference(): GPT | null { return this.sync ? this.reference : null; }
-  protected override referenceModel(): GPT | null { return this.reference; }
+  protected override changingReference(): CausalLM | null { return this.sync ? this.reference : null; }
+  protected override referenceModel(): CausalLM | null { return this.reference; }
 
   protected override afterStep(step: number): void {
     if (this.sync && this.reference && step % this.sync.every === 0) syncReference(this.reference, this.model, this.sync.alpha);

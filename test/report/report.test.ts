@@ -94,7 +94,7 @@ test('task accuracy by greedy generation: exact match by default, any checker, t
   } catch (error) {
     assert.match((error as Error).message, /Expected the checker to return a boolean but it returned 'yes' of type string \(line 1\)/);
   }
-  for (const [bad, message] of [[{ beta: 0 }, /beta/], [{ batch: 2 }, /'batch', which it does not take/], [{ reference: {} }, /a GPT for reference/]] as const) {
+  for (const [bad, message] of [[{ beta: 0 }, /beta/], [{ batch: 2 }, /'batch', which it does not take/], [{ reference: {} }, /a model \(a CausalLM\) for reference/]] as const) {
     try {
       await evaluatePreferences({ model, tokenizer, data: records, ...bad } as never);
       assert.unreachable(JSON.stringify(bad));

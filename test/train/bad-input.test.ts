@@ -98,12 +98,12 @@ test('a step that cannot fit in the machine\'s memory is refused before any allo
   const tokenizer = new ByteTokenizer();
   const config = { layers: 2, width: 64, heads: 4, context: 4096, vocab: tokenizer.vocabSize };
   // the estimate: 17 x width floats and the attention row per token and layer, and two vocab rows
-  const bytes = stepMemoryBytes(config, 2, 100, false);
+  const gpt = new GPT(config, { seed: 1 });
+  const bytes = stepMemoryBytes(gpt, 2, 100, false);
   const parameters = [...GPT.parameterShapes(config)].reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
   assert.is(GPT.parameterCount(config), parameters);
   assert.is(bytes, 4 * (4 * parameters + 2 * 100 * (2 * (17 * 64 + 4 * 100) + 2 * 257)));
   const long = Array.from({ length: 64 }, (_, i) => ({ prompt: `${'q'.repeat(4000)}${i}`, chosen: 'a', rejected: 'b', line: i + 1 }));
-  const gpt = new GPT(config, { seed: 1 });
   const refused = await new PreferenceTrainer({ model: gpt, tokenizer, train: long, batchSize: 64, steps: 1, progress: false })
     .train().then(() => null, (e: Error) => e);
   assert.match(String(refused?.message), /Expected a batch whose step fits in this machine's [0-9.]+ GiB of memory for batchSize but received 64: 128 rows of up to 4003 tokens need at least [0-9.]+ GiB/);

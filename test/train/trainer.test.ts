@@ -229,7 +229,7 @@ test('a model folder round-trips; one that does not match its config is an error
   const model = new GPT(CONFIG, { seed: 2 });
   saveModelFolder(base, model, tokenizer);
   const loaded = loadModelFolder(base);
-  assertParametersClose('round trip', loaded.model, model, 0);
+  assertParametersClose('round trip', loaded.model as GPT, model, 0);
   assert.equal(loaded.model.config, model.config);
   const config = JSON.parse(fs.readFileSync(path.join(base, 'config.json'), 'utf8'));
   fs.writeFileSync(path.join(base, 'config.json'), JSON.stringify({ ...config, model: { ...config.model, width: 64 } }));
