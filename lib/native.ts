@@ -318,6 +318,17 @@ export interface NativeAddon {
   softmaxBackward(impl: 0 | 1, out: F32, dout: F32, dinp: F32, rows: number, cols: number): void;
   causalSelfAttentionForward(impl: 0 | 1, qkv: F32, att: F32, out: F32, batch: number, tokens: number, channels: number, heads: number): void;
   causalSelfAttentionBackward(impl: 0 | 1, qkv: F32, att: F32, dout: F32, dqkv: F32, batch: number, tokens: number, channels: number, heads: number): void;
+  rmsNormForward(impl: 0 | 1, inp: F32, weight: F32, out: F32, rstd: F32, rows: number, channels: number, eps: number, offset: number): void;
+  rmsNormBackward(impl: 0 | 1, dout: F32, inp: F32, weight: F32, rstd: F32, dinp: F32, dweight: F32, rows: number, channels: number, offset: number): void;
+  ropeForward(impl: 0 | 1, inp: F32, cos: F32, sin: F32, out: F32, batch: number, tokens: number, heads: number, headDim: number): void;
+  ropeBackward(impl: 0 | 1, dout: F32, cos: F32, sin: F32, dinp: F32, batch: number, tokens: number, heads: number, headDim: number): void;
+  /** activation: 0 SiLU (SwiGLU), 1 tanh GELU (GeGLU). */
+  gluForward(impl: 0 | 1, gate: F32, up: F32, out: F32, count: number, activation: 0 | 1): void;
+  gluBackward(impl: 0 | 1, gate: F32, up: F32, dout: F32, dgate: F32 | null, dup: F32 | null, count: number, activation: 0 | 1): void;
+  attentionForward(impl: 0 | 1, q: F32, k: F32, v: F32, att: F32, out: F32, batch: number, tokens: number, heads: number, kvHeads: number,
+    headDim: number, scale: number, window: number): void;
+  attentionBackward(impl: 0 | 1, q: F32, k: F32, v: F32, att: F32, dout: F32, dq: F32, dk: F32, dv: F32, batch: number, tokens: number,
+    heads: number, kvHeads: number, headDim: number, scale: number, window: number): void;
   adamwUpdate(impl: 0 | 1, param: F32, grad: F32, m: F32, v: F32, count: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
   /** grads[k] holds counts[k] floats. */
   globalGradNorm(impl: 0 | 1, grads: F32[], counts: number[]): number;

@@ -114,3 +114,72 @@ export function numericGrad(f: (x: Vec) => Vec, x: Vec, w: Vec, h = 1e-5): Vec {
   }
   return grad;
 }
+
+/** RMS norm over the last dim C: x / sqrt(mean(x^2) + eps) * (weight + offset). */
+export function rmsnorm64(inp: Vec, weight: Vec, C: number, eps: number, offset = 0): Vec {
+  const out = new Float64Array(inp.length);
+  for (let r = 0; r < inp.length / C; r++) {
+    const x = inp.subarray(r * C, (r + 1) * C);
+    const rstd = 1 / Math.sqrt(x.reduce((s, v) => s + v * v, 0) / C + eps);
+    for (let c = 0; c < C; c++) out[r * C + c] = x[c] * rstd * (weight[c] + offset);
+  }
+  return out;
+}
+
+/** Rotary embeddings, rotate_half form: x [B, T, H, D] by the angles theta_i t (cos, sin of them in f64). */
+export function rope64(inp: Vec, B: number, T: number, H: number, D: number, angle: (t: number, i: number) => number): Vec {
+  const out = new Float64Array(inp.length);
+  const half = D / 2;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < H; h++) {
+        const base = ((b * T + t) * H + h) * D;
+        for (let i = 0; i < half; i++) {
+          const c = Math.cos(angle(t, i)), s = Math.sin(angle(t, i));
+          const x1 = inp[base + i], x2 = inp[base + i + half];
+          out[base + i] = x1 * c - x2 * s;
+          out[base + i + half] = x2 * c + x1 * s;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** act(gate) * up, act SiLU or tanh GELU. */
+export function glu64(gate: Vec, up: Vec, activation: 'silu' | 'gelu_tanh'): Vec {
+  return gate.map((x, i) => (activation === 'silu' ? x / (1 + Math.exp(-x)) : 0.5 * x * (1 + Math.tanh(GELU_SCALE * (x + 0.044715 * x ** 3)))) * up[i]);
+}
+
+/**
+ * Grouped-query causal attention: q [B, T, NH D], k, v [B, T, NKV D] (query head h reads key/value
+ * head h / (NH / NKV)), scores scaled by `scale`, keys within `window` positions (0: all earlier).
+ */
+export function groupedAttention64(q: Vec, k: Vec, v: Vec, B: number, T: number, NH: number, NKV: number, D: number, scale: number, window: number):
+  { out: Vec; att: Vec } {
+  const out = new Float64Array(B * T * NH * D);
+  const att = new Float64Array(B * NH * T * T);
+  const group = NH / NKV;
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const g = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const start = window > 0 ? Math.max(0, t - window + 1) : 0;
+        const scores: number[] = [];
+        for (let t2 = start; t2 <= t; t2++) {
+          let dot = 0;
+          for (let i = 0; i < D; i++) dot += q[(b * T + t) * NH * D + h * D + i] * k[(b * T + t2) * NKV * D + g * D + i];
+          scores.push(dot * scale);
+        }
+        const weights = softmax64(Float64Array.from(scores), scores.length);
+        weights.forEach((w, j) => (att[((b * NH + h) * T + t) * T + start + j] = w));
+        for (let i = 0; i < D; i++) {
+          let o = 0;
+          weights.forEach((w, j) => (o += w * v[(b * T + start + j) * NKV * D + g * D + i]));
+          out[(b * T + t) * NH * D + h * D + i] = o;
+        }
+      }
+    }
+  }
+  return { out, att };
+}

@@ -9,56 +9,11 @@ import { test } from 'uvu';
 
 import * as nn from '../lib/ops';
 import { assertClose } from './batch';
-import { add64, attention64, embedding64, gelu64, layernorm64, mul64, numericGrad, randomFloats, reduce64, softmax64, type Vec } from './nn-fp64';
+import { checkOp } from './support/ops';
+import { add64, attention64, embedding64, gelu64, layernorm64, mul64, randomFloats, reduce64, softmax64, type Vec } from './nn-fp64';
 
 const f64 = (x: Float32Array): Vec => Float64Array.from(x);
-const maxAbs = (x: ArrayLike<number>) => Array.from(x).reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 const IMPLS: nn.Implementation[] = ['fast', 'reference'];
-
-interface OpSpec {
-  name: string;
-  /** The differentiable inputs. */
-  inputs: Record<string, Float32Array>;
-  forward64(x: Record<string, Vec>): Vec;
-  forward(impl: nn.Implementation): Float32Array;
-  /** Runs forward (for what it saves) then backward with dout, accumulating into grads. */
-  backward(impl: nn.Implementation, dout: Float32Array, grads: Record<string, Float32Array>): void;
-  /** Relative to the largest expected magnitude. */
-  forwardTolerance?: number;
-  gradTolerance?: number;
-}
-
-function checkOp(spec: OpSpec): void {
-  const { forwardTolerance = 1e-5, gradTolerance = 2e-4 } = spec;
-  const x64: Record<string, Vec> = Object.fromEntries(Object.entries(spec.inputs).map(([k, v]) => [k, f64(v)]));
-  const expected = spec.forward64(x64);
-  const scale = maxAbs(expected) + 1e-30;
-  const outs = IMPLS.map((impl) => {
-    const out = spec.forward(impl);
-    assertClose(`${spec.name} forward (${impl}) vs fp64`, out, expected, (i) => forwardTolerance * (Math.abs(expected[i]) + scale));
-    return out;
-  });
-  assertClose(`${spec.name} forward fast vs reference`, outs[0], outs[1], () => 2 * forwardTolerance * scale);
-
-  const dout = randomFloats(expected.length, 99);
-  const grads = IMPLS.map((impl) => {
-    const start = Object.fromEntries(Object.entries(spec.inputs).map(([k, v], j) => [k, randomFloats(v.length, 50 + j)]));
-    const grads = Object.fromEntries(Object.entries(start).map(([k, v]) => [k, Float32Array.from(v)]));
-    spec.backward(impl, dout, grads);
-    for (const name of Object.keys(spec.inputs)) {
-      const numeric = numericGrad((x) => spec.forward64({ ...x64, [name]: x }), x64[name], f64(dout));
-      const added = f64(grads[name]).map((g, i) => g - start[name][i]);
-      const gScale = maxAbs(numeric) + 1e-30;
-      assertClose(`${spec.name} d${name} (${impl}) vs finite differences`, added, numeric,
-        (i) => gradTolerance * (Math.abs(numeric[i]) + gScale) + 2e-7);
-    }
-    return grads;
-  });
-  for (const name of Object.keys(spec.inputs)) {
-    const gScale = maxAbs(grads[1][name]);
-    assertClose(`${spec.name} d${name} fast vs reference`, grads[0][name], grads[1][name], () => 2e-5 * gScale + 1e-7);
-  }
-}
 
 const B = 2, T = 5, C = 12, NH = 3, V = 7;
 

@@ -1,9 +1,10 @@
-// Impl dispatch of causal_self_attention.h. One task per (batch, head), split over the thread pool: a head
-// reads and writes only its own columns of qkv, dqkv and out and its own [T, T] block of att, so
-// nothing is shared between threads and the bits do not depend on the split.
+// Impl dispatch of causal_self_attention.h. One task per (batch, key/value head), split over the
+// thread pool: the group of query heads that shares a key/value head reads and writes only its own
+// columns of q, k, v, dq, dk, dv and out and its own [T, T] blocks of att, so nothing is shared
+// between threads and the bits do not depend on the split (GPT-2: one query head a group).
 //
-// AVX-512, per (b, h), with hs = C / NH and the head's keys and values copied once into
-// transposed scratch Kt, Vt [hs, T] (so that every inner loop runs over t2, 16 lanes, or over
+// AVX-512, per (b, h), with D the head dim and the key/value head's keys and values copied once into
+// transposed scratch Kt, Vt [D, T] (so that every inner loop runs over t2, 16 lanes, or over
 // hs, never a horizontal sum per score):
 //   forward:  s[0..t] = sum_d q[d] Kt[d, 0..t]; softmax with exp16; out_t = sum_t2 att[t2] v_t2
 //   backward: datt[0..t] = sum_d dout[d] Vt[d, 0..t]; dVt[d, 0..t] += dout[d] att[0..t];
@@ -172,212 +173,208 @@ FUSEDPO_INLINE_AVX2 void addWeightedRows8(int64_t n, const float* w, const float
   rowCombination8(n, w, 1.0f, rows, stride, width, true, out);
 }
 
-// Copies the hs columns at column offset `column` of every token of batch b into [hs, T].
-void transposeHead(const float* qkv, int64_t b, int64_t column, const CausalSelfAttentionShape& shape, float* out) {
-  const int64_t T = shape.tokens, C3 = 3 * shape.channels, hs = shape.channels / shape.heads;
+// Copies the D columns of every token of batch b at `base` (a head's columns of k or v, rows
+// `stride` apart) into [D, T].
+void transposeHead(const float* base, int64_t stride, int64_t b, const AttentionShape& shape, float* out) {
+  const int64_t T = shape.tokens, D = shape.headDim;
   for (int64_t t = 0; t < T; ++t) {
-    const float* row = qkv + (b * T + t) * C3 + column;
-    for (int64_t d = 0; d < hs; ++d) out[d * T + t] = row[d];
+    const float* row = base + (b * T + t) * stride;
+    for (int64_t d = 0; d < D; ++d) out[d * T + t] = row[d];
   }
 }
 
-FUSEDPO_TARGET_AVX512 void causalSelfAttentionForwardHeadAvx512(const float* qkv, float* att, float* out,
-                                                      const CausalSelfAttentionShape& shape, int64_t b, int64_t h,
-                                                      float* kt) {
-  const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
-  const int64_t hs = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(hs));
-  transposeHead(qkv, b, C + h * hs, shape, kt);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* q = qkv + (b * T + t) * C3 + h * hs;
-    float* weights = att + ((b * NH + h) * T + t) * T;
-    const int64_t n = t + 1;
-    for (int64_t t2 = n; t2 < T; ++t2) weights[t2] = 0.0f;
-    vectorTimesRows(n, hs, q, scale, kt, T, weights);
-    const float max = cpu::max16(n, weights);
-    const float sum = cpu::expShifted16(n, weights, max, weights);
-    cpu::scale16(n, 1.0f / sum, weights);
+// The SIMD width's primitives, so that one algorithm (attentionForwardGroup, attentionBackwardGroup)
+// serves AVX-512 and AVX2: the 16-lane and the 8-lane helpers have the same contracts and sum in
+// the same order. The algorithm is a plain template; each width's entry point is `flatten`, which
+// inlines it and, inside that target, these primitives and theirs.
+struct Lanes16 {
+  static FUSEDPO_TARGET_AVX512 inline void scores(int64_t n, int64_t depth, const float* vec, float scale, const float* mat, int64_t ld, float* out) {
+    vectorTimesRows(n, depth, vec, scale, mat, ld, out);
+  }
+  static FUSEDPO_TARGET_AVX512 inline void addRows(int64_t n, const float* w, const float* rows, int64_t stride, int64_t width, float* out) {
+    addWeightedRows(n, w, rows, stride, width, out);
+  }
+  static FUSEDPO_TARGET_AVX512 inline float max(int64_t n, const float* x) { return cpu::max16(n, x); }
+  static FUSEDPO_TARGET_AVX512 inline float expShifted(int64_t n, const float* x, float shift, float* out) { return cpu::expShifted16(n, x, shift, out); }
+  static FUSEDPO_TARGET_AVX512 inline void scale(int64_t n, float factor, float* x) { cpu::scale16(n, factor, x); }
+  static FUSEDPO_TARGET_AVX512 inline void axpy(int64_t n, float a, const float* x, float* y) { cpu::axpy16(n, a, x, y); }
+  static FUSEDPO_TARGET_AVX512 inline float dot(int64_t n, const float* x, const float* y) { return cpu::dot16(n, x, y); }
+  // ds[i] = weights[i] (ds[i] - dot) scale, i < n
+  static FUSEDPO_TARGET_AVX512 inline void softmaxBackward(int64_t n, const float* weights, float dot, float scale, float* ds) {
+    const __m512 dv = _mm512_set1_ps(dot), sv = _mm512_set1_ps(scale);
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 m = cpu::tailMask(n - i);
+      const __m512 d = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, weights + i), _mm512_sub_ps(_mm512_maskz_loadu_ps(m, ds + i), dv)), sv);
+      _mm512_mask_storeu_ps(ds + i, m, d);
+    }
+  }
+};
 
-    float* o = out + (b * T + t) * C + h * hs;
-    for (int64_t i = 0; i < hs; ++i) o[i] = 0.0f;
-    addWeightedRows(n, weights, qkv + b * T * C3 + 2 * C + h * hs, C3, hs, o);
+struct Lanes8 {
+  static FUSEDPO_TARGET_AVX2 inline void scores(int64_t n, int64_t depth, const float* vec, float scale, const float* mat, int64_t ld, float* out) {
+    vectorTimesRows8(n, depth, vec, scale, mat, ld, out);
+  }
+  static FUSEDPO_TARGET_AVX2 inline void addRows(int64_t n, const float* w, const float* rows, int64_t stride, int64_t width, float* out) {
+    addWeightedRows8(n, w, rows, stride, width, out);
+  }
+  static FUSEDPO_TARGET_AVX2 inline float max(int64_t n, const float* x) { return cpu::max8(n, x); }
+  static FUSEDPO_TARGET_AVX2 inline float expShifted(int64_t n, const float* x, float shift, float* out) { return cpu::expShifted8(n, x, shift, out); }
+  static FUSEDPO_TARGET_AVX2 inline void scale(int64_t n, float factor, float* x) { cpu::scale8(n, factor, x); }
+  static FUSEDPO_TARGET_AVX2 inline void axpy(int64_t n, float a, const float* x, float* y) { cpu::axpy8(n, a, x, y); }
+  static FUSEDPO_TARGET_AVX2 inline float dot(int64_t n, const float* x, const float* y) { return cpu::dot8(n, x, y); }
+  static FUSEDPO_TARGET_AVX2 inline void softmaxBackward(int64_t n, const float* weights, float dot, float scale, float* ds) {
+    const __m256 dv = _mm256_set1_ps(dot), sv = _mm256_set1_ps(scale);
+    for (int64_t i = 0; i < n; i += 8) {
+      const int64_t left = n - i;
+      const __m256 d = _mm256_mul_ps(_mm256_mul_ps(cpu::loadUpTo8(weights + i, left), _mm256_sub_ps(cpu::loadUpTo8(ds + i, left), dv)), sv);
+      cpu::storeUpTo8(ds + i, left, d);
+    }
+  }
+};
+
+// One (batch b, key/value head g) task of the forward: the head's keys transposed once into kt
+// [D, T], then each query head of its group, each query t over its window [start, t].
+template <class L>
+inline void attentionForwardGroup(const float* q, const float* k, const float* v, float* att, float* out,
+                                                 const AttentionShape& s, int64_t b, int64_t g, float* kt) {
+  const int64_t T = s.tokens, NH = s.heads, D = s.headDim, group = NH / s.kvHeads;
+  transposeHead(k + g * D, s.kvStride, b, s, kt);
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    for (int64_t t = 0; t < T; ++t) {
+      const float* qt = q + (b * T + t) * s.qStride + h * D;
+      float* weights = att + ((b * NH + h) * T + t) * T;
+      const int64_t start = attentionStart(s, t), n = t - start + 1;
+      for (int64_t t2 = 0; t2 < start; ++t2) weights[t2] = 0.0f;
+      for (int64_t t2 = t + 1; t2 < T; ++t2) weights[t2] = 0.0f;
+      float* w = weights + start;
+      L::scores(n, D, qt, s.scale, kt + start, T, w);
+      const float max = L::max(n, w);
+      const float sum = L::expShifted(n, w, max, w);
+      L::scale(n, 1.0f / sum, w);
+
+      float* o = out + (b * T + t) * s.outStride + h * D;
+      for (int64_t i = 0; i < D; ++i) o[i] = 0.0f;
+      L::addRows(n, w, v + (b * T + start) * s.kvStride + g * D, s.kvStride, D, o);
+    }
   }
 }
 
-FUSEDPO_TARGET_AVX512 void causalSelfAttentionBackwardHeadAvx512(const float* qkv, const float* att, const float* dout,
-                                                       float* dqkv, const CausalSelfAttentionShape& shape, int64_t b,
-                                                       int64_t h, float* scratch) {
-  const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
-  const int64_t hs = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(hs));
-  float* vt = scratch;            // [hs, T]
-  float* dkt = vt + hs * T;       // [hs, T]
-  float* dvt = dkt + hs * T;      // [hs, T]
-  float* ds = dvt + hs * T;       // [T]
-  transposeHead(qkv, b, 2 * C + h * hs, shape, vt);
-  for (int64_t i = 0; i < 2 * hs * T; ++i) dkt[i] = 0.0f;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* weights = att + ((b * NH + h) * T + t) * T;
-    const float* g = dout + (b * T + t) * C + h * hs;
-    const float* q = qkv + (b * T + t) * C3 + h * hs;
-    float* dq = dqkv + (b * T + t) * C3 + h * hs;
-    const int64_t n = t + 1;
-    // datt, into ds; dv
-    vectorTimesRows(n, hs, g, 1.0f, vt, T, ds);
-    for (int64_t d = 0; d < hs; ++d) cpu::axpy16(n, g[d], weights, dvt + d * T);
-    // softmax backward, times the score scale
-    const __m512 dot = _mm512_set1_ps(cpu::dot16(n, weights, ds)), sv = _mm512_set1_ps(scale);
-    for (int64_t t2 = 0; t2 < n; t2 += 16) {
-      const __mmask16 m = cpu::tailMask(n - t2);
-      const __m512 d = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, weights + t2),
-                                                   _mm512_sub_ps(_mm512_maskz_loadu_ps(m, ds + t2), dot)), sv);
-      _mm512_mask_storeu_ps(ds + t2, m, d);
+// One (b, g) task of the backward: dk and dv of the key/value head summed over its group's query
+// heads in scratch (transposed, [D, T] each), then added into dk and dv once.
+template <class L>
+inline void attentionBackwardGroup(const float* q, const float* k, const float* v, const float* att,
+                                                  const float* dout, float* dq, float* dk, float* dv,
+                                                  const AttentionShape& s, int64_t b, int64_t g, float* scratch) {
+  const int64_t T = s.tokens, NH = s.heads, D = s.headDim, group = NH / s.kvHeads;
+  float* vt = scratch;          // [D, T]
+  float* dkt = vt + D * T;      // [D, T]
+  float* dvt = dkt + D * T;     // [D, T]
+  float* ds = dvt + D * T;      // [T]
+  transposeHead(v + g * D, s.kvStride, b, s, vt);
+  for (int64_t i = 0; i < 2 * D * T; ++i) dkt[i] = 0.0f;
+  for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t start = attentionStart(s, t), n = t - start + 1;
+      const float* weights = att + ((b * NH + h) * T + t) * T + start;
+      const float* gt = dout + (b * T + t) * s.outStride + h * D;
+      const float* qt = q + (b * T + t) * s.qStride + h * D;
+      float* dqt = dq + (b * T + t) * s.qStride + h * D;
+      // datt, into ds; dv
+      L::scores(n, D, gt, 1.0f, vt + start, T, ds);
+      for (int64_t d = 0; d < D; ++d) L::axpy(n, gt[d], weights, dvt + d * T + start);
+      // softmax backward, times the score scale
+      L::softmaxBackward(n, weights, L::dot(n, weights, ds), s.scale, ds);
+      // dq, dk
+      L::addRows(n, ds, k + (b * T + start) * s.kvStride + g * D, s.kvStride, D, dqt);
+      for (int64_t d = 0; d < D; ++d) L::axpy(n, qt[d], ds, dkt + d * T + start);
     }
-    // dq, dk
-    addWeightedRows(n, ds, qkv + b * T * C3 + C + h * hs, C3, hs, dq);
-    for (int64_t d = 0; d < hs; ++d) cpu::axpy16(n, q[d], ds, dkt + d * T);
   }
   for (int64_t t = 0; t < T; ++t) {
-    float* dk = dqkv + (b * T + t) * C3 + C + h * hs;
-    float* dv = dk + C;
-    for (int64_t d = 0; d < hs; ++d) {
-      dk[d] += dkt[d * T + t];
-      dv[d] += dvt[d * T + t];
+    float* dkRow = dk + (b * T + t) * s.kvStride + g * D;
+    float* dvRow = dv + (b * T + t) * s.kvStride + g * D;
+    for (int64_t d = 0; d < D; ++d) {
+      dkRow[d] += dkt[d * T + t];
+      dvRow[d] += dvt[d * T + t];
     }
   }
 }
 
-FUSEDPO_TARGET_AVX2 void causalSelfAttentionForwardHeadAvx2(const float* qkv, float* att, float* out,
-                                                            const CausalSelfAttentionShape& shape, int64_t b,
-                                                            int64_t h, float* kt) {
-  const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
-  const int64_t hs = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(hs));
-  transposeHead(qkv, b, C + h * hs, shape, kt);
-  for (int64_t t = 0; t < T; ++t) {
-    const float* q = qkv + (b * T + t) * C3 + h * hs;
-    float* weights = att + ((b * NH + h) * T + t) * T;
-    const int64_t n = t + 1;
-    for (int64_t t2 = n; t2 < T; ++t2) weights[t2] = 0.0f;
-    vectorTimesRows8(n, hs, q, scale, kt, T, weights);
-    const float max = cpu::max8(n, weights);
-    const float sum = cpu::expShifted8(n, weights, max, weights);
-    cpu::scale8(n, 1.0f / sum, weights);
-
-    float* o = out + (b * T + t) * C + h * hs;
-    for (int64_t i = 0; i < hs; ++i) o[i] = 0.0f;
-    addWeightedRows8(n, weights, qkv + b * T * C3 + 2 * C + h * hs, C3, hs, o);
-  }
+__attribute__((flatten)) FUSEDPO_TARGET_AVX512 void attentionForwardGroupAvx512(const float* q, const float* k, const float* v, float* att, float* out,
+                                                       const AttentionShape& s, int64_t b, int64_t g, float* kt) {
+  attentionForwardGroup<Lanes16>(q, k, v, att, out, s, b, g, kt);
 }
 
-FUSEDPO_TARGET_AVX2 void causalSelfAttentionBackwardHeadAvx2(const float* qkv, const float* att, const float* dout,
-                                                             float* dqkv, const CausalSelfAttentionShape& shape,
-                                                             int64_t b, int64_t h, float* scratch) {
-  const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
-  const int64_t hs = C / NH, C3 = 3 * C;
-  const float scale = 1.0f / std::sqrt(float(hs));
-  float* vt = scratch;            // [hs, T]
-  float* dkt = vt + hs * T;       // [hs, T]
-  float* dvt = dkt + hs * T;      // [hs, T]
-  float* ds = dvt + hs * T;       // [T]
-  transposeHead(qkv, b, 2 * C + h * hs, shape, vt);
-  for (int64_t i = 0; i < 2 * hs * T; ++i) dkt[i] = 0.0f;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* weights = att + ((b * NH + h) * T + t) * T;
-    const float* g = dout + (b * T + t) * C + h * hs;
-    const float* q = qkv + (b * T + t) * C3 + h * hs;
-    float* dq = dqkv + (b * T + t) * C3 + h * hs;
-    const int64_t n = t + 1;
-    // datt, into ds; dv
-    vectorTimesRows8(n, hs, g, 1.0f, vt, T, ds);
-    for (int64_t d = 0; d < hs; ++d) cpu::axpy8(n, g[d], weights, dvt + d * T);
-    // softmax backward, times the score scale
-    const __m256 dot = _mm256_set1_ps(cpu::dot8(n, weights, ds)), sv = _mm256_set1_ps(scale);
-    for (int64_t t2 = 0; t2 < n; t2 += 8) {
-      const int64_t left = n - t2;
-      const __m256 d = _mm256_mul_ps(_mm256_mul_ps(cpu::loadUpTo8(weights + t2, left),
-                                                   _mm256_sub_ps(cpu::loadUpTo8(ds + t2, left), dot)), sv);
-      cpu::storeUpTo8(ds + t2, left, d);
-    }
-    // dq, dk
-    addWeightedRows8(n, ds, qkv + b * T * C3 + C + h * hs, C3, hs, dq);
-    for (int64_t d = 0; d < hs; ++d) cpu::axpy8(n, q[d], ds, dkt + d * T);
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    float* dk = dqkv + (b * T + t) * C3 + C + h * hs;
-    float* dv = dk + C;
-    for (int64_t d = 0; d < hs; ++d) {
-      dk[d] += dkt[d * T + t];
-      dv[d] += dvt[d * T + t];
-    }
-  }
+__attribute__((flatten)) FUSEDPO_TARGET_AVX512 void attentionBackwardGroupAvx512(const float* q, const float* k, const float* v, const float* att,
+                                                        const float* dout, float* dq, float* dk, float* dv,
+                                                        const AttentionShape& s, int64_t b, int64_t g, float* scratch) {
+  attentionBackwardGroup<Lanes16>(q, k, v, att, dout, dq, dk, dv, s, b, g, scratch);
+}
+
+__attribute__((flatten)) FUSEDPO_TARGET_AVX2 void attentionForwardGroupAvx2(const float* q, const float* k, const float* v, float* att, float* out,
+                                                   const AttentionShape& s, int64_t b, int64_t g, float* kt) {
+  attentionForwardGroup<Lanes8>(q, k, v, att, out, s, b, g, kt);
+}
+
+__attribute__((flatten)) FUSEDPO_TARGET_AVX2 void attentionBackwardGroupAvx2(const float* q, const float* k, const float* v, const float* att,
+                                                    const float* dout, float* dq, float* dk, float* dv,
+                                                    const AttentionShape& s, int64_t b, int64_t g, float* scratch) {
+  attentionBackwardGroup<Lanes8>(q, k, v, att, dout, dq, dk, dv, s, b, g, scratch);
 }
 #endif
 
-// The reference on the batches [b0, b1).
-CausalSelfAttentionShape batches(CausalSelfAttentionShape shape, int64_t b0, int64_t b1) {
+// The shape of the batches [b0, b1) (the reference, split by batch on the generic path).
+AttentionShape batches(AttentionShape shape, int64_t b0, int64_t b1) {
   shape.batch = b1 - b0;
   return shape;
 }
 
 }  // namespace
 
-void causalSelfAttentionForward(Impl impl, const float* qkv, float* att, float* out, CausalSelfAttentionShape shape) {
-  if (impl == Impl::Reference) return referenceCausalSelfAttentionForward(qkv, att, out, shape);
-  const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
+void attentionForward(Impl impl, const float* q, const float* k, const float* v, float* att, float* out,
+                      const AttentionShape& shape) {
+  if (impl == Impl::Reference) return referenceAttentionForward(q, k, v, att, out, shape);
+  const int64_t T = shape.tokens, NH = shape.heads, NKV = shape.kvHeads, D = shape.headDim;
 #if FUSEDPO_X86_KERNELS
-  if (cpu::avx512Active()) {
-    auto heads = [&](int64_t begin, int64_t end) {
-      std::vector<float> kt(std::size_t(C / NH * T));
+  if (cpu::avx512Active() || cpu::avx2Active()) {
+    const bool avx512 = cpu::avx512Active();
+    auto groups = [&](int64_t begin, int64_t end) {
+      std::vector<float> kt(std::size_t(D * T));
       for (int64_t task = begin; task < end; ++task) {
-        causalSelfAttentionForwardHeadAvx512(qkv, att, out, shape, task / NH, task % NH, kt.data());
+        if (avx512) attentionForwardGroupAvx512(q, k, v, att, out, shape, task / NKV, task % NKV, kt.data());
+        else attentionForwardGroupAvx2(q, k, v, att, out, shape, task / NKV, task % NKV, kt.data());
       }
     };
-    return cpu::parallelFor(shape.batch * NH, heads);
-  }
-  if (cpu::avx2Active()) {
-    auto heads = [&](int64_t begin, int64_t end) {
-      std::vector<float> kt(std::size_t(C / NH * T));
-      for (int64_t task = begin; task < end; ++task) {
-        causalSelfAttentionForwardHeadAvx2(qkv, att, out, shape, task / NH, task % NH, kt.data());
-      }
-    };
-    return cpu::parallelFor(shape.batch * NH, heads);
+    return cpu::parallelFor(shape.batch * NKV, groups);
   }
 #endif
   auto rows = [&](int64_t b0, int64_t b1) {
-    referenceCausalSelfAttentionForward(qkv + b0 * T * 3 * C, att + b0 * NH * T * T, out + b0 * T * C, batches(shape, b0, b1));
+    referenceAttentionForward(q + b0 * T * shape.qStride, k + b0 * T * shape.kvStride, v + b0 * T * shape.kvStride,
+                              att + b0 * NH * T * T, out + b0 * T * shape.outStride, batches(shape, b0, b1));
   };
   cpu::parallelFor(shape.batch, rows);
 }
 
-void causalSelfAttentionBackward(Impl impl, const float* qkv, const float* att, const float* dout, float* dqkv,
-                       CausalSelfAttentionShape shape) {
-  if (impl == Impl::Reference) return referenceCausalSelfAttentionBackward(qkv, att, dout, dqkv, shape);
-  const int64_t T = shape.tokens, C = shape.channels, NH = shape.heads;
+void attentionBackward(Impl impl, const float* q, const float* k, const float* v, const float* att, const float* dout,
+                       float* dq, float* dk, float* dv, const AttentionShape& shape) {
+  if (impl == Impl::Reference) return referenceAttentionBackward(q, k, v, att, dout, dq, dk, dv, shape);
+  const int64_t T = shape.tokens, NH = shape.heads, NKV = shape.kvHeads, D = shape.headDim;
 #if FUSEDPO_X86_KERNELS
-  if (cpu::avx512Active()) {
-    auto heads = [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch(std::size_t(3 * (C / NH) * T + T));
+  if (cpu::avx512Active() || cpu::avx2Active()) {
+    const bool avx512 = cpu::avx512Active();
+    auto groups = [&](int64_t begin, int64_t end) {
+      std::vector<float> scratch(std::size_t(3 * D * T + T));
       for (int64_t task = begin; task < end; ++task) {
-        causalSelfAttentionBackwardHeadAvx512(qkv, att, dout, dqkv, shape, task / NH, task % NH, scratch.data());
+        if (avx512) attentionBackwardGroupAvx512(q, k, v, att, dout, dq, dk, dv, shape, task / NKV, task % NKV, scratch.data());
+        else attentionBackwardGroupAvx2(q, k, v, att, dout, dq, dk, dv, shape, task / NKV, task % NKV, scratch.data());
       }
     };
-    return cpu::parallelFor(shape.batch * NH, heads);
-  }
-  if (cpu::avx2Active()) {
-    auto heads = [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch(std::size_t(3 * (C / NH) * T + T));
-      for (int64_t task = begin; task < end; ++task) {
-        causalSelfAttentionBackwardHeadAvx2(qkv, att, dout, dqkv, shape, task / NH, task % NH, scratch.data());
-      }
-    };
-    return cpu::parallelFor(shape.batch * NH, heads);
+    return cpu::parallelFor(shape.batch * NKV, groups);
   }
 #endif
   auto rows = [&](int64_t b0, int64_t b1) {
-    referenceCausalSelfAttentionBackward(qkv + b0 * T * 3 * C, att + b0 * NH * T * T, dout + b0 * T * C,
-                               dqkv + b0 * T * 3 * C, batches(shape, b0, b1));
+    referenceAttentionBackward(q + b0 * T * shape.qStride, k + b0 * T * shape.kvStride, v + b0 * T * shape.kvStride,
+                               att + b0 * NH * T * T, dout + b0 * T * shape.outStride, dq + b0 * T * shape.qStride,
+                               dk + b0 * T * shape.kvStride, dv + b0 * T * shape.kvStride, batches(shape, b0, b1));
   };
   cpu::parallelFor(shape.batch, rows);
 }

@@ -1,4 +1,4 @@
-// Node-API bindings of the GPT's ops: positional arguments (impl first, then buffers, then sizes
+// Node-API bindings of the models' ops (GPT-2's and the Llama family's): positional arguments (impl first, then buffers, then sizes
 // and scalars), unpacked and passed straight to the kernels. No arithmetic here beyond extents.
 //
 // lib/ops validates every argument first (kinds, lengths, ranges, indices, aliasing) and gives
@@ -20,7 +20,10 @@
 #include "core/elementwise.h"
 #include "core/embedding.h"
 #include "core/gelu.h"
+#include "core/glu.h"
 #include "core/layer_norm.h"
+#include "core/rms_norm.h"
+#include "core/rope.h"
 #include "core/softmax.h"
 #include "napi/buffers.h"
 
@@ -301,6 +304,134 @@ Napi::Value CausalSelfAttentionBackward(const Napi::CallbackInfo& info) {
   return run(a, [&] { causalSelfAttentionBackward(a.impl(0), qkv, att, dout, dqkv, s); });
 }
 
+// ---- the Llama family: rmsNorm, rope, glu, attention (grouped-query, windowed) -------------------
+
+// A float parameter of a kernel: finite (eps > 0 is lib/ops's check; here, what the kernel needs).
+float floatArgument(const PositionalArgs& a, size_t i, const char* name) { return static_cast<float>(a.number(i, name)); }
+
+Napi::Value RmsNormForward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "rmsNormForward", 9);  // impl, inp, weight, out, rstd, rows, channels, eps, offset
+  const int64_t rows = a.size(5, "rows"), channels = a.size(6, "channels"), n = a.product({rows, channels});
+  const float eps = floatArgument(a, 7, "eps"), offset = floatArgument(a, 8, "offset");
+  if (!(eps > 0.0f)) a.range("expected eps > 0");
+  const float* inp = a.input(1, "inp", n);
+  const float* weight = a.input(2, "weight", channels);
+  float* out = a.output(3, "out", n);
+  float* rstd = a.output(4, "rstd", rows);
+  return run(a, [&] { rmsNormForward(a.impl(0), inp, weight, out, rstd, rows, channels, eps, offset); });
+}
+
+Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
+  // impl, dout, inp, weight, rstd, dinp, dweight, rows, channels, offset
+  PositionalArgs a(info, "rmsNormBackward", 10);
+  const int64_t rows = a.size(7, "rows"), channels = a.size(8, "channels"), n = a.product({rows, channels});
+  const float offset = floatArgument(a, 9, "offset");
+  const float* dout = a.input(1, "dout", n);
+  const float* inp = a.input(2, "inp", n);
+  const float* weight = a.input(3, "weight", channels);
+  const float* rstd = a.input(4, "rstd", rows);
+  float* dinp = a.output(5, "dinp", n);
+  float* dweight = a.output(6, "dweight", channels);
+  return run(a, [&] { rmsNormBackward(a.impl(0), dout, inp, weight, rstd, dinp, dweight, rows, channels, offset); });
+}
+
+// The shape of rope: B, T, H, D from four positions, D even.
+RopeShape ropeShape(const PositionalArgs& a, size_t first) {
+  const RopeShape shape{a.size(first, "batch"), a.size(first + 1, "tokens"), a.size(first + 2, "heads"), a.size(first + 3, "headDim")};
+  if (shape.headDim % 2 != 0) a.range("expected an even headDim");
+  a.product({shape.batch, shape.tokens, shape.heads, shape.headDim});
+  return shape;
+}
+
+Napi::Value RopeForward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "ropeForward", 9);  // impl, inp, cos, sin, out, B, T, H, D
+  const RopeShape s = ropeShape(a, 5);
+  const int64_t n = s.batch * s.tokens * s.heads * s.headDim, table = s.tokens * (s.headDim / 2);
+  const float* inp = a.input(1, "inp", n);
+  const float* cos = a.input(2, "cos", table);
+  const float* sin = a.input(3, "sin", table);
+  float* out = a.output(4, "out", n);
+  return run(a, [&] { ropeForward(a.impl(0), inp, cos, sin, out, s); });
+}
+
+Napi::Value RopeBackward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "ropeBackward", 9);  // impl, dout, cos, sin, dinp, B, T, H, D
+  const RopeShape s = ropeShape(a, 5);
+  const int64_t n = s.batch * s.tokens * s.heads * s.headDim, table = s.tokens * (s.headDim / 2);
+  const float* dout = a.input(1, "dout", n);
+  const float* cos = a.input(2, "cos", table);
+  const float* sin = a.input(3, "sin", table);
+  float* dinp = a.output(4, "dinp", n);
+  return run(a, [&] { ropeBackward(a.impl(0), dout, cos, sin, dinp, s); });
+}
+
+GluActivation gluActivation(const PositionalArgs& a, size_t i) {
+  return a.integer(i, "activation", 0, 1) == 0 ? GluActivation::Silu : GluActivation::GeluTanh;
+}
+
+Napi::Value GluForward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "gluForward", 6);  // impl, gate, up, out, count, activation
+  const int64_t count = a.size(4, "count");
+  const GluActivation activation = gluActivation(a, 5);
+  const float* gate = a.input(1, "gate", count);
+  const float* up = a.input(2, "up", count);
+  float* out = a.output(3, "out", count);
+  return run(a, [&] { gluForward(a.impl(0), gate, up, out, count, activation); });
+}
+
+Napi::Value GluBackward(const Napi::CallbackInfo& info) {
+  PositionalArgs a(info, "gluBackward", 8);  // impl, gate, up, dout, dgate, dup, count, activation
+  const int64_t count = a.size(6, "count");
+  const GluActivation activation = gluActivation(a, 7);
+  const float* gate = a.input(1, "gate", count);
+  const float* up = a.input(2, "up", count);
+  const float* dout = a.input(3, "dout", count);
+  float* dgate = a.optionalOutput(4, "dgate", count);
+  float* dup = a.optionalOutput(5, "dup", count);
+  return run(a, [&] { gluBackward(a.impl(0), gate, up, dout, dgate, dup, count, activation); });
+}
+
+// The shape of grouped-query attention from positions first..first+6: B, T, NH, NKV (dividing NH),
+// D, scale (finite, > 0), window (0: none). q and out are [B, T, NH D], k and v [B, T, NKV D].
+AttentionShape groupedAttentionShape(const PositionalArgs& a, size_t first) {
+  const int64_t B = a.size(first, "batch"), T = a.size(first + 1, "tokens"), NH = a.size(first + 2, "heads");
+  const int64_t NKV = a.size(first + 3, "kvHeads"), D = a.size(first + 4, "headDim");
+  const float scale = floatArgument(a, first + 5, "scale");
+  const int64_t window = a.integer(first + 6, "window", 0, kMaxDim);
+  if (NH % NKV != 0) a.range("expected kvHeads dividing heads");
+  if (!(scale > 0.0f)) a.range("expected scale > 0");
+  a.product({B, NH, T, T});
+  a.product({B, T, NH, D});
+  return AttentionShape{B, T, NH, NKV, D, NH * D, NKV * D, NH * D, scale, window};
+}
+
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  // impl, q, k, v, att, out, B, T, NH, NKV, D, scale, window
+  PositionalArgs a(info, "attentionForward", 13);
+  const AttentionShape s = groupedAttentionShape(a, 6);
+  const float* q = a.input(1, "q", s.batch * s.tokens * s.qStride);
+  const float* k = a.input(2, "k", s.batch * s.tokens * s.kvStride);
+  const float* v = a.input(3, "v", s.batch * s.tokens * s.kvStride);
+  float* att = a.output(4, "att", s.batch * s.heads * s.tokens * s.tokens);
+  float* out = a.output(5, "out", s.batch * s.tokens * s.outStride);
+  return run(a, [&] { attentionForward(a.impl(0), q, k, v, att, out, s); });
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  // impl, q, k, v, att, dout, dq, dk, dv, B, T, NH, NKV, D, scale, window
+  PositionalArgs a(info, "attentionBackward", 16);
+  const AttentionShape s = groupedAttentionShape(a, 9);
+  const float* q = a.input(1, "q", s.batch * s.tokens * s.qStride);
+  const float* k = a.input(2, "k", s.batch * s.tokens * s.kvStride);
+  const float* v = a.input(3, "v", s.batch * s.tokens * s.kvStride);
+  const float* att = a.input(4, "att", s.batch * s.heads * s.tokens * s.tokens);
+  const float* dout = a.input(5, "dout", s.batch * s.tokens * s.outStride);
+  float* dq = a.output(6, "dq", s.batch * s.tokens * s.qStride);
+  float* dk = a.output(7, "dk", s.batch * s.tokens * s.kvStride);
+  float* dv = a.output(8, "dv", s.batch * s.tokens * s.kvStride);
+  return run(a, [&] { attentionBackward(a.impl(0), q, k, v, att, dout, dq, dk, dv, s); });
+}
+
 // ---- optimizer -------------------------------------------------------------------------------
 
 Napi::Value AdamwUpdate(const Napi::CallbackInfo& info) {
@@ -373,6 +504,14 @@ void addNnBindings(Napi::Env env, Napi::Object exports) {
   add("softmaxBackward", SoftmaxBackward);
   add("causalSelfAttentionForward", CausalSelfAttentionForward);
   add("causalSelfAttentionBackward", CausalSelfAttentionBackward);
+  add("rmsNormForward", RmsNormForward);
+  add("rmsNormBackward", RmsNormBackward);
+  add("ropeForward", RopeForward);
+  add("ropeBackward", RopeBackward);
+  add("gluForward", GluForward);
+  add("gluBackward", GluBackward);
+  add("attentionForward", AttentionForward);
+  add("attentionBackward", AttentionBackward);
   add("adamwUpdate", AdamwUpdate);
   add("globalGradNorm", GlobalGradNorm);
 }
