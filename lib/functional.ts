@@ -16,3 +16,4 @@ export { gelu } from './ops/gelu';
 export { softmax } from './ops/softmax';
 export { causalSelfAttention, groupedQueryAttention } from './ops/causal_self_attention';
 export { crossEntropy } from './ops/cross_entropy';
+export { reshape } from './ops/reshape';

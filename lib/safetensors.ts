@@ -9,7 +9,8 @@
  *   [8 + N, end)    the tensors' bytes, little-endian, row-major; offsets are relative to 8 + N,
  *                   contiguous, in the order written (the parameters' order)
  *
- * Written as F32; read as F32, F16 or BF16 (widened to f32). Every check that can fail names the
+ * Written as F32 (or, asked, rounded to BF16 or F16: a checkpoint's own dtype); read as F32, F16
+ * or BF16 (widened to f32). Every check that can fail names the
  * file and the tensor: a truncated file, a header that is not the format, a tensor the module
  * does not have or lacks, a shape that differs (both shapes given).
  *
@@ -25,7 +26,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { fromBf16, fromF16 } from './dtype';
+import { fromBf16, fromF16, toBf16, toF16 } from './dtype';
 import { FusedpoError } from './errors';
 import { Module } from './nn/module';
 import { Tensor, hostStorage, isTensor } from './tensor';
@@ -81,8 +82,13 @@ interface Entry {
   bytes: number;
 }
 
+/** How a file stores its values: f32 as they are, or rounded to bf16 or f16 (round to nearest even). */
+export type StoredDType = 'F32' | 'BF16' | 'F16';
+
 /** Every name, shape and data checked; the header's bytes; the entries in order. */
-function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { header: Buffer; entries: Entry[] } {
+function plan(tensors: NamedTensors, metadataValue: unknown, op: string, dtype: StoredDType = 'F32'): { header: Buffer; entries: Entry[] } {
+  const width = BYTES_PER_ELEMENT.get(dtype);
+  if (width === undefined) throw new TypeError(`${op}: expected a dtype of F32, BF16 or F16 but received ${describe(dtype)}`);
   const list = tensors instanceof Module ? tensors.parameters() : readArray(tensors, 1 << 24, 'the tensors');
   if (!list) throw new TypeError(`${op}: expected a Module or an array of [name, tensor] pairs but received ${describe(tensors)}`);
   if (typeof metadataValue !== 'object' || metadataValue === null || Array.isArray(metadataValue)) {
@@ -115,7 +121,7 @@ function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { head
     if (isTensor(tensor)) {
       tensor.assertAlive(`${op} (${name})`);
       if (tensor.dtype !== 'f32') throw new TypeError(`${op}: expected an f32 tensor for ${name} but received ${tensor}`);
-      entry = { name, shape: [...tensor.shape], values: () => tensor.toArray() as Float32Array, bytes: tensor.size * 4 };
+      entry = { name, shape: [...tensor.shape], values: () => tensor.toArray() as Float32Array, bytes: tensor.size * width };
     } else {
       const item = tensor as { shape?: unknown; data?: unknown } | null;
       const shape = typeof item === 'object' && item !== null ? readArray(item.shape, 64, `the shape of ${name}`) : null;
@@ -128,9 +134,9 @@ function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { head
       if (!facts || facts.kind !== 'Float32Array' || facts.length !== count) {
         throw new TypeError(`${op}: expected a Float32Array of ${count} values (shape [${shape}]) for ${name}'s data but received ${describe(data)}`);
       }
-      entry = { name, shape: shape as number[], values: () => data as Float32Array, bytes: count * 4 };
+      entry = { name, shape: shape as number[], values: () => data as Float32Array, bytes: count * width };
     }
-    header[name] = { dtype: 'F32', shape: entry.shape, data_offsets: [offset, offset + entry.bytes] };
+    header[name] = { dtype, shape: entry.shape, data_offsets: [offset, offset + entry.bytes] };
     offset += entry.bytes;
     entries.push(entry);
   });
@@ -142,8 +148,15 @@ function plan(tensors: NamedTensors, metadataValue: unknown, op: string): { head
   return { header: Buffer.concat([prefix, headerBytes]), entries };
 }
 
-/** Little-endian bytes of f32 values (a view where the machine is little-endian). */
-function littleEndianBytes(values: Float32Array): Uint8Array {
+/** Little-endian bytes of f32 values stored as `dtype` (a view of f32 values where the machine is little-endian). */
+function littleEndianBytes(values: Float32Array, dtype: StoredDType = 'F32'): Uint8Array {
+  if (dtype !== 'F32') {
+    const bits = dtype === 'BF16' ? toBf16(values) : toF16(values);
+    if (os.endianness() === 'LE') return new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength);
+    const swapped = Buffer.alloc(bits.length * 2);
+    for (let i = 0; i < bits.length; i++) swapped.writeUInt16LE(bits[i], i * 2);
+    return swapped;
+  }
   if (os.endianness() === 'LE') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const bytes = Buffer.alloc(values.length * 4);
   for (let i = 0; i < values.length; i++) bytes.writeFloatLE(values[i], i * 4);
@@ -169,15 +182,16 @@ function writeAll(fd: number, bytes: Uint8Array): void {
  * same folder that is flushed and then renamed over `file`: the old file stays whole until the
  * new one is complete. Tensors are copied out one at a time.
  */
-export function saveSafetensors(file: string, tensors: NamedTensors, metadata: Record<string, string> = {}): void {
+export function saveSafetensors(file: string, tensors: NamedTensors, metadata: Record<string, string> = {}, options: { dtype?: StoredDType } = {}): void {
   if (typeof file !== 'string' || file === '') throw new TypeError(`saveSafetensors: expected a file path but received ${describe(file)}`);
-  const { header, entries } = plan(tensors, metadata, 'saveSafetensors');
+  const dtype = options.dtype ?? 'F32';
+  const { header, entries } = plan(tensors, metadata, 'saveSafetensors', dtype);
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.partial`);
   let fd: number | null = null;
   try {
     fd = fs.openSync(temporary, 'wx');
     writeAll(fd, header);
-    for (const entry of entries) writeAll(fd, littleEndianBytes(entry.values()));
+    for (const entry of entries) writeAll(fd, littleEndianBytes(entry.values(), dtype));
     fs.fsyncSync(fd);
     fs.closeSync(fd);
     fd = null;

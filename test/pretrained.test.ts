@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { GPT, readSafetensors, withScope } from '../lib/index';
+import { GPT, readSafetensors, withScope, type CausalLM } from '../lib/index';
 import { loadPretrained, savePretrained } from '../lib/nn/pretrained';
 import { loadModelFolder } from '../lib/train/files';
 import { PreferenceTrainer } from '../lib/train/trainer';
@@ -20,7 +20,7 @@ const folder = path.join(__dirname, 'fixtures', 'hf-gpt2');
 const golden = readSafetensors(path.join(folder, 'golden.safetensors'));
 const tokens = JSON.parse(golden.metadata.tokens) as number[][];
 
-function logitsOf(model: GPT): Float32Array {
+function logitsOf(model: CausalLM): Float32Array {
   return withScope(() => model.forward(Int32Array.from(tokens.flat()), [tokens.length, tokens[0].length]).toArray() as Float32Array);
 }
 
@@ -43,7 +43,7 @@ test('a Hugging Face GPT-2 folder: the logits of PyTorch\'s forward, and its tok
 test('savePretrained writes the same layout back: the Hugging Face keys, Conv1D [in, out], the same logits', () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'fusedpo-hf-'));
   const { model, tokenizer } = loadPretrained(folder);
-  model.savePretrained(base, tokenizer);
+  savePretrained(base, model, tokenizer);
   const original = readSafetensors(path.join(folder, 'model.safetensors')).tensors;
   const written = readSafetensors(path.join(base, 'model.safetensors')).tensors;
   for (const [key, tensor] of written) {
@@ -92,10 +92,11 @@ test('unsupported configurations and mismatched weights: errors naming the key',
     assert.throws(() => loadPretrained(base), pattern);
   };
   attempt({ activation_function: 'relu' }, /activation_function: expected one of gelu_new, gelu_pytorch_tanh .* but found "relu"/);
-  attempt({ model_type: 'llama' }, /model_type: expected "gpt2" but found "llama"/);
+  attempt({ model_type: 'mistral' }, /config\.json: model_type: expected one of gpt2, llama, qwen2, qwen3, gemma3_text .* but found "mistral"/);
+  attempt({ model_type: 'llama' }, /config\.json: hidden_size: expected a positive integer but found undefined/);
   attempt({ layer_norm_epsilon: 1e-6 }, /layer_norm_epsilon: expected 1e-5/);
   attempt({ n_embd: 64 }, /tensor transformer\.wte\.weight has shape \[270,32\] but config\.json makes it \[270,64\]/);
-  attempt({ n_layer: 3 }, /missing tensor transformer\.h\.2\.ln_1\.weight \(for blocks\.2\.ln1\.weight\)/);
+  attempt({ n_layer: 3 }, /missing tensor transformer\.h\.2\.ln_1\.weight \(config\.json makes blocks\.2\.ln1\.weight\)/);
   attempt({ n_head: 5 }, /n_head: 5 does not divide n_embd 32/);
   fs.rmSync(base, { recursive: true, force: true });
 });

@@ -1,25 +1,25 @@
 /**
- * Hugging Face GPT-2 folders (`GPT2LMHeadModel`): read into a GPT and written back in the same
- * layout, so that a published GPT-2 checkpoint can be tuned here and the tuned model read by the
- * Hugging Face tools.
+ * Hugging Face model folders, read into a model of this package and written back in the same
+ * layout, so that a published checkpoint is tuned here and the tuned model read by the Hugging
+ * Face tools (transformers, transformers.js, llama.cpp's converters).
  *
- * A folder holds `config.json` (GPT2Config: n_layer, n_embd, n_head, n_positions, vocab_size,
- * layer_norm_epsilon, activation_function), `model.safetensors` and the tokenizer
- * (`tokenizer.json`, or `vocab.json` + `merges.txt`). The weights' layout:
+ * A folder holds:
+ *   config.json                      its `model_type` picks the architecture (lib/nn/architectures.ts:
+ *                                    gpt2, llama, qwen2, qwen3, gemma3_text); the rest its config
+ *   model.safetensors                the weights, F32, BF16 or F16 (read into f32 master weights)
+ *   or model-0000i-of-0000n.safetensors + model.safetensors.index.json   a sharded checkpoint
+ *                                    ({ "metadata": { "total_size" }, "weight_map": { key: shard } })
+ *   generation_config.json           kept as it is, and written back beside the tuned model
+ *   the tokenizer                    tokenizer.json (+ tokenizer_config.json), or vocab.json + merges.txt
  *
- *   [transformer.]wte.weight [V, C]        -> wte.weight
- *   [transformer.]wpe.weight [P, C]        -> wpe.weight
- *   [transformer.]h.i.ln_1.{weight,bias}   -> blocks.i.ln1
- *   [transformer.]h.i.attn.c_attn.weight [C, 3C] (Conv1D: [in, out])  -> blocks.i.attn.qkv.weight [3C, C]
- *   [transformer.]h.i.attn.c_proj.weight [C, C]                        -> blocks.i.attn.proj.weight, transposed
- *   [transformer.]h.i.mlp.c_fc.weight [C, 4C], c_proj [4C, C]          -> blocks.i.mlp.fc / proj, transposed
- *   [transformer.]ln_f.{weight,bias}       -> lnF
- *   lm_head.weight                         tied: must equal wte.weight (the head of GPT is tied)
- *   h.i.attn.bias, h.i.attn.masked_bias    buffers of older conversions: ignored
+ * Before any weight is read, every tensor the config makes is looked for in the headers with its
+ * shape, one at a time: a config of a billion layers is refused at the first tensor the files
+ * lack, at once. A key that is no parameter (besides the buffers older conversions carry, and a
+ * tied head equal to the embedding) is an error, as is a shard the index names that is missing.
  *
- * q, k and v lie in c_attn's output in that order, each head's channels together: the layout of
- * the attention kernel's qkv, so the transpose is the whole conversion. GPT-2's gelu_new is the
- * tanh GELU the GPT uses, and its LayerNorm eps 1e-5 is the GPT's; other values are refused.
+ * `savePretrained` writes the layout read: the same dtype (unless asked otherwise), the same shards,
+ * the folder's own config.json (its torch_dtype updated) and generation_config.json; a model made
+ * here gets the config.json transformers would write for it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -27,9 +27,11 @@ import * as path from 'node:path';
 import { BpeTokenizer, ByteTokenizer, byteTokenizerJSON, type Tokenizer } from '../data/tokenizer';
 import { writeFileAtomic } from '../atomic_write';
 import { FusedpoError } from '../errors';
-import { readSafetensors, readSafetensorsHeader, saveSafetensors } from '../safetensors';
-import { hostStorage } from '../tensor';
-import { GPT, type GPTConfig } from './gpt';
+import { readSafetensors, readSafetensorsHeader, saveSafetensors, type StoredDType } from '../safetensors';
+import { Tensor, hostStorage } from '../tensor';
+import { describe } from '../validate';
+import { ConfigKeyError, MODEL_TYPES, architectureOf, type Architecture, type FileTensor } from './architectures';
+import type { CausalLM } from './causal_lm';
 
 /** A Hugging Face folder that cannot be read as a model of this package: the message names the file and the key. */
 export class PretrainedError extends FusedpoError {
@@ -39,7 +41,7 @@ export class PretrainedError extends FusedpoError {
   }
 }
 
-/** Whether `directory` holds a Hugging Face GPT-2 config (a `model_type` in config.json). */
+/** Whether `directory` holds a Hugging Face config (a `model_type` in config.json). */
 export function isHuggingFaceFolder(directory: string): boolean {
   try {
     const config = JSON.parse(fs.readFileSync(path.join(directory, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -47,50 +49,6 @@ export function isHuggingFaceFolder(directory: string): boolean {
   } catch {
     return false;
   }
-}
-
-const ACTIVATIONS = ['gelu_new', 'gelu_pytorch_tanh'];
-
-/** The GPT config of a GPT2Config, every unsupported field an error naming its key. */
-function gptConfigOf(file: string, c: Record<string, unknown>): GPTConfig {
-  if (c.model_type !== 'gpt2') throw new PretrainedError(file, `model_type: expected "gpt2" but found ${JSON.stringify(c.model_type)}`);
-  const activation = c.activation_function ?? 'gelu_new';
-  if (!ACTIVATIONS.includes(activation as string)) {
-    throw new PretrainedError(file, `activation_function: expected one of ${ACTIVATIONS.join(', ')} (the tanh GELU) but found ${JSON.stringify(activation)}`);
-  }
-  const eps = c.layer_norm_epsilon ?? 1e-5;
-  if (eps !== 1e-5) throw new PretrainedError(file, `layer_norm_epsilon: expected 1e-5 (the GPT's LayerNorm) but found ${JSON.stringify(eps)}`);
-  const width = c.n_embd as number;
-  if (c.n_inner !== undefined && c.n_inner !== null && c.n_inner !== 4 * width) {
-    throw new PretrainedError(file, `n_inner: expected null or 4 * n_embd = ${4 * width} but found ${JSON.stringify(c.n_inner)}`);
-  }
-  if (c.tie_word_embeddings === false) throw new PretrainedError(file, 'tie_word_embeddings: expected true (the GPT\'s head is its token embedding)');
-  for (const key of ['n_layer', 'n_embd', 'n_head', 'n_positions', 'vocab_size']) {
-    const value = c[key];
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) throw new PretrainedError(file, `${key}: expected a positive integer but found ${JSON.stringify(value)}`);
-  }
-  if (width % (c.n_head as number) !== 0) throw new PretrainedError(file, `n_head: ${c.n_head} does not divide n_embd ${width}`);
-  return { layers: c.n_layer as number, width, heads: c.n_head as number, context: c.n_positions as number, vocab: c.vocab_size as number };
-}
-
-/** [rows, cols] -> [cols, rows]. */
-function transposed(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
-  return out;
-}
-
-/** GPT parameter name -> its Hugging Face key (without prefix) and whether the weight is a Conv1D (transposed). */
-function huggingFaceKey(name: string): { key: string; conv1d: boolean } {
-  const block = /^blocks\.(\d+)\.(.+)$/.exec(name);
-  if (!block) return { key: name.replace(/^lnF\./, 'ln_f.'), conv1d: false };
-  const [, i, rest] = block;
-  const map: Record<string, string> = {
-    'ln1.weight': 'ln_1.weight', 'ln1.bias': 'ln_1.bias', 'ln2.weight': 'ln_2.weight', 'ln2.bias': 'ln_2.bias',
-    'attn.qkv.weight': 'attn.c_attn.weight', 'attn.qkv.bias': 'attn.c_attn.bias', 'attn.proj.weight': 'attn.c_proj.weight', 'attn.proj.bias': 'attn.c_proj.bias',
-    'mlp.fc.weight': 'mlp.c_fc.weight', 'mlp.fc.bias': 'mlp.c_fc.bias', 'mlp.proj.weight': 'mlp.c_proj.weight', 'mlp.proj.bias': 'mlp.c_proj.bias',
-  };
-  return { key: `h.${i}.${map[rest]}`, conv1d: rest.endsWith('.weight') && !rest.startsWith('ln') };
 }
 
 /**
@@ -167,98 +125,260 @@ export function huggingFaceTokenizer(directory: string): Tokenizer {
   }
 }
 
-/**
- * The weights' header compared with what config.json makes, before the GPT is built or any weight
- * read: a config asking for a billion layers is refused at the first block the file lacks, at once.
- */
-function checkHeader(weightsFile: string, config: GPTConfig): void {
-  const { tensors } = readSafetensorsHeader(weightsFile);
-  const prefix = tensors.has('transformer.wte.weight') ? 'transformer.' : '';
-  // lazily: a config of a billion layers stops at the first block the file lacks
-  for (const [name, shape] of GPT.parameterShapes(config)) {
-    const { key, conv1d } = huggingFaceKey(name);
-    const tensor = tensors.get(prefix + key);
-    if (!tensor) throw new PretrainedError(weightsFile, `missing tensor ${prefix + key} (for ${name})`);
-    const want = conv1d ? [shape[1], shape[0]] : shape;
-    if (tensor.shape.length !== want.length || tensor.shape.some((d, k) => d !== want[k])) {
-      throw new PretrainedError(weightsFile, `tensor ${prefix + key} has shape [${tensor.shape}] but config.json makes it [${want}]`);
-    }
+/** What a loaded model's folder was: what savePretrained writes back. */
+export interface PretrainedSource {
+  /** The folder's config.json, as read. */
+  config: Record<string, unknown>;
+  /**
+   * Its dtype: config.json's torch_dtype (transformers 5: dtype), else the one most of its weights
+   * were stored in. savePretrained writes weights in it (unless asked otherwise) and records it in
+   * config.json whatever the weights' dtype, so that a checkpoint of f32 master weights saves the
+   * tuned model back in the source's dtype.
+   */
+  dtype: StoredDType;
+  /** Key -> shard file name, for a sharded checkpoint; null for one model.safetensors. */
+  shards: Record<string, string> | null;
+  /** generation_config.json's text, or null. */
+  generationConfig: string | null;
+}
+
+const sources = new WeakMap<CausalLM, PretrainedSource>();
+
+/** What `model`'s folder was, when loadPretrained read it (null for a model made here or a copy). */
+export function pretrainedSource(model: CausalLM): PretrainedSource | null {
+  return sources.get(model) ?? null;
+}
+
+const INDEX_FILE = 'model.safetensors.index.json';
+const SINGLE_FILE = 'model.safetensors';
+
+function readJsonFile(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new PretrainedError(file, (error as NodeJS.ErrnoException).code === 'ENOENT' ? `no such file (${what})` : `not readable (${(error as Error).message})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new PretrainedError(file, `not valid JSON (${(error as Error).message})`);
   }
 }
 
-/** Reads a Hugging Face GPT-2 folder into a GPT (and its tokenizer, when the folder has one). */
-export function loadPretrained(directory: string): { model: GPT; tokenizer: Tokenizer | null } {
-  const configFile = path.join(directory, 'config.json');
-  let config: Record<string, unknown>;
-  try {
-    config = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
-  } catch (error) {
-    throw new PretrainedError(configFile, (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not readable JSON: ${(error as Error).message}`);
+/** Key -> shard file of model.safetensors.index.json, each shard a plain file name beside it. */
+function readIndex(directory: string): Record<string, string> {
+  const file = path.join(directory, INDEX_FILE);
+  const index = readJsonFile(file, 'the index of a sharded checkpoint') as { weight_map?: unknown } | null;
+  const map = index && typeof index === 'object' ? index.weight_map : undefined;
+  if (!map || typeof map !== 'object' || Array.isArray(map)) throw new PretrainedError(file, `weight_map: expected an object of tensor name to shard file but found ${describe(map)}`);
+  for (const [key, shard] of Object.entries(map as Record<string, unknown>)) {
+    // a shard is a file beside the index: a path elsewhere is refused, not followed
+    if (typeof shard !== 'string' || shard === '' || shard !== path.basename(shard) || shard === '.' || shard === '..') {
+      throw new PretrainedError(file, `weight_map.${key}: expected a file name beside the index but found ${JSON.stringify(shard)}`);
+    }
   }
-  const weightsFile = path.join(directory, 'model.safetensors');
-  const gptConfig = gptConfigOf(configFile, config);
-  checkHeader(weightsFile, gptConfig);
-  const { tensors } = readSafetensors(weightsFile);
-  const prefix = tensors.has('transformer.wte.weight') ? 'transformer.' : '';
-  const model = new GPT(gptConfig);
+  return map as Record<string, string>;
+}
+
+/** Every key of the checkpoint with its file, shape and dtype, from the headers alone. */
+function readHeaders(directory: string): { entries: Map<string, { file: string; shape: number[]; dtype: StoredDType }>; shards: Record<string, string> | null } {
+  const single = path.join(directory, SINGLE_FILE);
+  const entries = new Map<string, { file: string; shape: number[]; dtype: StoredDType }>();
+  const header = (file: string) => {
+    try {
+      return readSafetensorsHeader(file).tensors;
+    } catch (error) {
+      throw new PretrainedError(file, (error as Error).message.replace(/^safetensors \([^)]*\): /, ''));
+    }
+  };
+  if (fs.existsSync(single)) {
+    for (const [key, entry] of header(single)) entries.set(key, { file: single, shape: entry.shape, dtype: entry.dtype });
+    return { entries, shards: null };
+  }
+  if (!fs.existsSync(path.join(directory, INDEX_FILE))) {
+    const others = fs.existsSync(directory) ? fs.readdirSync(directory).filter((f) => /\.(bin|pt|pth|gguf)$/.test(f)) : [];
+    throw new PretrainedError(directory, `expected ${SINGLE_FILE}, or ${INDEX_FILE} and its shards${others.length ? ` (found ${others.slice(0, 3).join(', ')}: only safetensors weights are read; convert them with transformers' save_pretrained)` : ''}`);
+  }
+  const shards = readIndex(directory);
+  const indexFile = path.join(directory, INDEX_FILE);
+  for (const shard of new Set(Object.values(shards))) {
+    const file = path.join(directory, shard);
+    if (!fs.existsSync(file)) throw new PretrainedError(indexFile, `names the shard ${shard}, which the folder lacks`);
+    for (const [key, entry] of header(file)) {
+      if (entries.has(key)) throw new PretrainedError(file, `tensor ${key} is in ${path.basename(entries.get(key)!.file)} too`);
+      entries.set(key, { file, shape: entry.shape, dtype: entry.dtype });
+    }
+  }
+  for (const [key, shard] of Object.entries(shards)) {
+    const entry = entries.get(key);
+    if (!entry || path.basename(entry.file) !== shard) throw new PretrainedError(indexFile, `weight_map says ${key} is in ${shard}, but ${shard} does not hold it`);
+  }
+  return { entries, shards };
+}
+
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, k) => d === b[k]);
+
+/** [rows, cols] -> [cols, rows]. */
+function transposed(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  return out;
+}
+
+/** The architecture and its config from config.json, every problem a PretrainedError naming the key. */
+function readConfig(directory: string): { json: Record<string, unknown>; architecture: Architecture; config: ReturnType<Architecture['configOf']> } {
+  const configFile = path.join(directory, 'config.json');
+  const json = readJsonFile(configFile, 'the model\'s config') as Record<string, unknown>;
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new PretrainedError(configFile, `expected a JSON object but found ${describe(json)}`);
+  const architecture = architectureOf(json.model_type);
+  if (!architecture) {
+    throw new PretrainedError(configFile, `model_type: expected one of ${MODEL_TYPES.join(', ')} (the architectures fusedpo runs) but found ${JSON.stringify(json.model_type)}`);
+  }
   try {
-    const used = new Set<string>();
-    for (const [name, param] of model.parameters()) {
-      const { key, conv1d } = huggingFaceKey(name);
-      const tensor = tensors.get(prefix + key);
-      if (!tensor) throw new PretrainedError(weightsFile, `missing tensor ${prefix + key} (for ${name})`);
-      used.add(prefix + key);
-      const want = conv1d ? [param.shape[1], param.shape[0]] : [...param.shape];
-      if (tensor.shape.length !== want.length || tensor.shape.some((d, k) => d !== want[k])) {
-        throw new PretrainedError(weightsFile, `tensor ${prefix + key} has shape [${tensor.shape}] but config.json makes it [${want}]`);
-      }
-      const data = conv1d ? transposed(tensor.data, want[0], want[1]) : tensor.data;
-      const { storage, byteOffset } = hostStorage(param, 'loadPretrained');
-      storage.write(data, byteOffset);
+    return { json, architecture, config: architecture.configOf(json) };
+  } catch (error) {
+    if (error instanceof ConfigKeyError) throw new PretrainedError(configFile, error.message);
+    throw error;
+  }
+}
+
+/**
+ * Reads a Hugging Face folder into a model of its architecture (and its tokenizer, when the folder
+ * has one). The weights become f32 master weights whatever their stored dtype.
+ */
+export function loadPretrained(directory: string): { model: CausalLM; tokenizer: Tokenizer | null } {
+  if (typeof directory !== 'string' || directory === '') throw new TypeError(`loadPretrained: expected a folder path but received ${describe(directory)}`);
+  const { json, architecture, config } = readConfig(directory);
+  const { entries, shards } = readHeaders(directory);
+  const keys = new Set(entries.keys());
+  const where = (key: string) => (shards ? path.join(directory, shards[key] ?? INDEX_FILE) : path.join(directory, SINGLE_FILE));
+
+  // every tensor the config makes, by its header, before anything is allocated
+  const plan: FileTensor[] = [];
+  for (const tensor of architecture.fileTensors(config, keys)) {
+    const entry = entries.get(tensor.key);
+    if (!entry) throw new PretrainedError(shards ? path.join(directory, INDEX_FILE) : where(tensor.key), `missing tensor ${tensor.key} (config.json makes ${tensor.name})`);
+    if (!sameShape(entry.shape, tensor.shape)) {
+      throw new PretrainedError(entry.file, `tensor ${tensor.key} has shape [${entry.shape}] but config.json makes it [${tensor.shape}]`);
     }
-    const head = tensors.get('lm_head.weight');
-    if (head) {
-      used.add('lm_head.weight');
-      const wte = tensors.get(prefix + 'wte.weight')!.data;
-      if (head.data.length !== wte.length || head.data.some((x, k) => x !== wte[k])) {
-        throw new PretrainedError(weightsFile, 'lm_head.weight differs from wte.weight: an untied head is not supported (the GPT\'s head is its token embedding)');
+    plan.push(tensor);
+  }
+  const used = new Set(plan.map((t) => t.key));
+  const tied = architecture.tiedHead(config, keys);
+  if (tied && keys.has(tied.key)) used.add(tied.key);
+  const extra = [...keys].filter((key) => !used.has(key) && !architecture.ignored(key));
+  if (extra.length) {
+    const hint = extra.includes('lm_head.weight') ? ' (config.json says the head is tied to the embedding: tie_word_embeddings)' : '';
+    throw new PretrainedError(entries.get(extra[0])!.file, `unexpected tensor${extra.length > 1 ? 's' : ''} ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}: not parameters of a ${json.model_type} model of this config${hint}`);
+  }
+
+  // the dtype config.json declares, else the one most parameters are stored in
+  const declared = Object.entries(TORCH_DTYPES).find(([, name]) => name === (json.torch_dtype ?? json.dtype))?.[0] as StoredDType | undefined;
+  const counts = new Map<StoredDType, number>();
+  for (const t of plan) counts.set(entries.get(t.key)!.dtype, (counts.get(entries.get(t.key)!.dtype) ?? 0) + 1);
+  const dtype = declared ?? [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'F32';
+
+  const model = architecture.create(config);
+  try {
+    const params = new Map(model.parameters());
+    const byFile = new Map<string, FileTensor[]>();
+    for (const t of plan) {
+      const file = entries.get(t.key)!.file;
+      byFile.set(file, [...(byFile.get(file) ?? []), t]);
+    }
+    const tiedFile = tied && keys.has(tied.key) ? entries.get(tied.key)!.file : null;
+    let embedding: Float32Array | null = null, head: Float32Array | null = null;
+    for (const file of new Set([...byFile.keys(), ...(tiedFile ? [tiedFile] : [])])) {
+      // one file at a time: a shard's f32 values are dropped before the next is read
+      const { tensors } = readSafetensors(file);
+      for (const t of byFile.get(file) ?? []) {
+        const param = params.get(t.name)!;
+        const data = tensors.get(t.key)!.data;
+        const { storage, byteOffset } = hostStorage(param, 'loadPretrained');
+        storage.write(t.transposed ? transposed(data, t.shape[0], t.shape[1]) : data, byteOffset);
+        if (tied && t.key === tied.embedding) embedding = data;
+      }
+      if (tied && tensors.has(tied.key)) head = tensors.get(tied.key)!.data;
+    }
+    if (tied && head) {
+      embedding ??= readSafetensors(entries.get(tied.embedding)!.file).tensors.get(tied.embedding)!.data;
+      if (head.length !== embedding.length || head.some((x, k) => x !== embedding![k])) {
+        throw new PretrainedError(entries.get(tied.key)!.file, `${tied.key} differs from ${tied.embedding}, but config.json ties the head to the embedding (tie_word_embeddings)`);
       }
     }
-    const extra = [...tensors.keys()].filter((key) => !used.has(key) && !/\.attn\.(masked_)?bias$/.test(key));
-    if (extra.length) throw new PretrainedError(weightsFile, `unexpected tensor${extra.length > 1 ? 's' : ''} ${extra.slice(0, 5).join(', ')}: not GPT-2's`);
   } catch (error) {
     model.dispose();
     throw error;
   }
+  const generationFile = path.join(directory, 'generation_config.json');
+  sources.set(model, { config: json, dtype, shards, generationConfig: fs.existsSync(generationFile) ? fs.readFileSync(generationFile, 'utf8') : null });
   const hasTokenizer = ['tokenizer.json', 'vocab.json'].some((f) => fs.existsSync(path.join(directory, f)));
   return { model, tokenizer: hasTokenizer ? huggingFaceTokenizer(directory) : null };
 }
 
+const TORCH_DTYPES: Record<StoredDType, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+
+export interface SavePretrainedOptions {
+  /**
+   * The dtype of the weights written: the loaded folder's by default (f32 for a model made here).
+   * config.json keeps recording the loaded folder's.
+   */
+  dtype?: StoredDType;
+}
+
 /**
- * Writes a GPT as a Hugging Face GPT-2 folder: config.json, model.safetensors (the
- * `transformer.` keys, Conv1D weights [in, out], the tied head left out as Hugging Face does) and
- * the tokenizer's tokenizer.json: a BPE tokenizer's own, or for the byte tokenizer
- * `byteTokenizerJSON()`, the byte-level BPE that gives its ids, so that the folder is not refused
- * later for lacking a tokenizer.
+ * Writes `model` as a Hugging Face folder of its architecture: config.json, the weights (the
+ * layout and dtype the model was loaded from: one file or the same shards, tied head left out as
+ * Hugging Face does), generation_config.json when the source had one, and the tokenizer's files
+ * (a BPE tokenizer's tokenizer.json; for the byte tokenizer `byteTokenizerJSON()`, the byte-level
+ * BPE that gives its ids). Every file is written whole then renamed into place.
  */
-export function savePretrained(directory: string, model: GPT, tokenizer?: Tokenizer | null): void {
+export function savePretrained(directory: string, model: CausalLM, tokenizer?: Tokenizer | null, options: SavePretrainedOptions = {}): void {
+  if (typeof directory !== 'string' || directory === '') throw new TypeError(`savePretrained: expected a folder path but received ${describe(directory)}`);
+  const architecture = architectureOf(model?.architecture);
+  if (!architecture) throw new TypeError(`savePretrained: expected a model of this package but received ${describe(model)}`);
+  const dtypeOption = options.dtype;
+  if (dtypeOption !== undefined && !(dtypeOption in TORCH_DTYPES)) throw new TypeError(`savePretrained: expected options.dtype F32, BF16 or F16 but received ${describe(dtypeOption)}`);
+  const source = sources.get(model) ?? null;
+  const dtype: StoredDType = dtypeOption ?? source?.dtype ?? 'F32';
+  const params = new Map(model.parameters());
+  const keys = new Set<string>();
+  const tensors: [string, Tensor | { shape: number[]; data: Float32Array }][] = [];
+  for (const t of architecture.fileTensors(model.config, keys)) {
+    const param = params.get(t.name)!;
+    tensors.push([t.key, t.transposed ? { shape: t.shape, data: transposed(param.toArray() as Float32Array, t.shape[1], t.shape[0]) } : param]);
+  }
+
   fs.mkdirSync(directory, { recursive: true });
-  const tensors = model.parameters().map(([name, param]) => {
-    const { key, conv1d } = huggingFaceKey(name);
-    const data = param.toArray() as Float32Array;
-    const [rows, cols] = param.shape;
-    return [`transformer.${key}`, conv1d ? { shape: [cols, rows], data: transposed(data, rows, cols) } : { shape: [...param.shape], data }] as const;
-  });
-  saveSafetensors(path.join(directory, 'model.safetensors'), tensors, { format: 'pt' });
-  const { layers, width, heads, context, vocab } = model.config;
-  const eos = tokenizer?.eosId ?? vocab - 1;
-  const config = {
-    architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', activation_function: 'gelu_new',
-    n_layer: layers, n_embd: width, n_head: heads, n_positions: context, n_ctx: context, vocab_size: vocab,
-    layer_norm_epsilon: 1e-5, n_inner: null, bos_token_id: eos, eos_token_id: eos, tie_word_embeddings: true,
-    torch_dtype: 'float32',
-  };
+  const shards = source?.shards ?? null;
+  // the other layout's weights would be read instead of these (or beside them): refused, never removed
+  const stale = shards ? SINGLE_FILE : INDEX_FILE;
+  if (fs.existsSync(path.join(directory, stale))) {
+    throw new PretrainedError(path.join(directory, stale), `is there, and the model is written ${shards ? 'sharded' : `as ${SINGLE_FILE}`}: a reader would take one for the other; save into another folder`);
+  }
+  if (!shards) {
+    saveSafetensors(path.join(directory, SINGLE_FILE), tensors, { format: 'pt' }, { dtype });
+  } else {
+    const files = new Map<string, typeof tensors>();
+    const first = Object.values(shards)[0];
+    for (const entry of tensors) {
+      const file = shards[entry[0]] ?? first;
+      files.set(file, [...(files.get(file) ?? []), entry]);
+    }
+    for (const [file, list] of files) saveSafetensors(path.join(directory, file), list, { format: 'pt' }, { dtype });
+    const width = dtype === 'F32' ? 4 : 2;
+    const totalSize = tensors.reduce((sum, [, t]) => sum + t.shape.reduce((a, b) => a * b, 1) * width, 0);
+    const weightMap = Object.fromEntries(tensors.map(([key]) => [key, shards[key] ?? first]));
+    writeFileAtomic(path.join(directory, INDEX_FILE), `${JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2)}\n`);
+  }
+
+  const eos = tokenizer?.eosId ?? model.config.vocab - 1;
+  const config = source ? { ...source.config } : architecture.configJson(model.config, { bos: null, eos });
+  // the model's own dtype, which a checkpoint's f32 weights do not change; transformers 5 writes "dtype", earlier versions "torch_dtype"
+  config['dtype' in config && !('torch_dtype' in config) ? 'dtype' : 'torch_dtype'] = TORCH_DTYPES[source?.dtype ?? dtype];
   writeFileAtomic(path.join(directory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  if (source?.generationConfig) writeFileAtomic(path.join(directory, 'generation_config.json'), source.generationConfig);
   // the BPE tokenizer as a tokenizer.json (its toJSON rebuilds it, whichever files it came from)
   if (tokenizer instanceof BpeTokenizer) writeFileAtomic(path.join(directory, 'tokenizer.json'), JSON.stringify(tokenizer));
   if (tokenizer instanceof ByteTokenizer) writeFileAtomic(path.join(directory, 'tokenizer.json'), JSON.stringify(byteTokenizerJSON()));

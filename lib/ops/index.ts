@@ -17,4 +17,5 @@ export * from './gelu';
 export * from './softmax';
 export * from './causal_self_attention';
 export * from './cross_entropy';
+export * from './reshape';
 export * from './adamw';

@@ -2,7 +2,9 @@
  * The files a training run reads and writes (docs/training.md, "The output folder"; the rules that
  * keep a user's files safe are lib/train/run_folder.ts's).
  *
- * A model folder:
+ * A model folder: a Hugging Face folder for the architectures of lib/nn/architectures.ts other
+ * than the GPT (lib/nn/pretrained.ts: config.json with its model_type, the weights in the source's
+ * dtype and shards, generation_config.json, the tokenizer's files), or for a GPT:
  *   config.json          { "format": "fusedpo-model", "version": 1, "model": GPTConfig,
  *                          "tokenizer": { "kind": "byte" } | { "kind": "bpe", "file": "tokenizer.json" },
  *                          "fusedpo": "<package version>" }
@@ -36,7 +38,7 @@ import type { Tokenizer, TokenizerDescription } from '../data/tokenizer';
 import { tokenizerFrom } from '../data/tokenizer';
 import type { CausalLM } from '../nn/causal_lm';
 import { GPT, type GPTConfig } from '../nn/gpt';
-import { isHuggingFaceFolder, loadPretrained } from '../nn/pretrained';
+import { isHuggingFaceFolder, loadPretrained, savePretrained } from '../nn/pretrained';
 import { AdamW, type AdamWState } from '../optim';
 import { loadSafetensors, readSafetensors, readSafetensorsHeader, saveSafetensors } from '../safetensors';
 import { writeFileAtomic } from '../atomic_write';
@@ -126,9 +128,17 @@ export function tokenizerIdentity(tokenizer: Tokenizer): { kind: string; vocabSi
   };
 }
 
-/** config.json, model.safetensors (and tokenizer.json for bpe) of a model, written into an existing folder. */
-function writeModelFiles(directory: string, model: CausalLM, tokenizer: Tokenizer, metadata: Record<string, string>): void {
-  if (!(model instanceof GPT)) throw new TypeError(`Expected a GPT for a fusedpo model folder but received a ${model.architecture} model`);
+/**
+ * A model's files, written into an existing folder: a GPT's as a fusedpo model folder (config.json,
+ * model.safetensors, tokenizer.json for bpe); any other architecture's as a Hugging Face folder
+ * (lib/nn/pretrained.ts), in its source's dtype, or in f32 for a checkpoint (the master weights,
+ * exactly; its config.json still names the source's dtype, which the tuned model is saved in).
+ */
+function writeModelFiles(directory: string, model: CausalLM, tokenizer: Tokenizer, metadata: Record<string, string>, checkpoint: boolean): void {
+  if (!(model instanceof GPT)) {
+    savePretrained(directory, model, tokenizer, checkpoint ? { dtype: 'F32' } : {});
+    return;
+  }
   const tokenizerJson = tokenizerJsonText(tokenizer);
   if (tokenizerJson !== null) writeFileAtomic(path.join(directory, 'tokenizer.json'), tokenizerJson);
   saveSafetensors(path.join(directory, 'model.safetensors'), model, metadata);
@@ -146,7 +156,7 @@ function writeModelFiles(directory: string, model: CausalLM, tokenizer: Tokenize
 /** Writes config.json, model.safetensors (and tokenizer.json for bpe) into `directory`. */
 export function saveModelFolder(directory: string, model: CausalLM, tokenizer: Tokenizer): void {
   fs.mkdirSync(directory, { recursive: true });
-  writeModelFiles(directory, model, tokenizer, { format: 'pt' });
+  writeModelFiles(directory, model, tokenizer, { format: 'pt' }, false);
 }
 
 /**
@@ -175,7 +185,7 @@ function checkWeightsMatch(file: string, config: GPTConfig): void {
 }
 
 /**
- * Reads a model folder (a fusedpo one, or a Hugging Face GPT-2 one: lib/nn/pretrained.ts); every
+ * Reads a model folder (a fusedpo one, or a Hugging Face one: lib/nn/pretrained.ts); every
  * mismatch between config.json and the weights is an error naming the file, found from the
  * weights' header before the model is built.
  */
@@ -186,6 +196,10 @@ export function loadModelFolder(directory: string): ModelFolder {
     if (!tokenizer) {
       model.dispose();
       throw new TrainingFileError(directory, 'a Hugging Face model folder without its tokenizer (tokenizer.json, or vocab.json and merges.txt)');
+    }
+    if (tokenizer.vocabSize > model.config.vocab) {
+      model.dispose();
+      throw new TrainingFileError(directory, `the tokenizer has ${tokenizer.vocabSize} ids but the model's vocab_size is ${model.config.vocab}`);
     }
     return { model, tokenizer, config: model.config };
   }
@@ -248,7 +262,7 @@ export function saveCheckpoint(runDirectory: string, contents: CheckpointContent
   try {
     fs.rmSync(temporary, { recursive: true, force: true });
     fs.mkdirSync(temporary, { recursive: true });
-    writeModelFiles(temporary, contents.model, contents.tokenizer, {});
+    writeModelFiles(temporary, contents.model, contents.tokenizer, {}, true);
     const optimizerState = contents.optimizer.state();
     saveSafetensors(path.join(temporary, 'optimizer.safetensors'),
       optimizerState.moments.flatMap(({ name, m, v }) => [[`m.${name}`, { shape: [m.length], data: m }], [`v.${name}`, { shape: [v.length], data: v }]] as const),
