@@ -43,6 +43,10 @@ export { Module } from './nn/module';
 export { Block, CausalSelfAttention, Embedding, LayerNorm, Linear, MLP, ModuleList, normalRandom, type LinearOptions, type NormalRandom } from './nn/layers';
 export { CausalLM, isCausalLM, type CausalLMConfig, type Decoder } from './nn/causal_lm';
 export { GPT, type GPTConfig, type GPTOptions } from './nn/gpt';
+export { LlamaModel, type LlamaArchitecture, type LlamaConfig, type LlamaOptions } from './nn/llama';
+export { ConfigKeyError, llamaConfigJson, llamaConfigOf } from './nn/llama_config';
+export { MODEL_TYPES } from './nn/architectures';
+export type { RopeScaling } from './nn/rope_tables';
 export { AdamW, clipGradNorm, cosineSchedule, type AdamWOptions, type CosineScheduleOptions, type Parameters } from './optim';
 export {
   encodeSafetensors,
@@ -95,10 +99,10 @@ export {
   type TrainResult,
 } from './train/trainer';
 export { TrainingFileError, loadModelFolder, saveModelFolder, tokenizerIdentity, type ModelFolder } from './train/files';
-export { LOCK_FILE, RUN_ENTRIES, claimRunFolder, type ClaimOptions, type RunFolder, type RunInput } from './train/run_folder';
+export { LOCK_FILE, RUN_ENTRIES, RUN_SHARD, claimRunFolder, isRunEntry, type ClaimOptions, type RunFolder, type RunInput } from './train/run_folder';
 export { watchInterrupts, type InterruptWatch } from './train/interrupt';
 export { extrapolatedReference, frozenCopy, pairLogps, precomputeReference, syncReference, type PairLogps } from './train/reference';
-export { PretrainedError, huggingFaceTokenizer, isHuggingFaceFolder, loadPretrained, savePretrained } from './nn/pretrained';
+export { PretrainedError, huggingFaceTokenizer, isHuggingFaceFolder, loadPretrained, pretrainedSource, savePretrained, type PretrainedSource, type SavePretrainedOptions } from './nn/pretrained';
 export { generate, type GenerateOptions } from './nn/generate';
 export {
   evaluatePreferences,

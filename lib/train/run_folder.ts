@@ -25,7 +25,17 @@ export const LOCK_FILE = '.fusedpo.lock';
 export const RUN_ENTRIES: readonly string[] = [
   'config.json', 'model.safetensors', 'tokenizer.json', 'run.json', 'metrics.jsonl', 'timings.jsonl', 'samples.jsonl', 'report.html',
   'checkpoint', '.checkpoint.old',
+  // a Hugging Face folder's (lib/nn/pretrained.ts): the tokenizer's config and template, the generation config, a sharded model's index
+  'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'model.safetensors.index.json',
 ];
+
+/** The shards of a sharded model, as transformers names them (model-00001-of-00002.safetensors): written by a run too. */
+export const RUN_SHARD = /^model-[0-9]{5}-of-[0-9]{5}\.safetensors$/;
+
+/** Whether a run writes an entry of this name (RUN_ENTRIES, or a shard). */
+export function isRunEntry(name: string): boolean {
+  return RUN_ENTRIES.includes(name) || RUN_SHARD.test(name);
+}
 
 /** A temporary file or folder of a write in progress (files.ts names them so). */
 export const PARTIAL_ENTRY = /^\..+\.[0-9]+\.partial$/;
@@ -196,7 +206,7 @@ export interface ClaimOptions {
   what?: string;
   /** Where notes go (a stale lock taken over, earlier files replaced). */
   note?: (line: string) => void;
-  /** What `overwrite` replaces (default RUN_ENTRIES: a training run's files). */
+  /** What `overwrite` replaces (default: a training run's files, isRunEntry). */
   entries?: readonly string[];
   /** How the refusal names the way to overwrite (default `--overwrite`). */
   overwriteFlag?: string;
@@ -237,7 +247,7 @@ export function claimRunFolder(directory: string, options: ClaimOptions): RunFol
     const leftBehind = now.filter((n) => PARTIAL_ENTRY.test(n) && !n.startsWith(`${LOCK_FILE}.`));  // not another claim's lock in the making
     for (const name of leftBehind) fs.rmSync(path.join(directory, name), { recursive: true, force: true });
     if (options.mode === 'overwrite') {
-      const replaced = now.filter((n) => (options.entries ?? RUN_ENTRIES).includes(n));
+      const replaced = now.filter((n) => (options.entries ? options.entries.includes(n) : isRunEntry(n)));
       if (replaced.length > 0) note(`${directory}: replacing ${listed(replaced)}, written by an earlier run (${options.overwriteFlag ?? '--overwrite'}; other files are kept)`);
       for (const name of replaced) fs.rmSync(path.join(directory, name), { recursive: true, force: true });
     }

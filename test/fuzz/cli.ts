@@ -22,7 +22,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fc from 'fast-check';
 
-import { RUN_ENTRIES } from '../../lib/train/run_folder';
+import { isRunEntry } from '../../lib/train/run_folder';
 import { CLI } from '../cli';
 import { changes, modelFolder, snapshot, TINY } from '../support/runs';
 
@@ -281,7 +281,7 @@ function writtenByRun(file: string, runFolders: readonly string[], outputFile: s
     const inFolder = folder === '.' ? file : path.relative(folder, file);
     if (inFolder.startsWith('..') || path.isAbsolute(inFolder)) return false;
     const top = inFolder.split(path.sep)[0];
-    return RUN_ENTRIES.includes(top) || top === '.fusedpo.lock' || /^\..+\.[0-9]+\.partial$/.test(top);
+    return isRunEntry(top) || top === '.fusedpo.lock' || /^\..+\.[0-9]+\.partial$/.test(top);
   });
 }
 
