@@ -23,7 +23,7 @@ export const LOCK_FILE = '.fusedpo.lock';
 
 /** Everything a run writes in its folder: what `overwrite` replaces, and nothing else. */
 export const RUN_ENTRIES: readonly string[] = [
-  'config.json', 'model.safetensors', 'tokenizer.json', 'run.json', 'metrics.jsonl', 'timings.jsonl', 'samples.jsonl', 'report.html',
+  'config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'run.json', 'metrics.jsonl', 'timings.jsonl', 'samples.jsonl', 'report.html',
   'checkpoint', '.checkpoint.old',
 ];
 
