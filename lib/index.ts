@@ -89,6 +89,7 @@ export {
   tokenizeSft,
   type PreferenceBatch,
   type TokenBatch,
+  type TokenizeOptions,
   type TokenizedPair,
   type TokenizedSft,
   type TruncationReport,

@@ -24,13 +24,12 @@ import { TokenizerError } from '../errors';
 const { Template } = require('@huggingface/jinja') as typeof HfJinja;
 
 /**
- * A message as a chat template reads it: a `role` and a string `content`, and any other fields the
- * template may use (`reasoning_content`, `tool_calls`, ...), passed on as they are.
+ * A message as a chat template reads it: a `role` and a string `content`. Any other fields of the
+ * object (`reasoning_content`, `tool_calls`, ...) are passed on to the template as they are.
  */
 export interface TemplateMessage {
-  role: string;
-  content: string;
-  [field: string]: unknown;
+  readonly role: string;
+  readonly content: string;
 }
 
 /** Options of `applyChatTemplate`. */
@@ -56,7 +55,7 @@ export function readTemplateMessages(messages: unknown): TemplateMessage[] {
     const copy = { ...(message as Record<string, unknown>) };
     if (typeof copy.role !== 'string') throw new TypeError(expected('a string', `messages[${index}].role`, copy.role));
     if (typeof copy.content !== 'string') throw new TypeError(expected('a string', `messages[${index}].content`, copy.content));
-    return copy as TemplateMessage;
+    return copy as unknown as TemplateMessage;
   });
 }
 
