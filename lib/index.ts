@@ -87,6 +87,7 @@ export {
   shiftedLabels,
   tokenizePreferences,
   tokenizeSft,
+  encodePrompt,
   type PreferenceBatch,
   type TokenBatch,
   type TokenizeOptions,

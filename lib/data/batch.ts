@@ -112,12 +112,22 @@ function commonLength(a: string, b: string): number {
   return k;
 }
 
-/** The prompt's ids (at most maxLength + 1: past maxLength it is dropped anyway), BOS put first where TRL's tokenization puts it. */
-function promptIds(tokenizer: Tokenizer, texts: RenderedTexts, maxLength: number): number[] {
-  const ids = tokenizer.encode(texts.prompt, { maxTokens: maxLength });
+/**
+ * A prompt's ids as the trainers make them (and `fusedpo generate`, so that a model is prompted
+ * as it was trained): BOS put first when the tokenizer adds one with special tokens, the text
+ * does not start with it, and no chat template wrote the text (`templated`: the template writes
+ * its own). With `maxTokens`, the text's first `maxTokens` ids (and BOS: one more).
+ */
+export function encodePrompt(tokenizer: Tokenizer, text: string, options: { templated: boolean; maxTokens?: number }): number[] {
+  const ids = tokenizer.encode(text, options.maxTokens === undefined ? undefined : { maxTokens: options.maxTokens });
   const bos = tokenizer.bosId;
-  if (!texts.templated && tokenizer.addsBos && bos !== null && ids[0] !== bos) ids.unshift(bos);
+  if (!options.templated && tokenizer.addsBos && bos !== null && ids[0] !== bos) ids.unshift(bos);
   return ids;
+}
+
+/** The prompt's ids (at most maxLength + 1: past maxLength it is dropped anyway). */
+function promptIds(tokenizer: Tokenizer, texts: RenderedTexts, maxLength: number): number[] {
+  return encodePrompt(tokenizer, texts.prompt, { templated: texts.templated, maxTokens: maxLength });
 }
 
 /**
