@@ -473,6 +473,30 @@ function checkTokenizerJSON(json: unknown, source: string): CheckedTokenizer {
 }
 
 /**
+ * `json` with the added tokens of tokenizer_config.json's `added_tokens_decoder` ({ "<id>": {
+ * content, special, ... } }) that its `added_tokens` lacks, as transformers adds them; `checked`
+ * takes them in too. An entry that gives a known id another text is refused, naming the config.
+ */
+function withConfigAddedTokens(json: Record<string, unknown>, checked: CheckedTokenizer, decoder: unknown, configSource: string): Record<string, unknown> {
+  if (decoder === undefined || decoder === null) return json;
+  if (!isObject(decoder)) throw new TokenizerError(`${configSource}: ${expected('an object of id to token', 'added_tokens_decoder', decoder)}`, { file: configSource });
+  const entries = Object.entries(decoder).map(([id, entry]) => (isObject(entry) ? { ...entry, id: /^\d+$/.test(id) ? Number(id) : id } : entry));
+  const textOfId = new Map<number, string>();
+  for (const [token, id] of checked.idOf) textOfId.set(id, token);
+  // (a token of the vocab that the config lists becomes an added token, matched whole, as in transformers)
+  const added = new Set(checked.added.map((token) => token.id));
+  const extra = readAddedTokens(entries, 'added_tokens_decoder', configSource, textOfId).filter((token) => !added.has(token.id));
+  if (extra.length === 0) return json;
+  for (const token of extra) {
+    checked.idOf.set(token.content, token.id);
+    checked.added.push(token);
+    checked.vocabSize = Math.max(checked.vocabSize, token.id + 1);
+  }
+  const extraIds = new Set(extra.map((token) => token.id));
+  return { ...json, added_tokens: [...(json.added_tokens as unknown[]), ...entries.filter((entry) => extraIds.has((entry as { id: number }).id))] };
+}
+
+/**
  * A list of added tokens, checked: tokenizer.json's `added_tokens` ([{ id, content, special, ... }])
  * or tokenizer_config.json's `added_tokens_decoder` ({ "<id>": { content, special, ... } }, given
  * here as [id, entry] pairs). An id the vocab gives another text is refused.
@@ -492,7 +516,7 @@ function readAddedTokens(list: unknown, name: string, source: string, tokenOfId:
     const other = byId.get(id);
     if (other !== undefined) refuse(`${name} gives the id ${id} to both ${quote(other)} and ${quote(content)}`);
     const inVocab = tokenOfId.get(id);
-    if (inVocab !== undefined && inVocab !== content) refuse(`the id ${id} is ${quote(inVocab)} in model.vocab but ${quote(content)} in ${name}`);
+    if (inVocab !== undefined && inVocab !== content) refuse(`the id ${id} is ${quote(inVocab)} in ${name === 'added_tokens' ? 'model.vocab' : 'the tokenizer.json'} but ${quote(content)} in ${name}`);
     for (const flag of ['special', 'single_word', 'lstrip', 'rstrip', 'normalized']) optionalBoolean(entry, flag, `${name}[${k}].${flag}`, source);
     // Hugging Face's JavaScript tokenizer ignores single_word (it would find the token inside a
     // word, where the Rust tokenizers the model was trained with do not): refused, not ignored.
@@ -586,27 +610,9 @@ export class BpeTokenizer implements Tokenizer {
     const config = (sources.config ?? {}) as Record<string, unknown>;
 
     // A component the file leaves out is one it does not have (Hugging Face's package wants each
-    // key there, null or not). transformers adds the config's added tokens that tokenizer.json
-    // lacks: so does this.
-    let hfJson: Record<string, unknown> = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...(json as Record<string, unknown>) };
-    if (config.added_tokens_decoder !== undefined && config.added_tokens_decoder !== null) {
-      if (!isObject(config.added_tokens_decoder)) refuseConfig(expected('an object of id to token', 'added_tokens_decoder', config.added_tokens_decoder));
-      const decoderEntries = Object.entries(config.added_tokens_decoder as Record<string, unknown>).map(([id, entry]) =>
-        (isObject(entry) ? { ...entry, id: /^\d+$/.test(id) ? Number(id) : id } : entry));
-      const vocabIds = new Map<number, string>();
-      for (const [token, id] of checked.idOf) vocabIds.set(id, token);
-      const extra = readAddedTokens(decoderEntries, 'added_tokens_decoder', configSource, vocabIds)
-        .filter((token) => !checked.added.some((known) => known.id === token.id));
-      if (extra.length > 0) {
-        const extraEntries = decoderEntries.filter((entry) => extra.some((token) => token.id === (entry as { id: number }).id));
-        hfJson = { ...hfJson, added_tokens: [...(hfJson.added_tokens as unknown[]), ...extraEntries] };
-        for (const token of extra) {
-          checked.idOf.set(token.content, token.id);
-          checked.added.push(token);
-          checked.vocabSize = Math.max(checked.vocabSize, token.id + 1);
-        }
-      }
-    }
+    // key there, null or not).
+    const hfJson = withConfigAddedTokens({ normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...(json as Record<string, unknown>) },
+      checked, config.added_tokens_decoder, configSource);
     this.vocabSize = checked.vocabSize;
 
     try {

@@ -689,7 +689,7 @@ test('config: added_tokens_decoder adds the tokens tokenizer.json lacks', () => 
   assert.is(extra.vocabSize, 271);
   assert.equal(extra.encode('a<extra>'), [97, 270]);
   throwsMatching(() => BpeTokenizer.fromJSON(tinyJSON(), 'extra', { added_tokens_decoder: { 97: { content: '<extra>' } } }), Error,
-    /^extra \(its config\): the id 97 is "a" in model\.vocab but "<extra>" in added_tokens_decoder$/);
+    /^extra \(its config\): the id 97 is "a" in the tokenizer\.json but "<extra>" in added_tokens_decoder$/);
 });
 
 test('config: a bad tokenizer_config.json or template is a TokenizerError naming the file and the fault', () => {
