@@ -37,7 +37,8 @@ commands:
   train     preference tuning (DPO, MinorDPO, every loss): --model DIR --data FILE --out DIR [--loss NAME]
             (fusedpo sft --help, fusedpo train --help: every option)
   eval      a model on held-out pairs: --model DIR --data FILE [--ref DIR] (preference, reward and task accuracy)
-  generate  continue a prompt with a model folder: --model DIR --prompt TEXT [--temperature X --seed N]
+  generate  continue a prompt with a model folder: --model DIR --prompt TEXT [--chat] [--temperature X --seed N]
+            (--chat: the prompt is a user message in the model's chat template; it stops at end-of-text)
   report    the training report of run folders, overlaid: DIR [DIR...] [--out FILE] (an HTML file with charts)
   doctor    the package version, the binary loaded, the CPU features, and CUDA's state
             --json   print it as JSON

@@ -39,3 +39,17 @@ export class NonFiniteLogitError extends RangeError {
     );
   }
 }
+
+/**
+ * A tokenizer file that cannot be used (read, parsed or understood), or a chat template that
+ * failed: the message starts with the file (`tokenizer.json: ...`) and says what is wrong.
+ */
+export class TokenizerError extends FusedpoError {
+  override name = 'TokenizerError';
+  /** The file at fault, as the message names it; null where the error concerns no one file. */
+  readonly file: string | null;
+  constructor(message: string, options: { cause?: unknown; file?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.file = options.file ?? null;
+  }
+}

@@ -72,15 +72,29 @@ export {
   type ReadOptions,
   type SftRecord,
 } from './data/dataset';
-export { BpeTokenizer, ByteTokenizer, TokenizerError, byteTokenizerJSON, loadTokenizer, type EncodeOptions, type Tokenizer, type TokenizerDescription } from './data/tokenizer';
+export {
+  BpeTokenizer,
+  ByteTokenizer,
+  TokenizerError,
+  byteTokenizerJSON,
+  loadTokenizer,
+  loadTokenizerFolder,
+  type ChatTemplateOptions,
+  type EncodeOptions,
+  type TemplateMessage,
+  type Tokenizer,
+  type TokenizerDescription,
+} from './data/tokenizer';
 export {
   collatePreferences,
   collateSft,
   shiftedLabels,
   tokenizePreferences,
   tokenizeSft,
+  encodePrompt,
   type PreferenceBatch,
   type TokenBatch,
+  type TokenizeOptions,
   type TokenizedPair,
   type TokenizedSft,
   type TruncationReport,

@@ -12,7 +12,7 @@ import { UsageError, helpText, parseFlags, type Flag } from './options';
 
 /** A tokenizer's identity in words. */
 function describeTokenizer(t: ReturnType<typeof tokenizerIdentity>): string {
-  return `${t.kind}, ${t.vocabSize} ids${t.sha256 ? `, tokenizer.json ${t.sha256.slice(0, 12)}...` : ''}`;
+  return `${t.kind}, ${t.vocabSize} ids${t.sha256 ? `, tokenizer files ${t.sha256.slice(0, 12)}...` : ''}`;
 }
 
 export const EVAL_FLAGS: Flag[] = [
@@ -58,7 +58,7 @@ export async function evalCommand(argv: readonly string[]): Promise<void> {
     if (options.out !== undefined) {
       const folders = [['--model', options.model], ['--ref', options.ref]].filter(([, d]) => typeof d === 'string') as [string, string][];
       const inputs = [{ name: '--data', path: options.data as string },
-        ...folders.flatMap(([flag, d]) => ['config.json', 'model.safetensors', 'tokenizer.json', 'vocab.json', 'merges.txt'].map((f) => ({ name: `${flag}'s ${f}`, path: path.join(d, f) })))];
+        ...folders.flatMap(([flag, d]) => ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja', 'vocab.json', 'merges.txt'].map((f) => ({ name: `${flag}'s ${f}`, path: path.join(d, f) })))];
       writeOutputFile(options.out as string, json, { overwrite: options.overwrite === true, ours: (head) => /^\{\s*"format": "fusedpo-eval"/.test(head), what: 'the evaluation (--out)', inputs });
     }
     if (options.json) {

@@ -1,38 +1,48 @@
 /**
- * `fusedpo generate --model DIR --prompt TEXT`: the model folder's tokenizer encodes the prompt,
- * the GPT samples with its key-value cache (lib/nn/generate.ts) until end-of-text, the token
- * limit or the context, and the completion is printed (with --json: prompt, completion, tokens).
+ * `fusedpo generate --model DIR --prompt TEXT [--chat]`: the model folder's tokenizer encodes the
+ * prompt (with --chat, first rendered as a user message by the model's chat template, or the
+ * package's own when its tokenizer has none), the model samples with its key-value cache
+ * (lib/nn/generate.ts) until end-of-text, the token limit or the context, and the completion is
+ * printed (with --json: prompt, completion, tokens, and with --chat the rendered input).
+ *
+ * The prompt's ids are made as the trainers make them (lib/data/batch.ts `encodePrompt`): BOS
+ * first where the tokenizer adds one and no template wrote it.
  */
+import { encodePrompt } from '../data/batch';
 import { loadModelFolder } from '../train/files';
 import { UsageError, helpText, parseFlags, type Flag } from './options';
 
 const FLAGS: Flag[] = [
   { name: 'model', kind: 'path', help: 'a model folder (fusedpo sft/train --out, or a Hugging Face GPT-2 folder)' },
-  { name: 'prompt', kind: 'string', help: 'the text to continue' },
+  { name: 'prompt', kind: 'string', help: 'the text to continue (with --chat: the user\'s message)' },
+  { name: 'chat', kind: 'boolean', help: 'take --prompt as a user message, rendered by the model\'s chat template (the package\'s own when it has none) with the assistant\'s turn opened' },
   { name: 'max-new-tokens', kind: 'integer', help: 'tokens to add at most (default 32)' },
   { name: 'temperature', kind: 'number', help: '0: greedy (default 0)' },
   { name: 'top-k', kind: 'integer', help: 'sample among the k most likely tokens' },
   { name: 'top-p', kind: 'number', help: 'sample among the most likely tokens whose probabilities sum to p' },
   { name: 'seed', kind: 'integer', help: 'the seed of the draws (default 0): the same tokens on every machine' },
-  { name: 'json', kind: 'boolean', help: 'print {prompt, completion, tokens} as JSON' },
+  { name: 'json', kind: 'boolean', help: 'print {prompt, completion, tokens} as JSON (with --chat, the rendered input too)' },
 ];
 
 export function generateCommand(argv: readonly string[]): void {
-  const usage = 'usage: fusedpo generate --model DIR --prompt TEXT [--max-new-tokens N] [--temperature X] [--top-k N] [--top-p X] [--seed N]';
+  const usage = 'usage: fusedpo generate --model DIR --prompt TEXT [--chat] [--max-new-tokens N] [--temperature X] [--top-k N] [--top-p X] [--seed N]';
   const { options, help } = parseFlags('generate', argv, FLAGS);
   if (help) return void console.log(helpText(usage, FLAGS));
   if (options.model === undefined) throw new UsageError('expected --model DIR');
   if (typeof options.prompt !== 'string') throw new UsageError('expected --prompt TEXT');
   const { model, tokenizer } = loadModelFolder(options.model as string);
   try {
-    const prompt = tokenizer.encode(options.prompt);
+    const chat = options.chat === true;
+    const text = chat ? tokenizer.applyChatTemplate([{ role: 'user', content: options.prompt }], { addGenerationPrompt: true }) : options.prompt;
+    const prompt = encodePrompt(tokenizer, text, { templated: chat && tokenizer.chatTemplate !== null });
     const tokens = model.generate(prompt, {
       maxNewTokens: options.maxNewTokens as number | undefined, temperature: (options.temperature as number | undefined) ?? 0,
       topK: options.topK as number | undefined, topP: options.topP as number | undefined, seed: options.seed as number | undefined,
       stop: [tokenizer.eosId],
     });
     const completion = tokenizer.decode(tokens.filter((t) => t !== tokenizer.eosId));
-    console.log(options.json ? JSON.stringify({ prompt: options.prompt, completion, tokens }) : completion);
+    const record = { prompt: options.prompt, ...(chat ? { rendered: text } : {}), completion, tokens };
+    console.log(options.json ? JSON.stringify(record) : completion);
   } finally {
     model.dispose();
   }

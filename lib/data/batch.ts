@@ -1,20 +1,34 @@
 /**
- * From records to the rows the model and the fused loss take: tokenizing with the completion's
- * end-of-text, truncating to `maxLength` (counted, never silent), and collating in TRL's layout.
+ * From records to the rows the model and the fused loss take: rendering conversations and adding
+ * the special tokens as TRL does, tokenizing, truncating to `maxLength` (counted, never silent),
+ * and collating in TRL's layout.
  *
- * A sequence is `prompt + completion` (completion ending with the tokenizer's end-of-text), of
- * length L <= maxLength. The model reads its first L - 1 tokens and position t predicts token
- * t + 1, so the labels are the sequence shifted by one, with every position whose target is a
- * prompt token or padding set to `ignoreIndex`: the loss counts completion tokens only, and the
- * sequence log-prob is their sum (TRL's).
+ * The texts of a record, and their ends (TRL's DPOTrainer and SFTTrainer, trl/trainer/*_trainer.py
+ * `_prepare_dataset`, and trl/data_utils.py `apply_chat_template`):
+ * - a conversation, with a tokenizer that has a chat template: the prompt is the template applied
+ *   to the prompt's messages with `add_generation_prompt=true`, and each completion is the
+ *   template applied to prompt + completion messages, less the prompt's rendering (a rendering
+ *   that does not start with the prompt's is an error naming the record's line). The template
+ *   writes the special tokens (BOS, each turn's end): nothing is added, as TRL tokenizes a
+ *   rendering with `add_special_tokens=False`.
+ * - anything else (plain text, or a conversation in the package's own template `renderChat` for
+ *   a tokenizer without one): BOS before the prompt when the tokenizer adds one (`addsBos`: TRL
+ *   tokenizes text with the tokenizer's special tokens) and the prompt does not start with it;
+ *   end-of-text after each completion unless it already ends with it (TRL's `add_eos`). Never twice.
+ * Padding is the tokenizer's `padId`: its pad token, else end-of-text (TRL's).
+ *
+ * A sequence is `prompt + completion`, of length L <= maxLength. The model reads its first L - 1
+ * tokens and position t predicts token t + 1, so the labels are the sequence shifted by one, with
+ * every position whose target is a prompt token or padding set to `ignoreIndex`: the loss counts
+ * completion tokens only, and the sequence log-prob is their sum (TRL's).
  *
  * Preference batches: rows `[chosen_0 .. chosen_{B-1}, rejected_0 .. rejected_{B-1}]` (pair i is
  * rows i and B + i), right-padded to the longest row: tokens and labels of shape `[2B, T]`.
  */
-import type { PreferenceRecord, SftRecord } from './dataset';
+import { DatasetError, type ChatMessage, type PreferenceRecord, type SftRecord } from './dataset';
 import type { Tokenizer } from './tokenizer';
 
-/** A record as token ids; `chosen`, `rejected` and `completion` end with end-of-text. */
+/** A record as token ids; `chosen`, `rejected` and `completion` end with end-of-text or the template's end of turn. */
 export interface TokenizedPair {
   prompt: number[];
   chosen: number[];
@@ -43,10 +57,77 @@ export interface TruncationReport {
   droppedLines: number[];
 }
 
+/** Options of `tokenizePreferences` and `tokenizeSft`. */
+export interface TokenizeOptions {
+  /** Where the records came from, named in errors: `file:line: ...` (default 'the records'). */
+  file?: string;
+  /**
+   * Called with the line and the reason of a record that cannot be rendered (its chat template
+   * fails, or renders the prompt otherwise alone than before a completion), which is then left
+   * out; without it such a record is a DatasetError naming the file and line.
+   */
+  skip?: (line: number, reason: string) => void;
+}
+
 function checkMaxLength(maxLength: number): void {
   if (!Number.isInteger(maxLength) || maxLength < 2) {
     throw new RangeError(`Expected an integer >= 2 for maxLength (tokens of prompt + completion) but received ${maxLength}`);
   }
+}
+
+/** A record's prompt and completions as the tokenizer reads them (see the module comment). */
+interface RenderedTexts {
+  prompt: string;
+  completions: string[];
+  /** Rendered by the model's chat template, which wrote the special tokens: none is added. */
+  templated: boolean;
+}
+
+/**
+ * The texts of a record: a conversation rendered by the tokenizer's chat template (when it has
+ * one; TRL's apply_chat_template), or the record's strings. Throws an Error whose message is the
+ * reason (the caller adds the file and line).
+ */
+function renderedTexts(tokenizer: Tokenizer, strings: { prompt: string; completions: string[] },
+  conversation: { prompt: ChatMessage[]; completions: ChatMessage[][] } | undefined): RenderedTexts {
+  if (conversation === undefined || tokenizer.chatTemplate === null) return { ...strings, templated: false };
+  const prompt = tokenizer.applyChatTemplate(conversation.prompt, { addGenerationPrompt: true });
+  const completions = conversation.completions.map((messages) => {
+    const whole = tokenizer.applyChatTemplate([...conversation.prompt, ...messages], { addGenerationPrompt: false });
+    if (!whole.startsWith(prompt)) {
+      const at = commonLength(prompt, whole);
+      throw new Error(`the chat template renders the prompt alone otherwise than before its completion: from character ${at} the prompt has ` +
+        `${JSON.stringify(prompt.slice(at, at + 40))} where prompt + completion has ${JSON.stringify(whole.slice(at, at + 40))}`);
+    }
+    const completion = whole.slice(prompt.length);
+    if (completion === '') throw new Error('the chat template renders the completion to nothing: there is nothing to learn');
+    return completion;
+  });
+  return { prompt, completions, templated: true };
+}
+
+function commonLength(a: string, b: string): number {
+  let k = 0;
+  while (k < a.length && k < b.length && a.charCodeAt(k) === b.charCodeAt(k)) k++;
+  return k;
+}
+
+/**
+ * A prompt's ids as the trainers make them (and `fusedpo generate`, so that a model is prompted
+ * as it was trained): BOS put first when the tokenizer adds one with special tokens, the text
+ * does not start with it, and no chat template wrote the text (`templated`: the template writes
+ * its own). With `maxTokens`, the text's first `maxTokens` ids (and BOS: one more).
+ */
+export function encodePrompt(tokenizer: Tokenizer, text: string, options: { templated: boolean; maxTokens?: number }): number[] {
+  const ids = tokenizer.encode(text, options.maxTokens === undefined ? undefined : { maxTokens: options.maxTokens });
+  const bos = tokenizer.bosId;
+  if (!options.templated && tokenizer.addsBos && bos !== null && ids[0] !== bos) ids.unshift(bos);
+  return ids;
+}
+
+/** The prompt's ids (at most maxLength + 1: past maxLength it is dropped anyway). */
+function promptIds(tokenizer: Tokenizer, texts: RenderedTexts, maxLength: number): number[] {
+  return encodePrompt(tokenizer, texts.prompt, { templated: texts.templated, maxTokens: maxLength });
 }
 
 /**
@@ -61,15 +142,29 @@ function fit(prompt: number[], completion: number[], maxLength: number): { promp
 
 /**
  * Each record tokenized by `tokenize` (null: its prompt fills maxLength, so it is dropped; `cut`:
- * something was cut), with the report of what was kept, truncated and dropped.
+ * something was cut), with the report of what was kept, truncated and dropped. A record that
+ * `tokenize` throws on (its rendering failed) is a DatasetError naming its line, or with
+ * `options.skip` is left out and passed to it.
  */
-function tokenizeAll<R extends { line: number }, E>(records: readonly R[], maxLength: number,
+function tokenizeAll<R extends { line: number }, E>(records: readonly R[], maxLength: number, options: TokenizeOptions | undefined,
   tokenize: (record: R) => { example: E; cut: boolean } | null): { examples: E[]; report: TruncationReport } {
   checkMaxLength(maxLength);
+  const file = options?.file ?? 'the records';
+  const skip = options?.skip;
+  if (typeof file !== 'string') throw new TypeError(`Expected a string for file but received ${typeof file}`);
+  if (skip !== undefined && typeof skip !== 'function') throw new TypeError(`Expected a function (line, reason) for skip but received ${typeof skip}`);
   const examples: E[] = [];
   const report: TruncationReport = { records: records.length, kept: 0, truncated: 0, promptFilled: 0, droppedLines: [] };
   for (const record of records) {
-    const done = tokenize(record);
+    let done: { example: E; cut: boolean } | null;
+    try {
+      done = tokenize(record);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (skip === undefined) throw new DatasetError(file, record.line, reason);
+      skip(record.line, reason);
+      continue;
+    }
     if (!done) {
       report.promptFilled += 1;
       if (report.droppedLines.length < 20) report.droppedLines.push(record.line);
@@ -83,35 +178,55 @@ function tokenizeAll<R extends { line: number }, E>(records: readonly R[], maxLe
 }
 
 /**
- * A completion's ids with end-of-text, fitted after `prompt` to maxLength. Only what can be kept
- * is tokenized (`maxTokens`: the room left; the same ids as tokenizing whole and cutting), so a
- * 60 MB completion costs what its first maxLength tokens cost; its having had more than the room
- * is what marks it cut.
+ * A completion's ids, fitted after `prompt` to maxLength, with end-of-text appended unless the
+ * chat template wrote its end (`templated`) or the text already ends with it. Only what can be
+ * kept is tokenized (`maxTokens`: the room left and one more, to tell a text that fits from one
+ * that does not; the same ids as tokenizing whole and cutting), so a 60 MB completion costs what
+ * its first maxLength tokens cost; its having had more than the room is what marks it cut.
  */
-function fitCompletion(tokenizer: Tokenizer, prompt: number[], text: string, maxLength: number): { prompt: number[]; completion: number[]; cut: boolean } | null {
+function fitCompletion(tokenizer: Tokenizer, prompt: number[], text: string, templated: boolean, maxLength: number): { prompt: number[]; completion: number[]; cut: boolean } | null {
   if (prompt.length >= maxLength) return null;
   const room = maxLength - prompt.length;
-  return fit(prompt, [...tokenizer.encode(text, { maxTokens: room }), tokenizer.eosId], maxLength);
+  const ids = tokenizer.encode(text, { maxTokens: room + 1 });
+  const endsWithEos = ids.length <= room && ids.length > 0 && ids[ids.length - 1] === tokenizer.eosId;
+  if (!templated && !endsWithEos) ids.push(tokenizer.eosId);
+  return fit(prompt, ids, maxLength);
 }
 
-/** Tokenizes preference records: chosen and rejected get end-of-text, then are fitted to maxLength. */
-export function tokenizePreferences(records: readonly PreferenceRecord[], tokenizer: Tokenizer, maxLength: number): { pairs: TokenizedPair[]; report: TruncationReport } {
-  const { examples, report } = tokenizeAll(records, maxLength, (record) => {
+/**
+ * Tokenizes preference records: conversations rendered, BOS and end-of-text added as TRL adds
+ * them (see the module comment), then fitted to maxLength.
+ */
+export function tokenizePreferences(records: readonly PreferenceRecord[], tokenizer: Tokenizer, maxLength: number,
+  options?: TokenizeOptions): { pairs: TokenizedPair[]; report: TruncationReport } {
+  const { examples, report } = tokenizeAll(records, maxLength, options, (record) => {
+    const { conversation } = record;
+    const texts = renderedTexts(tokenizer, { prompt: record.prompt, completions: [record.chosen, record.rejected] },
+      conversation && { prompt: conversation.prompt, completions: [conversation.chosen, conversation.rejected] });
+    const [chosenText, rejectedText] = texts.completions;
+    if (texts.templated && chosenText === rejectedText) throw new Error('"chosen" and "rejected" render to the same text with the chat template, so there is nothing to prefer');
     // a prompt of maxLength tokens leaves no room: more of it need not be tokenized
-    const prompt = tokenizer.encode(record.prompt, { maxTokens: maxLength });
-    const chosen = fitCompletion(tokenizer, prompt, record.chosen, maxLength);
-    const rejected = fitCompletion(tokenizer, prompt, record.rejected, maxLength);
+    const prompt = promptIds(tokenizer, texts, maxLength);
+    const chosen = fitCompletion(tokenizer, prompt, chosenText, texts.templated, maxLength);
+    const rejected = fitCompletion(tokenizer, prompt, rejectedText, texts.templated, maxLength);
     if (!chosen || !rejected) return null;
     return { example: { prompt, chosen: chosen.completion, rejected: rejected.completion, line: record.line }, cut: chosen.cut || rejected.cut };
   });
   return { pairs: examples, report };
 }
 
-/** Tokenizes SFT records: the completion gets end-of-text, then is fitted to maxLength. */
-export function tokenizeSft(records: readonly SftRecord[], tokenizer: Tokenizer, maxLength: number): { examples: TokenizedSft[]; report: TruncationReport } {
-  return tokenizeAll(records, maxLength, (record) => {
-    const prompt = tokenizer.encode(record.prompt, { maxTokens: maxLength });
-    const fitted = fitCompletion(tokenizer, prompt, record.completion, maxLength);
+/**
+ * Tokenizes SFT records: conversations rendered, BOS and end-of-text added as TRL adds them (see
+ * the module comment), then fitted to maxLength.
+ */
+export function tokenizeSft(records: readonly SftRecord[], tokenizer: Tokenizer, maxLength: number,
+  options?: TokenizeOptions): { examples: TokenizedSft[]; report: TruncationReport } {
+  return tokenizeAll(records, maxLength, options, (record) => {
+    const { conversation } = record;
+    const texts = renderedTexts(tokenizer, { prompt: record.prompt, completions: [record.completion] },
+      conversation && { prompt: conversation.prompt, completions: [conversation.completion] });
+    const prompt = promptIds(tokenizer, texts, maxLength);
+    const fitted = fitCompletion(tokenizer, prompt, texts.completions[0], texts.templated, maxLength);
     return fitted && { example: { prompt, completion: fitted.completion, line: record.line }, cut: fitted.cut };
   });
 }

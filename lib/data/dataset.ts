@@ -26,8 +26,11 @@
  * equal to `rejected` (for messages, as rendered), which leaves nothing to prefer. A prompt may be
  * empty.
  *
- * Conversations become strings through one simple chat template, exported as `renderChat` and
- * the constants below so that a user can see exactly what the model is trained on:
+ * A conversational record keeps its messages (`conversation`): they become text when the record
+ * is tokenized (lib/data/batch.ts), with the model's chat template when its tokenizer has one (as
+ * TRL does), else with the package's own simple template. The record's strings are that own
+ * template's rendering, exported as `renderChat` and the constants below so that a user can see
+ * exactly what a model without a template is trained on:
  *
  *     each message                 <|{role}|>\n{content}<|end|>\n
  *     a prompt                     its messages, then the generation prompt <|assistant|>\n
@@ -62,20 +65,28 @@ import * as path from 'node:path';
 import { FusedpoError } from '../errors';
 import { describe, expected } from '../validate';
 
-/** One preference pair, as strings. */
+/**
+ * One preference pair, as strings. A conversational record has its messages too, which the
+ * tokenizer's chat template renders when the record is tokenized; the strings are then the
+ * package's own template's rendering (`renderChat`).
+ */
 export interface PreferenceRecord {
   prompt: string;
   chosen: string;
   rejected: string;
   /** 1-based line (jsonl) or array index + 1 (json) */
   line: number;
+  /** The messages of a conversational record: the prompt's, and the completions that follow it. */
+  conversation?: { prompt: ChatMessage[]; chosen: ChatMessage[]; rejected: ChatMessage[] };
 }
 
-/** One SFT example, as strings (`prompt` is `''` for plain text). */
+/** One SFT example, as strings (`prompt` is `''` for plain text); a conversational one has its messages too. */
 export interface SftRecord {
   prompt: string;
   completion: string;
   line: number;
+  /** The messages of a conversational record: the prompt's, and the completion's (the assistant's reply first). */
+  conversation?: { prompt: ChatMessage[]; completion: ChatMessage[] };
 }
 
 export interface ReadOptions {
@@ -290,7 +301,7 @@ export function preferenceRecord(value: unknown, line: number): { record: Prefer
     const rejectedText = renderChatCompletion(rejected);
     if (chosenText === rejectedText) throw new Error(`"chosen" and "rejected" render to the same text, ${nothingToPrefer}`);
     return {
-      record: { prompt: renderChat(prompt, { generationPrompt: true }), chosen: chosenText, rejected: rejectedText, line },
+      record: { prompt: renderChat(prompt, { generationPrompt: true }), chosen: chosenText, rejected: rejectedText, line, conversation: { prompt, chosen, rejected } },
       form: 'conversational',
     };
   }
@@ -324,6 +335,7 @@ export function preferenceRecord(value: unknown, line: number): { record: Prefer
       chosen: renderChatCompletion(chosen.slice(shared)),
       rejected: renderChatCompletion(rejected.slice(shared)),
       line,
+      conversation: { prompt: chosen.slice(0, shared), chosen: chosen.slice(shared), rejected: rejected.slice(shared) },
     },
     form: 'conversational-implicit',
   };
@@ -352,6 +364,7 @@ export function sftRecord(value: unknown, line: number): { record: SftRecord; fo
         prompt: renderChat(messages.slice(0, last), { generationPrompt: true }),
         completion: renderChatCompletion(messages.slice(last)),
         line,
+        conversation: { prompt: messages.slice(0, last), completion: messages.slice(last) },
       },
       form: 'conversational',
     };
@@ -362,7 +375,7 @@ export function sftRecord(value: unknown, line: number): { record: SftRecord; fo
       const completion = messagesField(fields, 'completion');
       checkCompletion(completion, 'completion', '');
       return {
-        record: { prompt: renderChat(prompt, { generationPrompt: true }), completion: renderChatCompletion(completion), line },
+        record: { prompt: renderChat(prompt, { generationPrompt: true }), completion: renderChatCompletion(completion), line, conversation: { prompt, completion } },
         form: 'conversational-prompt-completion',
       };
     }

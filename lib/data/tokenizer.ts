@@ -1,28 +1,42 @@
 /**
- * Tokenizers: text to token ids and back, with no runtime dependency.
+ * Tokenizers: text to token ids and back, and a conversation to the text a model reads.
  *
  * Two kinds:
  * - `ByteTokenizer`: the UTF-8 bytes of the text are the ids, plus one end-of-text id. It needs no
  *   file, so a model can be trained from nothing but a corpus; `byteTokenizerJSON()` is the same
  *   tokenizer as a Hugging Face tokenizer.json, for the folder such a model is saved to.
- * - `BpeTokenizer`: the byte-level BPE of GPT-2's family, read from a Hugging Face `tokenizer.json`.
- *   It gives the ids that Hugging Face `tokenizers` gives for the same file (encoding without
- *   special tokens added; decoding with special tokens kept), so a model trained here reads the
- *   same ids as one trained there.
+ * - `BpeTokenizer`: a Hugging Face tokenizer.json of a BPE model (GPT-2, Llama 3, Qwen, Gemma,
+ *   Mistral, ...) with the tokenizer_config.json beside it (special tokens, chat template). Its ids
+ *   are those of Hugging Face's own JavaScript tokenizer, @huggingface/tokenizers (what
+ *   transformers.js and node-llama-cpp use), and its chat template is rendered by Hugging Face's
+ *   @huggingface/jinja (lib/data/chat_template.ts): a model trained here reads, at inference
+ *   there, the ids it was trained on. This file checks the files before they are handed over, so
+ *   that a bad file is a TokenizerError naming it and what is wrong, never wrong ids, and adds what
+ *   the trainer needs: ids with no special token added, an encode bounded by `maxTokens`, and the
+ *   BOS, EOS and padding ids.
  *
  * A model folder records which tokenizer it was trained with (`describe()`, in config.json), and
- * `tokenizerFrom` rebuilds it from that record.
+ * `tokenizerFrom` rebuilds it from that record; `files()` is what a folder holds of it.
  */
+import type * as HfTokenizers from '@huggingface/tokenizers' with { 'resolution-mode': 'import' };
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { FusedpoError } from '../errors';
+import { TokenizerError } from '../errors';
 import { describe as describeValue, expected } from '../validate';
+import {
+  ChatTemplate, configChatTemplate, readTemplateMessages, readTemplateOptions, specialTokenText, specialTokenVariables,
+  type ChatTemplateOptions, type TemplateMessage,
+} from './chat_template';
+import { renderChat, type ChatMessage } from './dataset';
 
-/** A tokenizer file that cannot be used (read, parsed or understood): the message names the file and what is wrong. */
-export class TokenizerError extends FusedpoError {
-  override name = 'TokenizerError';
-}
+// The package ships a CommonJS build (its "require" export) but declares its types as an ES
+// module, which TypeScript's node16 resolution will not `import` from CommonJS: the types are
+// imported as such and the module is required.
+const { Tokenizer: HfTokenizer } = require('@huggingface/tokenizers') as typeof HfTokenizers;
+
+export { TokenizerError };
+export type { ChatTemplateOptions, TemplateMessage };
 
 /** Text to ids and back. */
 export interface Tokenizer {
@@ -32,15 +46,37 @@ export interface Tokenizer {
   readonly vocabSize: number;
   /** The end-of-text id, appended to completions by the trainer. */
   readonly eosId: number;
+  /** The beginning-of-sequence id, or null when the tokenizer has none. */
+  readonly bosId: number | null;
+  /** The id that pads a batch's rows: the pad token's, else the end-of-text id (TRL's rule). */
+  readonly padId: number;
+  /**
+   * Whether encoding with special tokens puts `bosId` first (tokenizer_config.json's
+   * `add_bos_token`, else what the tokenizer.json's post-processor does). `encode` never adds it:
+   * the trainer puts it before a prompt that no chat template rendered.
+   */
+  readonly addsBos: boolean;
+  /** The model's chat template (Jinja text), or null: conversations then use the package's own (`renderChat`). */
+  readonly chatTemplate: string | null;
   /**
    * Text to ids (no special token added). With `maxTokens`, exactly
    * `encode(text).slice(0, maxTokens)`, found without encoding the rest of the text.
    */
   encode(text: string, options?: EncodeOptions): number[];
-  /** Ids to text (an unknown id is a RangeError naming it and its position). */
+  /** Ids to text, special tokens kept (an unknown id is a RangeError naming it and its position). */
   decode(ids: ArrayLike<number>): string;
-  /** What config.json records so that loadTokenizer can rebuild it: { kind: 'byte' } or { kind: 'bpe', file: 'tokenizer.json' }. */
+  /**
+   * Messages rendered to the text the model reads: with the model's chat template, else the
+   * package's own (`renderChat`). A template's failure is a TokenizerError naming its file.
+   */
+  applyChatTemplate(messages: readonly TemplateMessage[], options?: ChatTemplateOptions): string;
+  /** What config.json records so that tokenizerFrom can rebuild it: { kind: 'byte' } or { kind: 'bpe', file: 'tokenizer.json' }. */
   describe(): TokenizerDescription;
+  /**
+   * The files of a Hugging Face folder that rebuild it, name to contents: tokenizer.json and
+   * tokenizer_config.json (its special tokens and chat template).
+   */
+  files(): Record<string, string>;
 }
 
 /** Options of `Tokenizer.encode`. */
@@ -128,11 +164,26 @@ function readIds(ids: unknown, vocabSize: number): number[] {
   return copy;
 }
 
+/** Messages rendered with the package's own template (`renderChat`), for a tokenizer without one. */
+function ownTemplate(messages: unknown, options: unknown): string {
+  const read = readTemplateMessages(messages);
+  return renderChat(read as unknown as ChatMessage[], { generationPrompt: readTemplateOptions(options) });
+}
+
+/** tokenizer_config.json's text for a config object: what files() writes and a folder reloads. */
+function configText(config: Record<string, unknown>): string {
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
+
 /** Bytes of the UTF-8 text are ids 0..255; id 256 is end-of-text. vocabSize 257. */
 export class ByteTokenizer implements Tokenizer {
   readonly kind = 'byte' as const;
   readonly vocabSize = 257;
   readonly eosId = 256;
+  readonly bosId = null;
+  readonly padId = 256;
+  readonly addsBos = false;
+  readonly chatTemplate = null;
 
   /**
    * The UTF-8 bytes of `text` (a lone surrogate becomes the bytes of U+FFFD, as UTF-8 requires).
@@ -166,8 +217,21 @@ export class ByteTokenizer implements Tokenizer {
     return text + utf8Decoder.decode(Uint8Array.from(bytes));
   }
 
+  /** The package's own template (`renderChat`): the byte tokenizer has none of its own. */
+  applyChatTemplate(messages: readonly TemplateMessage[], options?: ChatTemplateOptions): string {
+    return ownTemplate(messages, options);
+  }
+
   describe(): TokenizerDescription {
     return { kind: 'byte' };
+  }
+
+  /** `byteTokenizerJSON()`, and a tokenizer_config.json naming its end-of-text token. */
+  files(): Record<string, string> {
+    return {
+      'tokenizer.json': JSON.stringify(byteTokenizerJSON()),
+      'tokenizer_config.json': configText({ tokenizer_class: 'PreTrainedTokenizerFast', eos_token: END_OF_TEXT }),
+    };
   }
 }
 
@@ -188,9 +252,6 @@ function gpt2ByteToChar(): string[] {
 }
 
 const BYTE_TO_CHAR = gpt2ByteToChar();
-const CHAR_TO_BYTE = new Map(BYTE_TO_CHAR.map((char, byte) => [char, byte]));
-/** One past the largest UTF-16 code of GPT-2's byte characters (U+0143): the size of a table indexed by them. */
-const BYTE_CHAR_CODE_LIMIT = Math.max(...BYTE_TO_CHAR.map((char) => char.charCodeAt(0))) + 1;
 
 /**
  * The Hugging Face tokenizer.json that expresses the `ByteTokenizer`: a byte-level BPE whose ids
@@ -222,135 +283,12 @@ export function byteTokenizerJSON(): Record<string, unknown> {
   };
 }
 
-/**
- * GPT-2's pre-tokenizer: contractions, words, numbers, punctuation runs, whitespace (a single
- * space sticks to the word after it). It is GPT-2's pattern
- * `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+` with `\s` spelt
- * `\p{White_Space}`: that is what `\s` means to the regex engine of Hugging Face (Oniguruma),
- * while JavaScript's `\s` differs on two characters, taking U+FEFF and leaving U+0085.
- */
-const GPT2_SPLIT = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
-
-/**
- * What Hugging Face takes for a word character next to a `single_word` added token (Unicode `\w`:
- * letters, marks, decimal digits, connectors such as `_`) and for the whitespace that `lstrip` and
- * `rstrip` take in (Rust's `char::is_whitespace`).
- */
-const WORD_CHARACTER = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u;
-const WHITESPACE = /\p{White_Space}/u;
-
-/**
- * The largest id the merge table can key exactly: a pair (a, b) is keyed `a * vocabSize + b`,
- * which must stay a safe integer.
- */
-const LARGEST_VOCAB_SIZE = Math.floor(Math.sqrt(Number.MAX_SAFE_INTEGER));
-
-/** Past this many distinct pre-tokens the cache is emptied, so a long corpus cannot grow it without bound. */
-const CACHE_LIMIT = 100_000;
-
-/**
- * Pre-tokens longer than this (in bytes) are not cached: they are rare (one run of letters, digits,
- * punctuation or whitespace), seldom repeat, and would hold their memory, megabytes for a
- * megabyte-long run, until the cache is emptied.
- */
-const CACHED_PRE_TOKEN_LIMIT = 1024;
-
-/**
- * `bpe`'s buffers for a pre-token of up to `capacity` symbols: `ids`, `previous` and `next`
- * [capacity], the symbols as a linked list, and the heap of candidate merges [3 * capacity].
- */
-interface BpeBuffers {
-  ids: Int32Array;
-  previous: Int32Array;
-  next: Int32Array;
-  heap: MergeHeap;
-}
-
-function bpeBuffers(capacity: number): BpeBuffers {
-  return {
-    ids: new Int32Array(capacity),
-    previous: new Int32Array(capacity),
-    next: new Int32Array(capacity),
-    heap: new MergeHeap(3 * capacity),
-  };
-}
-
-/**
- * The largest buffers a tokenizer keeps between pre-tokens, in symbols (24 bytes each): larger
- * ones are made for one long pre-token and left to the garbage collector after it.
- */
-const KEPT_BUFFERS_LIMIT = 1 << 16;
-
-/**
- * The candidate merges of one pre-token, a binary min-heap keyed by (rank, position of the left
- * symbol): the lowest rank first, the leftmost of equal ranks. Two typed arrays of a fixed
- * capacity, `ranks` and `positions` [capacity]; the top is at index 0.
- */
-class MergeHeap {
-  readonly ranks: Uint32Array;
-  readonly positions: Int32Array;
-  size = 0;
-
-  constructor(capacity: number) {
-    this.ranks = new Uint32Array(capacity);
-    this.positions = new Int32Array(capacity);
-  }
-
-  clear(): void {
-    this.size = 0;
-  }
-
-  push(rank: number, position: number): void {
-    const { ranks, positions } = this;
-    let hole = this.size++;
-    while (hole > 0) {
-      const parent = (hole - 1) >> 1;
-      if (ranks[parent] < rank || (ranks[parent] === rank && positions[parent] < position)) break;
-      ranks[hole] = ranks[parent];
-      positions[hole] = positions[parent];
-      hole = parent;
-    }
-    ranks[hole] = rank;
-    positions[hole] = position;
-  }
-
-  /** Removes the top (read it first from `ranks[0]`, `positions[0]`). */
-  pop(): void {
-    const { ranks, positions } = this;
-    const size = --this.size;
-    if (size === 0) return;
-    const rank = ranks[size], position = positions[size];  // the last entry, sifted down from the top
-    let hole = 0;
-    for (;;) {
-      let child = 2 * hole + 1;
-      if (child >= size) break;
-      const right = child + 1;
-      if (right < size && (ranks[right] < ranks[child] || (ranks[right] === ranks[child] && positions[right] < positions[child]))) child = right;
-      if (rank < ranks[child] || (rank === ranks[child] && position < positions[child])) break;
-      ranks[hole] = ranks[child];
-      positions[hole] = positions[child];
-      hole = child;
-    }
-    ranks[hole] = rank;
-    positions[hole] = position;
-  }
-}
-
-interface Merge {
-  /** Its line in `model.merges`: the lower merges first. */
-  rank: number;
-  /** The id of the token it makes. */
-  id: number;
-}
-
-interface AddedToken {
-  id: number;
-  content: string;
-  special: boolean;
-  singleWord: boolean;
-  lstrip: boolean;
-  rstrip: boolean;
-}
+// ---------------------------------------------------------------------------------------------
+// Checking a tokenizer.json before it is handed to @huggingface/tokenizers
+//
+// That package trusts its input: a merge naming a token the vocab lacks, or a character no token
+// covers, is dropped from the ids without a word. So what would make it give wrong ids is
+// refused here, naming the file and the entry.
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -360,537 +298,133 @@ function quote(token: string): string {
   return JSON.stringify(token);
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** What a tokenizer.json holds that the tokenizer uses, checked. */
-interface BpeParts {
-  vocab: Map<string, number>;
-  merges: Map<number, Merge>;
-  added: AddedToken[];
-  vocabSize: number;
-  eosId: number;
-  addPrefixSpace: boolean;
-  useRegex: boolean;
-  ignoreMerges: boolean;
-  unkId: number | undefined;
-  fuseUnk: boolean;
-}
-
-/** A byte-level BPE tokenizer from a Hugging Face tokenizer.json (GPT-2's family). */
-export class BpeTokenizer implements Tokenizer {
-  readonly kind = 'bpe' as const;
-  readonly vocabSize: number;
-  readonly eosId: number;
-  /** Where it was read from (a file path, or what `fromJSON` was told), for error messages. */
-  readonly source: string;
-
-  private readonly file: string | undefined;
-  private readonly json: unknown;
-  private readonly vocab: Map<string, number>;
-  private readonly merges: Map<number, Merge>;
-  private readonly addPrefixSpace: boolean;
-  private readonly useRegex: boolean;
-  private readonly ignoreMerges: boolean;
-  private readonly unkId: number | undefined;
-  private readonly fuseUnk: boolean;
-  /** Matches the added tokens, longest first, so that of two starting at one place the longer wins (as Hugging Face's matcher does). */
-  private readonly addedPattern: RegExp | null;
-  private readonly addedByContent: Map<string, AddedToken>;
-  /** Id to token text; an added token's content replaces the vocab's token of its id. */
-  private readonly tokenOf: (string | undefined)[];
-  /** Id to the bytes it decodes to, filled in as ids are first decoded. */
-  private readonly bytesOf: (Uint8Array | undefined)[];
-  /** GPT-2's byte character (its UTF-16 code) to its id in the vocab, -1 where the vocab has none. */
-  private readonly byteCharIds: Int32Array;
-  /** Byte-level pre-token to its ids. */
-  private readonly cache = new Map<string, number[]>();
-  /**
-   * `bpe`'s buffers, kept from one pre-token to the next: making typed arrays for every short
-   * word would cost more than merging it. Grown as longer pre-tokens come, up to KEPT_BUFFERS_LIMIT.
-   */
-  private buffers = bpeBuffers(64);
-
-  private constructor(parts: BpeParts, json: unknown, source: string, file: string | undefined) {
-    this.vocabSize = parts.vocabSize;
-    this.eosId = parts.eosId;
-    this.source = source;
-    this.file = file;
-    this.json = json;
-    this.vocab = parts.vocab;
-    this.merges = parts.merges;
-    this.addPrefixSpace = parts.addPrefixSpace;
-    this.useRegex = parts.useRegex;
-    this.ignoreMerges = parts.ignoreMerges;
-    this.unkId = parts.unkId;
-    this.fuseUnk = parts.fuseUnk;
-    this.addedByContent = new Map(parts.added.map((token) => [token.content, token]));
-    const contents = [...this.addedByContent.keys()].sort((a, b) => b.length - a.length);
-    this.addedPattern = contents.length ? new RegExp(contents.map(escapeRegExp).join('|'), 'gu') : null;
-    this.tokenOf = new Array(parts.vocabSize);
-    for (const [token, id] of parts.vocab) this.tokenOf[id] = token;
-    for (const token of parts.added) this.tokenOf[token.id] = token.content;
-    this.bytesOf = new Array(parts.vocabSize);
-    this.byteCharIds = new Int32Array(BYTE_CHAR_CODE_LIMIT).fill(-1);
-    for (const char of BYTE_TO_CHAR) this.byteCharIds[char.charCodeAt(0)] = parts.vocab.get(char) ?? -1;
-  }
-
-  /** Reads and parses a tokenizer.json; every error begins with the file (`<file>: ...`). */
-  static fromFile(file: string): BpeTokenizer {
-    if (typeof file !== 'string' || file === '') throw new TypeError(expected('a path to a tokenizer.json', 'file', file));
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new TokenizerError(`${file}: not readable (${(error as Error).message})`, { cause: error });
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      throw new TokenizerError(`${file}: not valid JSON (${(error as Error).message})`, { cause: error });
-    }
-    return new BpeTokenizer(readBpeParts(json, file), json, file, path.resolve(file));
-  }
-
-  /** A tokenizer from the parsed contents of a tokenizer.json; `source` names it in error messages. */
-  static fromJSON(json: unknown, source = 'the tokenizer JSON'): BpeTokenizer {
-    return new BpeTokenizer(readBpeParts(json, source), json, source, undefined);
-  }
-
-  /**
-   * The ids Hugging Face gives for `text` with `add_special_tokens=False`: the added tokens are
-   * found first and each becomes its id; the text between them is split by GPT-2's pattern, each
-   * piece mapped byte by byte to GPT-2's characters and merged by rank.
-   *
-   * With `maxTokens`, exactly `encode(text).slice(0, maxTokens)`: the pre-tokens are merged
-   * independently of one another, so the ids of the first ones do not depend on what follows, and
-   * encoding stops once `maxTokens` ids exist. The added tokens and GPT-2's pattern are searched
-   * one match at a time, so the text past the stop is not split, mapped or merged, and no array of
-   * it is made. Two things are read whole all the same: the pre-token that reaches past the stop
-   * (a run of letters, digits, punctuation or whitespace, merged as a whole; with `use_regex`
-   * false, all the text between two added tokens is one), and, when the tokenizer has added
-   * tokens, the text up to the next one (a scan without allocation, tens of milliseconds for
-   * 60 MB).
-   */
-  encode(text: string, options?: EncodeOptions): number[] {
-    checkText(text);
-    const maxTokens = readMaxTokens(options);
-    const ids: number[] = [];
-    if (maxTokens === 0) return ids;
-    let start = 0;
-    for (const match of this.addedTokens(text)) {
-      if (match.start > start) this.encodeOrdinary(text.slice(start, match.start), ids, maxTokens);
-      ids.push(match.id);
-      start = match.end;
-      if (ids.length >= maxTokens) break;
-    }
-    if (ids.length < maxTokens && start < text.length) this.encodeOrdinary(text.slice(start), ids, maxTokens);
-    // The last pre-token (or the added token after it) may have gone past maxTokens.
-    if (ids.length > maxTokens) ids.length = maxTokens;
-    return ids;
-  }
-
-  /**
-   * The text of the ids, as Hugging Face's ByteLevel decoder gives it with special tokens kept:
-   * each token's characters map back to bytes, and the bytes are read as UTF-8 (invalid sequences
-   * read as U+FFFD). An id inside [0, vocabSize) that no token has is a RangeError too.
-   */
-  decode(ids: ArrayLike<number>): string {
-    const list = readIds(ids, this.vocabSize);
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (let i = 0; i < list.length; i++) {
-      const bytes = this.bytesOfId(list[i], i);
-      parts.push(bytes);
-      total += bytes.length;
-    }
-    const joined = new Uint8Array(total);
-    let offset = 0;
-    for (const bytes of parts) {
-      joined.set(bytes, offset);
-      offset += bytes.length;
-    }
-    return utf8Decoder.decode(joined);
-  }
-
-  /**
-   * `{ kind: 'bpe', file }`, where `file` is the tokenizer.json it was read from (so that whoever
-   * saves a model folder can copy it there), or 'tokenizer.json' for one built by `fromJSON`
-   * (whose JSON `toJSON` gives, to be written there).
-   */
-  describe(): TokenizerDescription {
-    return { kind: 'bpe', file: this.file ?? 'tokenizer.json' };
-  }
-
-  /** The tokenizer.json contents it was built from: `JSON.stringify(tokenizer)` writes a file that rebuilds it. */
-  toJSON(): unknown {
-    return this.json;
-  }
-
-  /**
-   * The added tokens in `text`, leftmost first, longest first among those starting at one place,
-   * with Hugging Face's rules: a `single_word` token counts only with no word character right
-   * before or after it, `lstrip` and `rstrip` take in the whitespace before and after it. Found one
-   * at a time as they are asked for (`matchAll` is lazy), so a caller that stops early has not
-   * searched the rest of the text.
-   */
-  private *addedTokens(text: string): Generator<{ id: number; start: number; end: number }> {
-    if (!this.addedPattern) return;
-    let previousEnd = 0;
-    for (const match of text.matchAll(this.addedPattern)) {
-      const token = this.addedByContent.get(match[0])!;
-      let start = match.index!;
-      let end = start + match[0].length;
-      if (start < previousEnd) continue;  // inside the whitespace the previous token's rstrip took
-      if (token.singleWord) {
-        const before = start > 0 && WORD_CHARACTER.test(lastChar(text, start));
-        const after = end < text.length && WORD_CHARACTER.test(String.fromCodePoint(text.codePointAt(end)!));
-        if (before || after) continue;
-      }
-      if (token.lstrip) {
-        while (start > previousEnd && WHITESPACE.test(lastChar(text, start))) start -= lastChar(text, start).length;
-      }
-      if (token.rstrip) {
-        while (end < text.length) {
-          const next = String.fromCodePoint(text.codePointAt(end)!);
-          if (!WHITESPACE.test(next)) break;
-          end += next.length;
-        }
-      }
-      yield { id: token.id, start, end };
-      previousEnd = end;
-    }
-  }
-
-  /**
-   * Appends the ids of text that holds no added token, pre-token by pre-token, until `ids` holds
-   * at least `maxTokens` (the caller cuts what is past it). GPT-2's pattern is run one match at a
-   * time from where the last one ended, so the text past the stop is never read.
-   */
-  private encodeOrdinary(text: string, ids: number[], maxTokens: number): void {
-    // Hugging Face's ByteLevel adds the space to each piece between added tokens, not once per text.
-    const addSpace = this.addPrefixSpace && !text.startsWith(' ');
-    if (!this.useRegex) {
-      this.encodePreToken(addSpace ? ' ' + text : text, ids);
-      return;
-    }
-    let start = 0;
-    if (addSpace) {
-      const first = firstPreTokenAfterSpace(text);
-      this.encodePreToken(first, ids);
-      start = first.length - 1;  // where it ends in `text`, which lacks the space
-    }
-    const split = new RegExp(GPT2_SPLIT);  // a lastIndex of its own
-    split.lastIndex = start;
-    while (start < text.length && ids.length < maxTokens) {
-      const match = split.exec(text);
-      if (match === null) break;
-      // The pattern covers every character; a gap would be kept as a piece of its own, as Hugging Face's Isolated split keeps it.
-      if (match.index > start) this.encodePreToken(text.slice(start, match.index), ids);
-      this.encodePreToken(match[0], ids);
-      start = match.index + match[0].length;
-    }
-    if (start < text.length && ids.length < maxTokens) this.encodePreToken(text.slice(start), ids);
-  }
-
-  private encodePreToken(preToken: string, ids: number[]): void {
-    let symbols = '';
-    for (const byte of Buffer.from(preToken, 'utf8')) symbols += BYTE_TO_CHAR[byte];
-    let merged = this.cache.get(symbols);
-    if (merged === undefined) {
-      merged = this.bpe(symbols);
-      if (symbols.length <= CACHED_PRE_TOKEN_LIMIT) {
-        if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
-        this.cache.set(symbols, merged);
-      }
-    }
-    for (const id of merged) ids.push(id);
-  }
-
-  /**
-   * Hugging Face's BPE on one pre-token: start from its characters and merge, again and again, the
-   * adjacent pair of the lowest rank (the leftmost of equals), until no pair has a merge. Merging
-   * one pair at a time, not every occurrence of a rank at once, is what Hugging Face does; the two
-   * differ only for merges listed out of the order BPE training makes them.
-   *
-   * Rescanning the word for its lowest pair after every merge is quadratic in its length (a
-   * megabyte of one letter is half a million merges, each after a scan of up to a megabyte). This
-   * makes the same merges in the same order in O(n log n) for n symbols; the test file keeps the
-   * rescanning loop as the spec it is checked against. Its buffers (`this.buffers`, or larger ones
-   * for a long pre-token), for n symbols:
-   *   ids, previous, next  Int32Array [>= n]: the symbols as a doubly linked list in text order (-1
-   *                        past either end). A merge keeps the left symbol and kills the right one
-   *                        (its id becomes -1), so position i names, for its whole life, the
-   *                        symbol that starts at the i-th character, and positions keep text order.
-   *   heap [>= 3n]         the candidate merges by (rank, position of the left symbol): n - 1 pairs
-   *                        to start with, and each of at most n - 1 merges makes at most 2 new pairs.
-   * A merge changes the pairs on both sides of it. Their old entries are left in the heap and
-   * dropped when they come to the top (lazy invalidation): an entry is stale unless its left
-   * symbol is alive, has a right neighbour, and the two make the merge of the entry's rank (a rank
-   * is the line of one pair in the merges, so the pair is the one the entry was made for).
-   */
-  private bpe(symbols: string): number[] {
-    if (this.ignoreMerges) {
-      const whole = this.vocab.get(symbols);
-      if (whole !== undefined) return [whole];
-    }
-    let buffers = this.buffers;
-    if (buffers.ids.length < symbols.length) {
-      buffers = bpeBuffers(Math.max(symbols.length, 2 * buffers.ids.length));
-      if (buffers.ids.length <= KEPT_BUFFERS_LIMIT) this.buffers = buffers;
-    }
-    const { ids, previous, next, heap } = buffers;
-    let count = 0;
-    let previousUnknown = false;
-    for (let k = 0; k < symbols.length; k++) {
-      const id = this.byteCharIds[symbols.charCodeAt(k)];
-      if (id >= 0) {
-        ids[count++] = id;
-        previousUnknown = false;
-      } else if (this.unkId !== undefined) {
-        if (!(this.fuseUnk && previousUnknown)) ids[count++] = this.unkId;
-        previousUnknown = true;
-      } else {
-        const char = symbols[k];
-        throw new TokenizerError(
-          `${this.source}: model.vocab has no token for the byte 0x${CHAR_TO_BYTE.get(char)!.toString(16).padStart(2, '0')} ` +
-          `(GPT-2's character ${quote(char)}) and model.unk_token is not set`,
-        );
-      }
-    }
-    if (count < 2) return Array.from(ids.subarray(0, count));
-
-    const vocabSize = this.vocabSize;
-    const merges = this.merges;
-    for (let i = 0; i < count; i++) {
-      previous[i] = i - 1;
-      next[i] = i + 1 < count ? i + 1 : -1;
-    }
-    heap.clear();
-    for (let i = 0; i + 1 < count; i++) {
-      const merge = merges.get(ids[i] * vocabSize + ids[i + 1]);
-      if (merge !== undefined) heap.push(merge.rank, i);
-    }
-    while (heap.size > 0) {
-      const rank = heap.ranks[0];
-      const left = heap.positions[0];
-      heap.pop();
-      const right = next[left];
-      if (ids[left] < 0 || right < 0) continue;
-      const merge = merges.get(ids[left] * vocabSize + ids[right]);
-      if (merge === undefined || merge.rank !== rank) continue;
-      ids[left] = merge.id;
-      ids[right] = -1;
-      const after = next[right];
-      next[left] = after;
-      if (after >= 0) previous[after] = left;
-      const before = previous[left];
-      if (before >= 0) {
-        const merge = merges.get(ids[before] * vocabSize + ids[left]);
-        if (merge !== undefined) heap.push(merge.rank, before);
-      }
-      if (after >= 0) {
-        const merge = merges.get(ids[left] * vocabSize + ids[after]);
-        if (merge !== undefined) heap.push(merge.rank, left);
-      }
-    }
-    // The first symbol is never merged away: it has no left neighbour.
-    const merged: number[] = [];
-    for (let i = 0; i >= 0; i = next[i]) merged.push(ids[i]);
-    return merged;
-  }
-
-  /**
-   * The bytes an id decodes to, as Hugging Face's ByteLevel decoder finds them: GPT-2's characters
-   * mapped back to bytes, or, for a token with any other character (an added token such as
-   * `<mask> x`), the UTF-8 bytes of its text as it is.
-   */
-  private bytesOfId(id: number, position: number): Uint8Array {
-    const cached = this.bytesOf[id];
-    if (cached) return cached;
-    const token = this.tokenOf[id];
-    if (token === undefined) {
-      throw new RangeError(`${expected('a token id', `ids[${position}]`, id)}, which no token of ${this.source} has`);
-    }
-    const bytes: number[] = [];
-    let mapped = true;
-    for (const char of token) {
-      const byte = CHAR_TO_BYTE.get(char);
-      if (byte === undefined) {
-        mapped = false;
-        break;
-      }
-      bytes.push(byte);
-    }
-    const result = mapped ? Uint8Array.from(bytes) : new Uint8Array(Buffer.from(token, 'utf8'));
-    this.bytesOf[id] = result;
-    return result;
-  }
-}
-
-/**
- * The first pre-token of `' ' + text` (for a `text` that does not start with a space), found
- * without building `' ' + text`: the pattern would read the joined string, and V8 copies all of
- * a joined string the first time a pattern reads it, megabytes for a long text.
- *
- * The pattern is run on a space and a prefix of whole code points of the text, twice as long
- * each time, until the match ends at least 4 code units (2 code points) before the prefix does,
- * or the prefix is all of the text. At the start of `' ' + text` the pattern reads at most 2 code
- * points past the match it returns: a greedy run reads the one that ends it, `\s+(?!\S)` reads
- * one past the run and may then give back the run's last character, and the alternatives that
- * fail there read the space and one code point at most. So such a match is the one the whole
- * string gives. The caller then goes on in `text` itself: the pattern never looks behind, so it
- * matches the same there, one code unit to the left.
- */
-function firstPreTokenAfterSpace(text: string): string {
-  const atStart = new RegExp(GPT2_SPLIT.source, 'uy');
-  for (let size = 64; ; size *= 2) {
-    const end = codePointEnd(text, Math.min(size, text.length));
-    const head = ' ' + text.slice(0, end);
-    atStart.lastIndex = 0;
-    // The pattern matches at every character (its last alternative, \s+, takes the space).
-    const match = atStart.exec(head)!;
-    if (end === text.length || match[0].length + 4 <= head.length) return match[0];
-  }
-}
-
-/** The last character (code point) of `text` before `end`. */
-function lastChar(text: string, end: number): string {
-  const low = text.charCodeAt(end - 1);
-  if (end >= 2 && low >= 0xdc00 && low <= 0xdfff) {
-    const high = text.charCodeAt(end - 2);
-    if (high >= 0xd800 && high <= 0xdbff) return text.slice(end - 2, end);
-  }
-  return text.slice(end - 1, end);
-}
-
-/** The types of the pre-tokenizers a `pre_tokenizer` entry holds, a Sequence's flattened. */
-function preTokenizerTypes(value: Record<string, unknown>, source: string, found: Record<string, unknown>[]): void {
-  if (value.type === 'Sequence') {
-    if (!Array.isArray(value.pretokenizers)) {
-      throw new TokenizerError(`${source}: ${expected('an array', 'pre_tokenizer.pretokenizers of the Sequence', value.pretokenizers)}`);
-    }
-    for (const inner of value.pretokenizers) {
-      if (!isObject(inner)) throw new TokenizerError(`${source}: ${expected('an object', 'a pre-tokenizer of the Sequence', inner)}`);
-      preTokenizerTypes(inner, source, found);
-    }
-  } else {
-    found.push(value);
-  }
-}
-
-function optionalBoolean(owner: Record<string, unknown>, key: string, fallback: boolean, name: string, source: string): boolean {
+function optionalBoolean(owner: Record<string, unknown>, key: string, name: string, source: string): boolean | null {
   const value = owner[key];
-  if (value === undefined || value === null) return fallback;
-  if (typeof value !== 'boolean') throw new TokenizerError(`${source}: ${expected('a boolean', name, value)}`);
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'boolean') throw new TokenizerError(`${source}: ${expected('a boolean', name, value)}`, { file: source });
   return value;
 }
 
 function checkId(value: unknown, name: string, source: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new TokenizerError(`${source}: ${expected('an id, a non-negative integer', name, value)}`);
+    throw new TokenizerError(`${source}: ${expected('an id, a non-negative integer', name, value)}`, { file: source });
   }
   return value;
 }
 
-/** Checks a tokenizer.json and takes from it what the tokenizer uses; every error names `source`. */
-function readBpeParts(json: unknown, source: string): BpeParts {
-  if (!isObject(json)) throw new TokenizerError(`${source}: ${expected('an object (the contents of a tokenizer.json)', 'the tokenizer', json)}`);
-  const model = json.model;
-  if (!isObject(model)) throw new TokenizerError(`${source}: ${expected('an object', 'model', model)}`);
-  if (model.type !== 'BPE') {
-    throw new TokenizerError(`${source}: the model is of type ${typeof model.type === 'string' ? model.type : describeValue(model.type)}; only BPE is supported`);
-  }
+/** An entry of `added_tokens` (tokenizer.json) or of `added_tokens_decoder` (tokenizer_config.json). */
+interface AddedToken {
+  id: number;
+  content: string;
+  special: boolean;
+}
 
-  // The pre-tokenizer decides how text is cut before BPE: only GPT-2's byte-level one is written here.
-  const preTokenizer = json.pre_tokenizer;
-  if (!isObject(preTokenizer)) {
-    throw new TokenizerError(`${source}: ${expected('a ByteLevel pre-tokenizer', 'pre_tokenizer', preTokenizer)}; only ByteLevel is supported`);
-  }
-  const preTokenizers: Record<string, unknown>[] = [];
-  preTokenizerTypes(preTokenizer, source, preTokenizers);
-  if (preTokenizers.length !== 1 || preTokenizers[0].type !== 'ByteLevel') {
-    const found = preTokenizers.map((p) => (typeof p.type === 'string' ? p.type : describeValue(p.type))).join(', ') || 'none';
-    throw new TokenizerError(`${source}: the pre-tokenizers are ${found}; only a single ByteLevel pre-tokenizer is supported yet`);
-  }
-  const byteLevel = preTokenizers[0];
-  const addPrefixSpace = optionalBoolean(byteLevel, 'add_prefix_space', false, 'pre_tokenizer add_prefix_space', source);
-  const useRegex = optionalBoolean(byteLevel, 'use_regex', true, 'pre_tokenizer use_regex', source);
+/** What the checks take from a tokenizer.json. */
+interface CheckedTokenizer {
+  /** Token text to id: the vocab's, then the added tokens' (an added token's text is matched whole). */
+  idOf: Map<string, number>;
+  added: AddedToken[];
+  /** One past the largest id of the vocab and the added tokens. */
+  vocabSize: number;
+}
 
-  // A normalizer would change the text before the split; GPT-2's family has none.
-  if (json.normalizer !== undefined && json.normalizer !== null) {
-    const type = isObject(json.normalizer) && typeof json.normalizer.type === 'string' ? json.normalizer.type : describeValue(json.normalizer);
-    throw new TokenizerError(`${source}: the normalizer is ${type}; only files without a normalizer are supported yet`);
+/** Every component of a `pre_tokenizer` or `normalizer` entry, a Sequence's flattened. */
+function components(value: unknown, list: string, source: string, found: Record<string, unknown>[] = []): Record<string, unknown>[] {
+  if (value === undefined || value === null) return found;
+  if (!isObject(value)) throw new TokenizerError(`${source}: ${expected('an object', `a component of ${list}`, value)}`, { file: source });
+  if (value.type === 'Sequence') {
+    const inner = value.pretokenizers ?? value.normalizers;
+    if (!Array.isArray(inner)) throw new TokenizerError(`${source}: ${expected('an array', `the Sequence's list in ${list}`, inner)}`, { file: source });
+    for (const item of inner) components(item, list, source, found);
+  } else {
+    found.push(value);
   }
-  const decoder = json.decoder;
-  if (decoder !== undefined && decoder !== null && !(isObject(decoder) && decoder.type === 'ByteLevel')) {
-    const type = isObject(decoder) && typeof decoder.type === 'string' ? decoder.type : describeValue(decoder);
-    throw new TokenizerError(`${source}: the decoder is ${type}; only ByteLevel is supported`);
-  }
+  return found;
+}
 
-  // Options of Hugging Face's BPE model that GPT-2's family leaves unset and this code does not write.
-  if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
-    throw new TokenizerError(`${source}: model.dropout is ${describeValue(model.dropout)}; BPE dropout (random merges) is not supported`);
-  }
-  for (const key of ['continuing_subword_prefix', 'end_of_word_suffix']) {
-    if (model[key] !== undefined && model[key] !== null && model[key] !== '') {
-      throw new TokenizerError(`${source}: model.${key} is ${describeValue(model[key])}; it is not supported with a byte-level BPE`);
+/** A Split pre-tokenizer's pattern when it is a plain string (`{ "String": " " }`), else null. */
+function stringPattern(pattern: unknown): string | null {
+  return isObject(pattern) && typeof pattern.String === 'string' ? pattern.String : null;
+}
+
+/**
+ * The pre-tokenizers: @huggingface/tokenizers splits every Split pre-tokenizer as `Isolated` or
+ * `Removed` does. A `MergedWithPrevious`, `MergedWithNext` or `Contiguous` split would give other
+ * pieces than Hugging Face's Rust tokenizers, so it is refused, unless it can never match: a
+ * string pattern that a Replace normalizer removes from every text first (Gemma's: the
+ * normalizer makes each ' ' a '▁', and then splits on ' ').
+ */
+function checkPreTokenizers(json: Record<string, unknown>, source: string): Record<string, unknown>[] {
+  const preTokenizers = components(json.pre_tokenizer, 'pre_tokenizer', source);
+  const normalizers = components(json.normalizer, 'normalizer', source);
+  for (const split of preTokenizers) {
+    if (split.type !== 'Split') continue;
+    // Without a pattern the package's Split keeps nothing of the text.
+    const { pattern: given } = split;
+    if (!isObject(given) || !(typeof given.String === 'string' || typeof given.Regex === 'string')) {
+      throw new TokenizerError(`${source}: ${expected('{ "String": ... } or { "Regex": ... }', 'the pattern of a Split pre-tokenizer', given)}`, { file: source });
+    }
+    const behavior = typeof split.behavior === 'string' ? split.behavior : 'Isolated';
+    if (['isolated', 'removed'].includes(behavior.toLowerCase())) continue;
+    const pattern = stringPattern(split.pattern);
+    const replaced = pattern !== null && pattern !== '' && normalizers.some((n) =>
+      n.type === 'Replace' && stringPattern(n.pattern) === pattern && typeof n.content === 'string' && !n.content.includes(pattern));
+    if (!replaced) {
+      throw new TokenizerError(`${source}: a Split pre-tokenizer has the behavior ${behavior}, which Hugging Face's JavaScript tokenizer does not ` +
+        'implement (it would split as Isolated does, giving other ids); only Isolated and Removed are supported', { file: source });
     }
   }
-  if (model.byte_fallback === true) throw new TokenizerError(`${source}: model.byte_fallback is true; it is not supported with a byte-level BPE`);
-  const ignoreMerges = optionalBoolean(model, 'ignore_merges', false, 'model.ignore_merges', source);
-  const fuseUnk = optionalBoolean(model, 'fuse_unk', false, 'model.fuse_unk', source);
+  return preTokenizers;
+}
 
-  if (!isObject(model.vocab)) throw new TokenizerError(`${source}: ${expected('an object of token to id', 'model.vocab', model.vocab)}`);
-  const vocab = new Map<string, number>();
+/** Checks a tokenizer.json and takes from it what the tokenizer uses; every error names `source`. */
+function checkTokenizerJSON(json: unknown, source: string): CheckedTokenizer {
+  const refuse = (message: string): never => {
+    throw new TokenizerError(`${source}: ${message}`, { file: source });
+  };
+  if (!isObject(json)) refuse(expected('an object (the contents of a tokenizer.json)', 'the tokenizer', json));
+  const file = json as Record<string, unknown>;
+  const model = file.model;
+  if (!isObject(model)) return refuse(expected('an object', 'model', model));
+  if (model.type !== 'BPE') refuse(`the model is of type ${typeof model.type === 'string' ? model.type : describeValue(model.type)}; only BPE is supported`);
+
+  // Options of Hugging Face's BPE model that the causal models' files leave unset, and that
+  // @huggingface/tokenizers ignores or does not have: refused rather than ignored.
+  if (model.dropout !== undefined && model.dropout !== null && model.dropout !== 0) {
+    refuse(`model.dropout is ${describeValue(model.dropout)}; BPE dropout (random merges) is not supported`);
+  }
+  for (const key of ['continuing_subword_prefix', 'end_of_word_suffix']) {
+    if (model[key] !== undefined && model[key] !== null && model[key] !== '') refuse(`model.${key} is ${describeValue(model[key])}; it is not supported`);
+  }
+  const byteFallback = optionalBoolean(model, 'byte_fallback', 'model.byte_fallback', source) ?? false;
+  optionalBoolean(model, 'ignore_merges', 'model.ignore_merges', source);
+  optionalBoolean(model, 'fuse_unk', 'model.fuse_unk', source);
+  const preTokenizers = checkPreTokenizers(file, source);
+  const decoder = file.decoder;
+  if (decoder !== undefined && decoder !== null && !isObject(decoder)) refuse(expected('an object or null', 'decoder', decoder));
+
+  if (!isObject(model.vocab)) return refuse(expected('an object of token to id', 'model.vocab', model.vocab));
+  const idOf = new Map<string, number>();
   const tokenOfId = new Map<number, string>();
   let largest = -1;
   for (const [token, value] of Object.entries(model.vocab)) {
     const id = checkId(value, `the id of ${quote(token)} in model.vocab`, source);
     const other = tokenOfId.get(id);
-    if (other !== undefined) throw new TokenizerError(`${source}: model.vocab gives the id ${id} to both ${quote(other)} and ${quote(token)}`);
+    if (other !== undefined) refuse(`model.vocab gives the id ${id} to both ${quote(other)} and ${quote(token)}`);
     tokenOfId.set(id, token);
-    vocab.set(token, id);
+    idOf.set(token, id);
     if (id > largest) largest = id;
   }
+  if (largest < 0) refuse('model.vocab is empty');
 
-  const addedList = json.added_tokens ?? [];
-  if (!Array.isArray(addedList)) throw new TokenizerError(`${source}: ${expected('an array', 'added_tokens', addedList)}`);
-  const added: AddedToken[] = [];
-  const addedIds = new Map<number, string>();
-  addedList.forEach((entry: unknown, k: number) => {
-    if (!isObject(entry)) throw new TokenizerError(`${source}: ${expected('an object', `added_tokens[${k}]`, entry)}`);
-    const id = checkId(entry.id, `added_tokens[${k}].id`, source);
-    if (typeof entry.content !== 'string' || entry.content === '') {
-      throw new TokenizerError(`${source}: ${expected('a non-empty string', `added_tokens[${k}].content`, entry.content)}`);
-    }
-    const content = entry.content;
-    const other = addedIds.get(id);
-    if (other !== undefined) throw new TokenizerError(`${source}: added_tokens gives the id ${id} to both ${quote(other)} and ${quote(content)}`);
-    const inVocab = tokenOfId.get(id);
-    if (inVocab !== undefined && inVocab !== content) {
-      throw new TokenizerError(`${source}: the id ${id} is ${quote(inVocab)} in model.vocab but ${quote(content)} in added_tokens`);
-    }
-    addedIds.set(id, content);
-    added.push({
-      id,
-      content,
-      special: optionalBoolean(entry, 'special', false, `added_tokens[${k}].special`, source),
-      singleWord: optionalBoolean(entry, 'single_word', false, `added_tokens[${k}].single_word`, source),
-      lstrip: optionalBoolean(entry, 'lstrip', false, `added_tokens[${k}].lstrip`, source),
-      rstrip: optionalBoolean(entry, 'rstrip', false, `added_tokens[${k}].rstrip`, source),
-    });
-    if (id > largest) largest = id;
-  });
-  const vocabSize = largest + 1;
-  if (vocabSize === 0) throw new TokenizerError(`${source}: model.vocab is empty`);
-  if (vocabSize > LARGEST_VOCAB_SIZE) throw new TokenizerError(`${source}: the largest id, ${largest}, is too large (ids must be below ${LARGEST_VOCAB_SIZE})`);
+  const added = readAddedTokens(file.added_tokens ?? [], 'added_tokens', source, tokenOfId);
+  for (const token of added) {
+    idOf.set(token.content, token.id);
+    if (token.id > largest) largest = token.id;
+  }
 
-  if (!Array.isArray(model.merges)) throw new TokenizerError(`${source}: ${expected('an array', 'model.merges', model.merges)}`);
-  const merges = new Map<number, Merge>();
-  model.merges.forEach((entry: unknown, rank: number) => {
+  if (!Array.isArray(model.merges)) refuse(expected('an array', 'model.merges', model.merges));
+  (model.merges as unknown[]).forEach((entry: unknown, rank: number) => {
     let pair: [string, string] | undefined;
     if (typeof entry === 'string') {
       const parts = entry.split(' ');
@@ -898,35 +432,471 @@ function readBpeParts(json: unknown, source: string): BpeParts {
     } else if (Array.isArray(entry) && entry.length === 2 && typeof entry[0] === 'string' && typeof entry[1] === 'string') {
       pair = [entry[0], entry[1]];
     }
-    if (!pair) {
-      throw new TokenizerError(`${source}: ${expected(`a merge, "a b" or ["a", "b"]`, `model.merges[${rank}]`, entry)}`);
-    }
+    if (!pair) return refuse(expected(`a merge, "a b" or ["a", "b"]`, `model.merges[${rank}]`, entry));
     const [left, right] = pair;
     const shown = `model.merges[${rank}] (${quote(left)} + ${quote(right)})`;
-    const leftId = vocab.get(left);
-    if (leftId === undefined) throw new TokenizerError(`${source}: ${shown} names ${quote(left)}, which is not in model.vocab`);
-    const rightId = vocab.get(right);
-    if (rightId === undefined) throw new TokenizerError(`${source}: ${shown} names ${quote(right)}, which is not in model.vocab`);
-    const id = vocab.get(left + right);
-    if (id === undefined) throw new TokenizerError(`${source}: ${shown} makes ${quote(left + right)}, which is not in model.vocab`);
-    // A pair listed twice takes its later rank, as Hugging Face's table of merges does.
-    merges.set(leftId * vocabSize + rightId, { rank, id });
+    const vocab = model.vocab as Record<string, unknown>;
+    if (!Object.hasOwn(vocab, left)) refuse(`${shown} names ${quote(left)}, which is not in model.vocab`);
+    if (!Object.hasOwn(vocab, right)) refuse(`${shown} names ${quote(right)}, which is not in model.vocab`);
+    if (!Object.hasOwn(vocab, left + right)) refuse(`${shown} makes ${quote(left + right)}, which is not in model.vocab`);
   });
 
-  let unkId: number | undefined;
+  // A character no token covers becomes model.unk_token; with none set, @huggingface/tokenizers
+  // drops it. So without unk_token every character must have a token: a byte-level model's 256
+  // byte characters, or a byte_fallback model's 256 byte tokens <0x00>..<0xFF>.
+  let unkToken: string | null = null;
   if (model.unk_token !== undefined && model.unk_token !== null) {
-    if (typeof model.unk_token !== 'string') throw new TokenizerError(`${source}: ${expected('a string', 'model.unk_token', model.unk_token)}`);
-    unkId = vocab.get(model.unk_token);
-    if (unkId === undefined) throw new TokenizerError(`${source}: model.unk_token ${quote(model.unk_token)} is not in model.vocab`);
+    if (typeof model.unk_token !== 'string') refuse(expected('a string', 'model.unk_token', model.unk_token));
+    unkToken = model.unk_token as string;
+    if (!idOf.has(unkToken)) refuse(`model.unk_token ${quote(unkToken)} is not in model.vocab`);
+  }
+  if (unkToken === null) {
+    const normalizers = components(file.normalizer, 'normalizer', source);
+    const byteLevel = [...preTokenizers, ...normalizers].some((c) => c.type === 'ByteLevel');
+    const vocab = model.vocab as Record<string, unknown>;
+    if (byteLevel) {
+      BYTE_TO_CHAR.forEach((char, byte) => {
+        if (!Object.hasOwn(vocab, char)) {
+          refuse(`model.vocab has no token for the byte 0x${byte.toString(16).padStart(2, '0')} (GPT-2's character ${quote(char)}) and model.unk_token is not set`);
+        }
+      });
+    } else if (byteFallback) {
+      for (let byte = 0; byte < 256; byte++) {
+        const token = `<0x${byte.toString(16).toUpperCase().padStart(2, '0')}>`;
+        if (!Object.hasOwn(vocab, token)) refuse(`model.byte_fallback is true but model.vocab has no ${token} and model.unk_token is not set`);
+      }
+    } else {
+      refuse('model.unk_token is not set and the model is neither byte-level nor byte_fallback: a character outside model.vocab would be dropped without a word');
+    }
+  }
+  return { idOf, added, vocabSize: largest + 1 };
+}
+
+/**
+ * `json` with the added tokens of tokenizer_config.json's `added_tokens_decoder` ({ "<id>": {
+ * content, special, ... } }) that its `added_tokens` lacks, as transformers adds them; `checked`
+ * takes them in too. An entry that gives a known id another text is refused, naming the config.
+ */
+function withConfigAddedTokens(json: Record<string, unknown>, checked: CheckedTokenizer, decoder: unknown, configSource: string): Record<string, unknown> {
+  if (decoder === undefined || decoder === null) return json;
+  if (!isObject(decoder)) throw new TokenizerError(`${configSource}: ${expected('an object of id to token', 'added_tokens_decoder', decoder)}`, { file: configSource });
+  const entries = Object.entries(decoder).map(([id, entry]) => (isObject(entry) ? { ...entry, id: /^\d+$/.test(id) ? Number(id) : id } : entry));
+  const textOfId = new Map<number, string>();
+  for (const [token, id] of checked.idOf) textOfId.set(id, token);
+  // (a token of the vocab that the config lists becomes an added token, matched whole, as in transformers)
+  const added = new Set(checked.added.map((token) => token.id));
+  const extra = readAddedTokens(entries, 'added_tokens_decoder', configSource, textOfId).filter((token) => !added.has(token.id));
+  if (extra.length === 0) return json;
+  for (const token of extra) {
+    checked.idOf.set(token.content, token.id);
+    checked.added.push(token);
+    checked.vocabSize = Math.max(checked.vocabSize, token.id + 1);
+  }
+  const extraIds = new Set(extra.map((token) => token.id));
+  return { ...json, added_tokens: [...(json.added_tokens as unknown[]), ...entries.filter((entry) => extraIds.has((entry as { id: number }).id))] };
+}
+
+/**
+ * A list of added tokens, checked: tokenizer.json's `added_tokens` ([{ id, content, special, ... }])
+ * or tokenizer_config.json's `added_tokens_decoder` ({ "<id>": { content, special, ... } }, given
+ * here as [id, entry] pairs). An id the vocab gives another text is refused.
+ */
+function readAddedTokens(list: unknown, name: string, source: string, tokenOfId: Map<number, string>): AddedToken[] {
+  const refuse = (message: string): never => {
+    throw new TokenizerError(`${source}: ${message}`, { file: source });
+  };
+  if (!Array.isArray(list)) return refuse(expected('an array', name, list));
+  const added: AddedToken[] = [];
+  const byId = new Map<number, string>();
+  list.forEach((entry: unknown, k: number) => {
+    if (!isObject(entry)) return refuse(expected('an object', `${name}[${k}]`, entry));
+    const id = checkId(entry.id, `${name}[${k}].id`, source);
+    if (typeof entry.content !== 'string' || entry.content === '') refuse(expected('a non-empty string', `${name}[${k}].content`, entry.content));
+    const content = entry.content as string;
+    const other = byId.get(id);
+    if (other !== undefined) refuse(`${name} gives the id ${id} to both ${quote(other)} and ${quote(content)}`);
+    const inVocab = tokenOfId.get(id);
+    if (inVocab !== undefined && inVocab !== content) refuse(`the id ${id} is ${quote(inVocab)} in ${name === 'added_tokens' ? 'model.vocab' : 'the tokenizer.json'} but ${quote(content)} in ${name}`);
+    for (const flag of ['special', 'single_word', 'lstrip', 'rstrip', 'normalized']) optionalBoolean(entry, flag, `${name}[${k}].${flag}`, source);
+    // Hugging Face's JavaScript tokenizer ignores single_word (it would find the token inside a
+    // word, where the Rust tokenizers the model was trained with do not): refused, not ignored.
+    if (entry.single_word === true) {
+      refuse(`${name}[${k}] (${quote(content)}) has single_word: true, which Hugging Face's JavaScript tokenizer does not implement (it would match the token inside words too); not supported`);
+    }
+    byId.set(id, content);
+    added.push({ id, content, special: entry.special === true });
+  });
+  return added;
+}
+
+// ---------------------------------------------------------------------------------------------
+// BpeTokenizer
+
+/** How a BpeTokenizer is made: the files' contents and where they came from. */
+interface BpeSources {
+  /** The parsed tokenizer.json, and its text (what files() writes back). */
+  json: unknown;
+  text: string;
+  /** Where tokenizer.json came from, named in errors. */
+  source: string;
+  /** The file it was read from, for describe(); undefined when built from JSON. */
+  file?: string;
+  /** The parsed tokenizer_config.json, and where it came from; undefined when there is none. */
+  config?: unknown;
+  configSource?: string;
+  /** The text of a chat_template.jinja, which replaces the config's chat_template, and its path. */
+  chatTemplate?: string;
+  chatTemplateSource?: string;
+}
+
+/**
+ * Where a prefix of `text` ends near `target` (an index into it): at the start of the first run of
+ * whitespace at or after `target` within 256 code units (between a word and the whitespace after
+ * it, where pre-tokenizers cut), else at `target` itself, moved past a surrogate pair it would cut.
+ */
+function prefixEnd(text: string, target: number): number {
+  if (target >= text.length) return text.length;
+  const limit = Math.min(text.length, target + 256);
+  for (let at = Math.max(target, 1); at < limit; at++) {
+    if (WHITESPACE.test(text[at]) && !WHITESPACE.test(text[at - 1])) return at;
+  }
+  return codePointEnd(text, target);
+}
+const WHITESPACE = /\s/;
+
+/**
+ * A BPE tokenizer from a Hugging Face tokenizer.json and tokenizer_config.json, run by Hugging
+ * Face's @huggingface/tokenizers (ids) and @huggingface/jinja (chat template).
+ *
+ * What tokenizer_config.json decides (each optional; the file itself too):
+ * - `eos_token`: the end-of-text id; without one, `<|endoftext|>`, else the first special added token;
+ * - `bos_token`: the beginning-of-sequence id; without one, the id the post-processor puts first, if any;
+ * - `pad_token`: the padding id; without one, the end-of-text id;
+ * - `add_bos_token`: whether encoding with special tokens puts BOS first (`addsBos`); without it,
+ *   what the post-processor does;
+ * - `chat_template` (or chat_template.jinja beside it): the chat template, with every special
+ *   token as a variable;
+ * - `added_tokens_decoder`: added tokens that tokenizer.json lacks are added, as transformers does.
+ */
+export class BpeTokenizer implements Tokenizer {
+  readonly kind = 'bpe' as const;
+  readonly vocabSize: number;
+  readonly eosId: number;
+  readonly bosId: number | null;
+  readonly padId: number;
+  readonly addsBos: boolean;
+  /** Where tokenizer.json was read from (a file path, or what `fromJSON` was told), for error messages. */
+  readonly source: string;
+
+  private readonly file: string | undefined;
+  private readonly tokenizerText: string;
+  /** tokenizer_config.json as files() writes it (a chat_template.jinja's text put in it). */
+  private readonly configForFiles: Record<string, unknown>;
+  private readonly template: ChatTemplate | null;
+  private readonly hf: HfTokenizers.Tokenizer;
+
+  private constructor(sources: BpeSources) {
+    const { json, source } = sources;
+    const checked = checkTokenizerJSON(json, source);
+    this.source = source;
+    this.file = sources.file;
+    this.tokenizerText = sources.text;
+
+    const configSource = sources.configSource ?? 'tokenizer_config.json';
+    const refuseConfig = (message: string): never => {
+      throw new TokenizerError(`${configSource}: ${message}`, { file: configSource });
+    };
+    if (sources.config !== undefined && !isObject(sources.config)) refuseConfig(expected('an object (the contents of a tokenizer_config.json)', 'the config', sources.config));
+    const config = (sources.config ?? {}) as Record<string, unknown>;
+
+    // A component the file leaves out is one it does not have (Hugging Face's package wants each
+    // key there, null or not).
+    const hfJson = withConfigAddedTokens({ normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...(json as Record<string, unknown>) },
+      checked, config.added_tokens_decoder, configSource);
+    this.vocabSize = checked.vocabSize;
+
+    try {
+      this.hf = new HfTokenizer(hfJson, config);
+    } catch (error) {
+      throw new TokenizerError(`${source}: Hugging Face's tokenizer cannot read it: ${(error as Error).message}`, { cause: error, file: source });
+    }
+
+    // The special tokens: the config's, looked up among the tokens.
+    const tokenId = (key: string): number | null => {
+      const text = specialTokenText(config[key], key, configSource);
+      if (text === null) return null;
+      const id = checked.idOf.get(text);
+      if (id === undefined) refuseConfig(`${key} ${quote(text)} is not a token of ${source}`);
+      return id!;
+    };
+    const eos = tokenId('eos_token')
+      ?? checked.idOf.get(END_OF_TEXT)
+      ?? checked.added.find((token) => token.special)?.id;
+    if (eos === undefined) {
+      throw new TokenizerError(`${source}: the tokenizer has no end-of-text token (no eos_token in a tokenizer_config.json, no ${END_OF_TEXT}, and no added token with special: true)`, { file: source });
+    }
+    this.eosId = eos;
+    this.padId = tokenId('pad_token') ?? eos;
+    const prepended = this.prependedId();
+    this.bosId = tokenId('bos_token') ?? prepended;
+    const addBos = optionalBoolean(config, 'add_bos_token', 'add_bos_token', configSource);
+    optionalBoolean(config, 'add_eos_token', 'add_eos_token', configSource);
+    this.addsBos = addBos ?? (prepended !== null && prepended === this.bosId);
+    if (this.addsBos && this.bosId === null) refuseConfig('add_bos_token is true but there is no bos_token');
+
+    // The chat template, rendered with every special token (and BOS and EOS even where the config
+    // does not name them) as variables.
+    const templateText = sources.chatTemplate ?? configChatTemplate(config.chat_template, configSource);
+    const templateSource = sources.chatTemplate !== undefined ? sources.chatTemplateSource ?? 'chat_template.jinja' : configSource;
+    const variables: Record<string, unknown> = { bos_token: this.bosId === null ? null : this.tokenText(this.bosId), eos_token: this.tokenText(eos) };
+    Object.assign(variables, specialTokenVariables(config, configSource));
+    this.template = templateText === null ? null : new ChatTemplate(templateText, templateSource, variables);
+
+    this.configForFiles = sources.config !== undefined
+      ? { ...config, ...(sources.chatTemplate !== undefined ? { chat_template: sources.chatTemplate } : {}) }
+      : {
+        tokenizer_class: 'PreTrainedTokenizerFast',
+        ...(this.bosId === null ? {} : { bos_token: this.tokenText(this.bosId) }),
+        eos_token: this.tokenText(eos),
+        ...(this.padId === eos ? {} : { pad_token: this.tokenText(this.padId) }),
+        ...(templateText === null ? {} : { chat_template: templateText }),
+      };
   }
 
-  const eos = added.find((token) => token.content === END_OF_TEXT)?.id
-    ?? vocab.get(END_OF_TEXT)
-    ?? added.find((token) => token.special)?.id;
-  if (eos === undefined) {
-    throw new TokenizerError(`${source}: the tokenizer has no end-of-text token (no ${END_OF_TEXT} and no added token with special: true)`);
+  /**
+   * Reads a tokenizer.json (and, when the file is named tokenizer.json, the tokenizer_config.json
+   * and chat_template.jinja beside it, if they are there); every error begins with the file at fault.
+   */
+  static fromFile(file: string): BpeTokenizer {
+    if (typeof file !== 'string' || file === '') throw new TypeError(expected('a path to a tokenizer.json', 'file', file));
+    const text = readText(file);
+    const json = parseJson(text, file);
+    const sources: BpeSources = { json, text, source: file, file: path.resolve(file) };
+    if (path.basename(file) === 'tokenizer.json') Object.assign(sources, besideFiles(path.dirname(file)));
+    return new BpeTokenizer(sources);
   }
-  return { vocab, merges, added, vocabSize, eosId: eos, addPrefixSpace, useRegex, ignoreMerges, unkId, fuseUnk };
+
+  /**
+   * A tokenizer from the parsed contents of a tokenizer.json and, optionally, of its
+   * tokenizer_config.json (special tokens, chat template); `source` names it in error messages.
+   */
+  static fromJSON(json: unknown, source = 'the tokenizer JSON', config?: unknown): BpeTokenizer {
+    if (typeof source !== 'string') throw new TypeError(expected('a string', 'source', source));
+    let text: string;
+    try {
+      text = JSON.stringify(json);
+    } catch (error) {
+      throw new TokenizerError(`${source}: cannot be written as JSON (${(error as Error).message})`, { cause: error, file: source });
+    }
+    const sources: BpeSources = { json: JSON.parse(text) as unknown, text, source };
+    if (config !== undefined) Object.assign(sources, { config: JSON.parse(JSON.stringify(config)) as unknown, configSource: `${source} (its config)` });
+    return new BpeTokenizer(sources);
+  }
+
+  /**
+   * The tokenizer of a Hugging Face model folder: tokenizer.json, else GPT-2's vocab.json and
+   * merges.txt (built into the tokenizer.json they stand for), with the folder's
+   * tokenizer_config.json and chat_template.jinja when they are there. Every failure is a
+   * TokenizerError whose `file` is the file at fault (the folder, when it has no tokenizer).
+   */
+  static fromFolder(directory: string): BpeTokenizer {
+    if (typeof directory !== 'string' || directory === '') throw new TypeError(expected('a directory path', 'directory', directory));
+    const json = path.join(directory, 'tokenizer.json');
+    if (fs.existsSync(json)) return BpeTokenizer.fromFile(json);
+    const vocabFile = path.join(directory, 'vocab.json'), mergesFile = path.join(directory, 'merges.txt');
+    if (!fs.existsSync(vocabFile) || !fs.existsSync(mergesFile)) {
+      throw new TokenizerError(`${directory}: expected tokenizer.json, or vocab.json and merges.txt, beside the model`, { file: directory });
+    }
+    const built = gpt2FilesJSON(vocabFile, mergesFile);
+    // What is left to refuse is vocab.json's: an id that is not one, an id given twice, no end-of-text token.
+    return new BpeTokenizer({ json: built, text: JSON.stringify(built), source: vocabFile, ...besideFiles(directory) });
+  }
+
+  get chatTemplate(): string | null {
+    return this.template?.text ?? null;
+  }
+
+  /**
+   * The ids Hugging Face gives for `text` with `add_special_tokens=False` (added tokens in the
+   * text, `<|im_end|>` say, are still their ids).
+   *
+   * With `maxTokens`, exactly `encode(text).slice(0, maxTokens)`, from prefixes of the text: the
+   * pieces a tokenizer encodes are found left to right, each from the text up to a character or so
+   * past its end, so the ids of a prefix differ from those of the whole text only near the cut.
+   * A prefix cut at the start of a run of whitespace (where pieces end) is encoded, longer ones
+   * until one gives `maxTokens` ids and a margin past them, and the first `maxTokens` ids are
+   * taken once two prefixes cut at different places agree on them. A text not much longer than
+   * `maxTokens` tokens could be is encoded whole.
+   */
+  encode(text: string, options?: EncodeOptions): number[] {
+    checkText(text);
+    const maxTokens = readMaxTokens(options);
+    if (maxTokens === 0) return [];
+    if (maxTokens === Infinity || text.length <= 8 * maxTokens + 256) return this.encodeWhole(text).slice(0, maxTokens);
+    let end = prefixEnd(text, 4 * maxTokens + 64);
+    let agreed: number[] | null = null;
+    for (;;) {
+      const ids = this.encodeWhole(end === text.length ? text : text.slice(0, end));
+      if (end === text.length) return ids.slice(0, maxTokens);
+      if (ids.length >= maxTokens + PREFIX_MARGIN) {
+        const head = ids.slice(0, maxTokens);
+        if (agreed !== null && head.every((id, k) => id === agreed![k])) return head;
+        agreed = head;
+        end = prefixEnd(text, end + Math.ceil(end / 4) + 64);
+      } else {
+        end = prefixEnd(text, 2 * end);
+      }
+    }
+  }
+
+  /**
+   * The text of the ids as Hugging Face's decoder gives it with special tokens kept and no
+   * clean-up of spaces (decode(encode(text)) is the text). An id inside [0, vocabSize) that no
+   * token has is a RangeError too.
+   */
+  decode(ids: ArrayLike<number>): string {
+    const list = readIds(ids, this.vocabSize);
+    list.forEach((id, position) => {
+      if (this.hf.id_to_token(id) === undefined) {
+        throw new RangeError(`${expected('a token id', `ids[${position}]`, id)}, which no token of ${this.source} has`);
+      }
+    });
+    // @huggingface/tokenizers refuses an empty list
+    if (list.length === 0) return '';
+    return this.hf.decode(list, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  /**
+   * The messages rendered with the model's chat template (`add_generation_prompt` as
+   * `addGenerationPrompt`, default false), or with the package's own (`renderChat`) when the
+   * tokenizer has none. The text is what `encode` then reads: the template writes the special
+   * tokens (BOS, the turns' markers) itself.
+   */
+  applyChatTemplate(messages: readonly TemplateMessage[], options?: ChatTemplateOptions): string {
+    if (this.template === null) return ownTemplate(messages, options);
+    return this.template.render(readTemplateMessages(messages), readTemplateOptions(options));
+  }
+
+  /**
+   * `{ kind: 'bpe', file }`, where `file` is the tokenizer.json it was read from (so that whoever
+   * saves a model folder can copy it there), or 'tokenizer.json' for one built by `fromJSON`
+   * (whose files() give its contents, to be written there).
+   */
+  describe(): TokenizerDescription {
+    return { kind: 'bpe', file: this.file ?? 'tokenizer.json' };
+  }
+
+  /**
+   * tokenizer.json as it was read (or as `fromJSON` was given it) and tokenizer_config.json: the
+   * one read, with a chat_template.jinja's template put in it, or, when there was none, one that
+   * names the special tokens. A folder of the two rebuilds this tokenizer with the same template.
+   */
+  files(): Record<string, string> {
+    return { 'tokenizer.json': this.tokenizerText, 'tokenizer_config.json': configText(this.configForFiles) };
+  }
+
+  /** The ids of the whole text, no special token added; an id the package could not find is an error, never dropped. */
+  private encodeWhole(text: string): number[] {
+    // (the package's Encoding type does not resolve from CommonJS: its `ids` is typed here)
+    const ids: unknown[] = this.hf.encode(text, { add_special_tokens: false }).ids;
+    for (let k = 0; k < ids.length; k++) {
+      if (typeof ids[k] !== 'number') throw new TokenizerError(`${this.source}: the tokenizer made a token with no id from ${quote(text.slice(0, 80))}`, { file: this.source });
+    }
+    return ids as number[];
+  }
+
+  /** The text of a token id (an added token's content, or the vocab's token). */
+  private tokenText(id: number): string {
+    return this.hf.id_to_token(id)!;
+  }
+
+  /**
+   * The id the post-processor puts before a text when special tokens are added (Gemma's and the
+   * Llama family's TemplateProcessing `<bos> $A`), or null when it puts none.
+   */
+  private prependedId(): number | null {
+    const plain: number[] = this.hf.encode('a', { add_special_tokens: false }).ids;
+    const special: number[] = this.hf.encode('a', { add_special_tokens: true }).ids;
+    if (special.length <= plain.length) return null;
+    const rest = special.slice(1, 1 + plain.length);
+    return rest.every((id, k) => id === plain[k]) ? special[0] : null;
+  }
+}
+
+/**
+ * How many ids past `maxTokens` a prefix must give before its first `maxTokens` are trusted: the
+ * ids near a cut may differ from the whole text's (the piece the cut ends, a run of whitespace).
+ */
+const PREFIX_MARGIN = 32;
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new TokenizerError(`${file}: not readable (${(error as Error).message})`, { cause: error, file });
+  }
+}
+
+function parseJson(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw new TokenizerError(`${file}: not valid JSON (${(error as Error).message})`, { cause: error, file });
+  }
+}
+
+/** The tokenizer_config.json and chat_template.jinja of a folder, read when they are there. */
+function besideFiles(directory: string): Partial<BpeSources> {
+  const found: Partial<BpeSources> = {};
+  const configFile = path.join(directory, 'tokenizer_config.json');
+  if (fs.existsSync(configFile)) Object.assign(found, { config: parseJson(readText(configFile), configFile), configSource: configFile });
+  const templateFile = path.join(directory, 'chat_template.jinja');
+  if (fs.existsSync(templateFile)) Object.assign(found, { chatTemplate: readText(templateFile), chatTemplateSource: templateFile });
+  return found;
+}
+
+/**
+ * GPT-2's vocab.json and merges.txt as the tokenizer.json they stand for: the vocab, the merges,
+ * GPT-2's ByteLevel pre-tokenizer and decoder, and `<|endoftext|>` as a special added token when
+ * the vocab has it. Every fault names the file and, for merges.txt, the line.
+ */
+function gpt2FilesJSON(vocabFile: string, mergesFile: string): Record<string, unknown> {
+  const refuse = (file: string, message: string): never => {
+    throw new TokenizerError(`${file}: ${message}`, { file });
+  };
+  const vocab = parseJson(readText(vocabFile), vocabFile);
+  if (!isObject(vocab)) {
+    refuse(vocabFile, `expected an object of token to id but found ${Array.isArray(vocab) ? 'an array' : vocab === null ? 'null' : `a ${typeof vocab}`}`);
+  }
+  const tokens = vocab as Record<string, unknown>;
+  // Each line "left right", checked here so that a bad merge names its line of merges.txt. Rust's
+  // lines(), which Hugging Face reads the file with, takes "\r\n" as a line end too.
+  const merges: string[] = [];
+  readText(mergesFile).split(/\r?\n/).forEach((line, index) => {
+    if (line === '' || line.startsWith('#version')) return;
+    const parts = line.split(' ');
+    if (parts.length !== 2) refuse(mergesFile, `line ${index + 1}: expected two tokens apart by one space but found ${JSON.stringify(line)}`);
+    for (const token of parts) {
+      if (!Object.hasOwn(tokens, token)) refuse(mergesFile, `line ${index + 1}: ${JSON.stringify(line)} names ${JSON.stringify(token)}, which vocab.json lacks`);
+    }
+    if (!Object.hasOwn(tokens, parts[0] + parts[1])) {
+      refuse(mergesFile, `line ${index + 1}: ${JSON.stringify(line)} makes ${JSON.stringify(parts[0] + parts[1])}, which vocab.json lacks`);
+    }
+    merges.push(line);
+  });
+  const end = tokens[END_OF_TEXT];
+  return {
+    model: { type: 'BPE', vocab, merges },
+    pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
+    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+    added_tokens: end === undefined ? [] : [{ id: end, content: END_OF_TEXT, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+  };
+}
+
+/** The tokenizer of a Hugging Face model folder: `BpeTokenizer.fromFolder`. */
+export function loadTokenizerFolder(directory: string): BpeTokenizer {
+  return BpeTokenizer.fromFolder(directory);
 }
 
 /** The tokenizer a description names; `directory` resolves a bpe description's file. */
@@ -943,7 +913,10 @@ export function tokenizerFrom(description: TokenizerDescription, directory: stri
   return BpeTokenizer.fromFile(path.resolve(directory, value.file));
 }
 
-/** 'byte', or a path to a tokenizer.json (or a directory holding one). */
+/**
+ * 'byte', or a path to a tokenizer.json (with the tokenizer_config.json beside it), or to a
+ * folder holding one (or GPT-2's vocab.json and merges.txt).
+ */
 export function loadTokenizer(spec: string): Tokenizer {
   if (typeof spec !== 'string' || spec === '') {
     throw new TypeError(expected(`'byte' or a path to a tokenizer.json`, 'the tokenizer', spec));
@@ -955,10 +928,6 @@ export function loadTokenizer(spec: string): Tokenizer {
   } catch {
     throw new TokenizerError(`Expected 'byte' or a path to a tokenizer.json (or a directory holding one) for the tokenizer but found no file at ${spec}`);
   }
-  if (stats.isDirectory()) {
-    const file = path.join(spec, 'tokenizer.json');
-    if (!fs.existsSync(file)) throw new TokenizerError(`The directory ${spec} holds no tokenizer.json`);
-    return BpeTokenizer.fromFile(file);
-  }
+  if (stats.isDirectory()) return loadTokenizerFolder(spec);
   return BpeTokenizer.fromFile(spec);
 }

@@ -24,7 +24,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-import { BpeTokenizer, ByteTokenizer, byteTokenizerJSON, type Tokenizer } from '../data/tokenizer';
+import { TokenizerError, loadTokenizerFolder, type Tokenizer } from '../data/tokenizer';
 import { writeFileAtomic } from '../atomic_write';
 import { FusedpoError } from '../errors';
 import { readSafetensors, readSafetensorsHeader, saveSafetensors, type StoredDType } from '../safetensors';
@@ -52,76 +52,20 @@ export function isHuggingFaceFolder(directory: string): boolean {
 }
 
 /**
- * The tokenizer of a Hugging Face folder: tokenizer.json, else vocab.json + merges.txt (GPT-2's
- * byte-level BPE). Every failure is a PretrainedError naming the file at fault (not readable, not
- * JSON, a merge naming a token vocab.json lacks, ...), so that a broken folder is refused when it
- * is loaded, with the file to look at, instead of escaping as a bare SyntaxError.
+ * The tokenizer of a Hugging Face folder (lib/data/tokenizer.ts, `loadTokenizerFolder`):
+ * tokenizer.json, else vocab.json + merges.txt (GPT-2's byte-level BPE), with tokenizer_config.json
+ * and chat_template.jinja. Every failure is a PretrainedError naming the file at fault (not
+ * readable, not JSON, a merge naming a token vocab.json lacks, ...), so that a broken folder is
+ * refused when it is loaded, with the file to look at.
  */
 export function huggingFaceTokenizer(directory: string): Tokenizer {
-  // The tokenizer's errors begin with the file they name; PretrainedError adds it, so it is taken off.
-  const refused = (file: string, error: unknown): PretrainedError => {
-    const message = error instanceof Error ? error.message : String(error);
-    return new PretrainedError(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
-  };
-  const read = (file: string): string => {
-    try {
-      return fs.readFileSync(file, 'utf8');
-    } catch (error) {
-      throw new PretrainedError(file, `not readable (${(error as Error).message})`);
-    }
-  };
-
-  const json = path.join(directory, 'tokenizer.json');
-  if (fs.existsSync(json)) {
-    try {
-      return BpeTokenizer.fromFile(json);
-    } catch (error) {
-      throw refused(json, error);
-    }
-  }
-  const vocabFile = path.join(directory, 'vocab.json'), mergesFile = path.join(directory, 'merges.txt');
-  if (!fs.existsSync(vocabFile) || !fs.existsSync(mergesFile)) {
-    throw new PretrainedError(directory, 'expected tokenizer.json, or vocab.json and merges.txt, beside the model');
-  }
-  const vocabText = read(vocabFile);
-  let vocab: unknown;
   try {
-    vocab = JSON.parse(vocabText);
+    return loadTokenizerFolder(directory);
   } catch (error) {
-    throw new PretrainedError(vocabFile, `not valid JSON (${(error as Error).message})`);
-  }
-  if (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab)) {
-    throw new PretrainedError(vocabFile, `expected an object of token to id but found ${Array.isArray(vocab) ? 'an array' : vocab === null ? 'null' : `a ${typeof vocab}`}`);
-  }
-  const tokens = vocab as Record<string, unknown>;
-  // Each line "left right", checked here so that a bad merge names its line of merges.txt. Rust's
-  // lines(), which Hugging Face reads the file with, takes "\r\n" as a line end too.
-  const merges: string[] = [];
-  read(mergesFile).split(/\r?\n/).forEach((line, index) => {
-    if (line === '' || line.startsWith('#version')) return;
-    const parts = line.split(' ');
-    if (parts.length !== 2) {
-      throw new PretrainedError(mergesFile, `line ${index + 1}: expected two tokens apart by one space but found ${JSON.stringify(line)}`);
-    }
-    for (const token of parts) {
-      if (!Object.hasOwn(tokens, token)) throw new PretrainedError(mergesFile, `line ${index + 1}: ${JSON.stringify(line)} names ${JSON.stringify(token)}, which vocab.json lacks`);
-    }
-    if (!Object.hasOwn(tokens, parts[0] + parts[1])) {
-      throw new PretrainedError(mergesFile, `line ${index + 1}: ${JSON.stringify(line)} makes ${JSON.stringify(parts[0] + parts[1])}, which vocab.json lacks`);
-    }
-    merges.push(line);
-  });
-  const end = tokens['<|endoftext|>'];
-  try {
-    return BpeTokenizer.fromJSON({
-      model: { type: 'BPE', vocab, merges },
-      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-      decoder: { type: 'ByteLevel' },
-      added_tokens: end === undefined ? [] : [{ id: end, content: '<|endoftext|>', special: true }],
-    }, vocabFile);
-  } catch (error) {
-    // What is left to refuse is vocab.json's: an id that is not one, an id given twice, no end-of-text token.
-    throw refused(vocabFile, error);
+    // The tokenizer's errors begin with the file they name; PretrainedError adds it, so it is taken off.
+    if (!(error instanceof TokenizerError) || error.file === null) throw error;
+    const { file, message } = error;
+    throw new PretrainedError(file, message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message);
   }
 }
 
@@ -331,8 +275,9 @@ export interface SavePretrainedOptions {
  * Writes `model` as a Hugging Face folder of its architecture: config.json, the weights (the
  * layout and dtype the model was loaded from: one file or the same shards, tied head left out as
  * Hugging Face does), generation_config.json when the source had one, and the tokenizer's files
- * (a BPE tokenizer's tokenizer.json; for the byte tokenizer `byteTokenizerJSON()`, the byte-level
- * BPE that gives its ids). Every file is written whole then renamed into place.
+ * (`files()`: tokenizer.json, for the byte tokenizer the byte-level BPE that gives its ids, and
+ * tokenizer_config.json with its special tokens and chat template, so that the folder reloads with
+ * the same template). Every file is written whole then renamed into place.
  */
 export function savePretrained(directory: string, model: CausalLM, tokenizer?: Tokenizer | null, options: SavePretrainedOptions = {}): void {
   if (typeof directory !== 'string' || directory === '') throw new TypeError(`savePretrained: expected a folder path but received ${describe(directory)}`);
@@ -379,7 +324,6 @@ export function savePretrained(directory: string, model: CausalLM, tokenizer?: T
   config['dtype' in config && !('torch_dtype' in config) ? 'dtype' : 'torch_dtype'] = TORCH_DTYPES[source?.dtype ?? dtype];
   writeFileAtomic(path.join(directory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
   if (source?.generationConfig) writeFileAtomic(path.join(directory, 'generation_config.json'), source.generationConfig);
-  // the BPE tokenizer as a tokenizer.json (its toJSON rebuilds it, whichever files it came from)
-  if (tokenizer instanceof BpeTokenizer) writeFileAtomic(path.join(directory, 'tokenizer.json'), JSON.stringify(tokenizer));
-  if (tokenizer instanceof ByteTokenizer) writeFileAtomic(path.join(directory, 'tokenizer.json'), JSON.stringify(byteTokenizerJSON()));
+  // tokenizer.json and tokenizer_config.json (its special tokens and chat template), whichever files it came from
+  for (const [name, text] of Object.entries(tokenizer?.files() ?? {})) writeFileAtomic(path.join(directory, name), text);
 }

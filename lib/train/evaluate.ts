@@ -125,7 +125,7 @@ export async function evaluatePreferences(options: EvaluateOptions): Promise<Eva
   else if (Array.isArray(o.data)) records = o.data;
   else throw new TypeError(`Expected a file path or an array of records for data but received ${describe(o.data)}`);
   // Tokenized as the trainer does; a pair is kept when it fits the smaller context.
-  const kept = tokenizePreferences(records, tokenizer, context + 1);
+  const kept = tokenizePreferences(records, tokenizer, context + 1, { file: typeof o.data === 'string' ? o.data : 'the records' });
   const pairs: TokenizedPair[] = kept.pairs;
   const byLine = new Map(records.map((r) => [r.line, r]));
   const maxNewTokens = checkInteger('maxNewTokens', o.maxNewTokens ?? Math.max(1, ...pairs.map((p) => p.chosen.length)) + 8, 0, Number.MAX_SAFE_INTEGER);

@@ -9,8 +9,9 @@
  *                          "tokenizer": { "kind": "byte" } | { "kind": "bpe", "file": "tokenizer.json" },
  *                          "fusedpo": "<package version>" }
  *   model.safetensors    the GPT's parameters by name (f32)
- *   tokenizer.json       for a bpe tokenizer: the JSON it was built from (held in memory, never
- *                        read again from where it came)
+ *   tokenizer.json       for a bpe tokenizer, its files(): the tokenizer.json it was built from
+ *   tokenizer_config.json  (held in memory, never read again from where they came) and its
+ *                        tokenizer_config.json, special tokens and chat template
  *
  * A run's folder is a model folder (written at the end) plus `metrics.jsonl` (one JSON object per
  * logged step), `timings.jsonl` (the same steps' wall-clock figures, which differ run to run),
@@ -109,23 +110,29 @@ export interface ModelFolder {
 }
 
 /**
- * The tokenizer.json text of a BPE tokenizer: the JSON it was built from, held in memory (never
- * read again from where it came: that file may have changed or gone since).
+ * The files of a BPE tokenizer that a model folder holds (tokenizer.json and tokenizer_config.json,
+ * from memory: never read again from where they came, which may have changed or gone since); none
+ * for the byte tokenizer, which config.json names alone.
  */
-function tokenizerJsonText(tokenizer: Tokenizer): string | null {
-  return tokenizer.describe().kind === 'bpe' ? JSON.stringify((tokenizer as unknown as { toJSON(): unknown }).toJSON()) : null;
+function tokenizerFiles(tokenizer: Tokenizer): Record<string, string> {
+  return tokenizer.describe().kind === 'bpe' ? tokenizer.files() : {};
 }
 
 /**
  * What tells two tokenizers apart: kind, sizes, end-of-text id and, for a BPE, the SHA-256 of its
- * JSON. Two models compare their log-probs (a reference and a policy) only when theirs are equal.
+ * files (tokenizer.json, then tokenizer_config.json: the chat template and the special tokens
+ * change the ids a record gives). Two models compare their log-probs (a reference and a policy)
+ * only when theirs are equal, and a run resumes only with the tokenizer it began with.
  */
 export function tokenizerIdentity(tokenizer: Tokenizer): { kind: string; vocabSize: number; eosId: number; sha256: string | null } {
-  const json = tokenizerJsonText(tokenizer);
-  return {
-    kind: tokenizer.kind, vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId,
-    sha256: json === null ? null : createHash('sha256').update(json).digest('hex'),
-  };
+  const files = Object.entries(tokenizerFiles(tokenizer));
+  let sha256: string | null = null;
+  if (files.length > 0) {
+    const hash = createHash('sha256');
+    for (const [name, text] of files) hash.update(`${name}\0${text.length}\0`).update(text);
+    sha256 = hash.digest('hex');
+  }
+  return { kind: tokenizer.kind, vocabSize: tokenizer.vocabSize, eosId: tokenizer.eosId, sha256 };
 }
 
 /**
@@ -139,8 +146,7 @@ function writeModelFiles(directory: string, model: CausalLM, tokenizer: Tokenize
     savePretrained(directory, model, tokenizer, checkpoint ? { dtype: 'F32' } : {});
     return;
   }
-  const tokenizerJson = tokenizerJsonText(tokenizer);
-  if (tokenizerJson !== null) writeFileAtomic(path.join(directory, 'tokenizer.json'), tokenizerJson);
+  for (const [name, text] of Object.entries(tokenizerFiles(tokenizer))) writeFileAtomic(path.join(directory, name), text);
   saveSafetensors(path.join(directory, 'model.safetensors'), model, metadata);
   const description = tokenizer.describe();
   const config = {
@@ -153,7 +159,7 @@ function writeModelFiles(directory: string, model: CausalLM, tokenizer: Tokenize
   writeFileAtomic(path.join(directory, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
 }
 
-/** Writes config.json, model.safetensors (and tokenizer.json for bpe) into `directory`. */
+/** Writes config.json, model.safetensors (and tokenizer.json, tokenizer_config.json for bpe) into `directory`. */
 export function saveModelFolder(directory: string, model: CausalLM, tokenizer: Tokenizer): void {
   fs.mkdirSync(directory, { recursive: true });
   writeModelFiles(directory, model, tokenizer, { format: 'pt' }, false);

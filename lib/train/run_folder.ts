@@ -23,7 +23,7 @@ export const LOCK_FILE = '.fusedpo.lock';
 
 /** Everything a run writes in its folder: what `overwrite` replaces, and nothing else. */
 export const RUN_ENTRIES: readonly string[] = [
-  'config.json', 'model.safetensors', 'tokenizer.json', 'run.json', 'metrics.jsonl', 'timings.jsonl', 'samples.jsonl', 'report.html',
+  'config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'run.json', 'metrics.jsonl', 'timings.jsonl', 'samples.jsonl', 'report.html',
   'checkpoint', '.checkpoint.old',
   // a Hugging Face folder's (lib/nn/pretrained.ts): the tokenizer's config and template, the generation config, a sharded model's index
   'tokenizer_config.json', 'chat_template.jinja', 'generation_config.json', 'model.safetensors.index.json',

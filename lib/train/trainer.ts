@@ -24,7 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 import { noGrad } from '../autograd';
-import { collatePreferences, collateSft, tokenizePreferences, tokenizeSft, type PreferenceBatch, type TokenBatch, type TokenizedPair, type TokenizedSft,
+import { collatePreferences, collateSft, tokenizePreferences, tokenizeSft, type PreferenceBatch, type TokenBatch, type TokenizeOptions, type TokenizedPair, type TokenizedSft,
   type TruncationReport } from '../data/batch';
 import { DEFAULT_MAX_LINE_BYTES, DatasetError, readPreferenceDataset, readSftDataset, type DatasetRead, type PreferenceRecord, type ReadOptions, type SftRecord } from '../data/dataset';
 import type { Tokenizer } from '../data/tokenizer';
@@ -370,7 +370,8 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   protected constructor(readonly kind: 'sft' | 'preference', options: Record<string, unknown>, defaultLr: number) {
     if (!(options.model instanceof CausalLM)) throw new TypeError(`Expected a model (GPT, LlamaModel: a CausalLM) for model but received ${describe(options.model)}`);
     const tokenizer = options.tokenizer as Tokenizer | undefined;
-    if (!tokenizer || typeof tokenizer.encode !== 'function' || typeof tokenizer.eosId !== 'number') {
+    if (!tokenizer || typeof tokenizer.encode !== 'function' || typeof tokenizer.eosId !== 'number' || typeof tokenizer.padId !== 'number'
+      || typeof tokenizer.applyChatTemplate !== 'function') {
       throw new TypeError(`Expected a Tokenizer (lib/data/tokenizer: ByteTokenizer, BpeTokenizer) for tokenizer but received ${describe(tokenizer)}`);
     }
     this.model = options.model;
@@ -444,17 +445,21 @@ abstract class Trainer<Example extends { prompt: number[] }> {
   }
 
   /**
-   * The training and eval data read with `reader` and tokenized with `tokenize`, every record
-   * checked (a prompt that fills maxLength is a bad record too), with their reports.
+   * The training and eval data read with `reader` and tokenized with `tokenize` (lib/data/batch.ts:
+   * conversations rendered with the tokenizer's chat template there), every record checked: one
+   * whose rendering fails, or whose prompt fills maxLength, is a bad record too.
    */
   protected async readAndTokenize<R>(reader: (file: string, options: ReadOptions) => Promise<DatasetRead<R>>,
-    tokenize: (records: readonly R[]) => { examples: Example[]; report: TruncationReport }): Promise<Prepared<Example>> {
+    tokenize: (records: readonly R[], options: TokenizeOptions) => { examples: Example[]; report: TruncationReport }): Promise<Prepared<Example>> {
     const sources = this.sources as { train: string | readonly R[]; eval?: string | readonly R[] };
     const trainRead = await this.records(sources.train, 'train', reader);
     const evalRead = await this.records(sources.eval, 'eval', reader);
-    const train = tokenize(trainRead.records);
+    const options = (file: string): TokenizeOptions => ({
+      file, ...(this.settings.skipBadLines ? { skip: (line: number, reason: string) => this.skipped.push({ file, line, reason }) } : {}),
+    });
+    const train = tokenize(trainRead.records, options(trainRead.file));
     this.checkDropped(train.report, trainRead.file);
-    const evaluation = sources.eval === undefined ? null : tokenize(evalRead.records);
+    const evaluation = sources.eval === undefined ? null : tokenize(evalRead.records, options(evalRead.file));
     if (evaluation) this.checkDropped(evaluation.report, evalRead.file);
     return { train: train.examples, eval: evaluation?.examples ?? [], report: train.report, evalReport: evaluation?.report ?? null };
   }
@@ -788,7 +793,7 @@ export class SftTrainer extends Trainer<TokenizedSft> {
   }
 
   protected prepare() {
-    return this.readAndTokenize(readSftDataset, (records) => tokenizeSft(records, this.tokenizer, this.settings.maxLength));
+    return this.readAndTokenize(readSftDataset, (records, options) => tokenizeSft(records, this.tokenizer, this.settings.maxLength, options));
   }
 
   protected setUp(): void {}
@@ -809,7 +814,7 @@ export class SftTrainer extends Trainer<TokenizedSft> {
   }
 
   protected microStep(examples: TokenizedSft[], _indices: number[], _weight: number, stepTokens: number): Record<string, number> {
-    const batch = collateSft(examples);
+    const batch = collateSft(examples, { padId: this.tokenizer.padId });
     return withScope(() => {
       const loss = crossEntropy(this.model.forward(batch.tokens, batch.shape), batch.labels);
       const share = batch.completionTokens / stepTokens;
@@ -821,7 +826,7 @@ export class SftTrainer extends Trainer<TokenizedSft> {
   protected evaluate(evalSet: TokenizedSft[]): Record<string, number> {
     let sum = 0, tokens = 0;
     for (let start = 0; start < evalSet.length; start += this.settings.batchSize) {
-      const batch: TokenBatch = collateSft(evalSet.slice(start, start + this.settings.batchSize));
+      const batch: TokenBatch = collateSft(evalSet.slice(start, start + this.settings.batchSize), { padId: this.tokenizer.padId });
       sum += withScope(() => crossEntropy(this.model.forward(batch.tokens, batch.shape), batch.labels).item()) * batch.completionTokens;
       tokens += batch.completionTokens;
     }
@@ -892,8 +897,8 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   }
 
   protected prepare() {
-    return this.readAndTokenize(readPreferenceDataset, (records) => {
-      const { pairs, report } = tokenizePreferences(records, this.tokenizer, this.settings.maxLength);
+    return this.readAndTokenize(readPreferenceDataset, (records, options) => {
+      const { pairs, report } = tokenizePreferences(records, this.tokenizer, this.settings.maxLength, options);
       return { examples: pairs, report };
     });
   }
@@ -973,7 +978,7 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
   }
 
   protected microStep(pairs: TokenizedPair[], indices: number[], weight: number, stepTokens: number): Record<string, number> {
-    const batch = collatePreferences(pairs);
+    const batch = collatePreferences(pairs, { padId: this.tokenizer.padId });
     const refLogps = this.referenceOf(batch, indices, false);
     const nllWeight = this.nllWeightFor(pairs, stepTokens);
     return withScope(() => {
@@ -995,7 +1000,7 @@ export class PreferenceTrainer extends Trainer<TokenizedPair> {
     if (this.reference && !this.sync) this.evalReferenceLogps ??= pairLogps(this.reference, evalSet, B);
     for (let start = 0; start < evalSet.length; start += B) {
       const pairs = evalSet.slice(start, start + B);
-      const batch = collatePreferences(pairs);
+      const batch = collatePreferences(pairs, { padId: this.tokenizer.padId });
       const refLogps = this.referenceOf(batch, pairs.map((_, k) => start + k), true);
       const got = withScope(() => {
         const r = preferenceLoss({ ...this.lossArgs, logits: this.model.forward(batch.tokens, batch.shape), labels: batch.labels, refLogps, grad: false });

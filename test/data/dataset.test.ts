@@ -139,6 +139,8 @@ test('preference: conversational, explicit prompt', () => {
     chosen: '5<|end|>\n',
     rejected: '6<|end|>\n',
     line: 4,
+    // the messages, for a tokenizer's own chat template to render (a message's other fields are dropped)
+    conversation: { prompt: [system('Answer with a number.'), user('2+3?')], chosen: [assistant('5')], rejected: [assistant('6')] },
   });
 });
 
@@ -156,6 +158,11 @@ test('preference: conversational, implicit prompt (the shared leading messages)'
     chosen: '5<|end|>\n',
     rejected: '6<|end|>\n<|user|>\nsure?<|end|>\n',
     line: 9,
+    conversation: {
+      prompt: [user('Hi'), assistant('Hello!'), user('2+3?')],
+      chosen: [assistant('5')],
+      rejected: [assistant('6'), user('sure?')],
+    },
   });
   assert.match(thrown(() => preferenceRecord({ chosen: [user('a'), assistant('b')], rejected: [user('a'), assistant('b')] }, 1)), /^"chosen" equals "rejected"/);
   assert.is(
@@ -241,11 +248,12 @@ test('sft: prompt-completion, text, conversational messages and conversational p
       prompt: '<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n<|user|>\n2+3?<|end|>\n<|assistant|>\n',
       completion: '5<|end|>\n',
       line: 3,
+      conversation: { prompt: [system('S'), user('Hi'), assistant('Hello'), user('2+3?')], completion: [assistant('5')] },
     },
     form: 'conversational',
   });
   assert.equal(sftRecord({ prompt: [user('2+3?')], completion: [assistant('5')] }, 4), {
-    record: { prompt: '<|user|>\n2+3?<|end|>\n<|assistant|>\n', completion: '5<|end|>\n', line: 4 },
+    record: { prompt: '<|user|>\n2+3?<|end|>\n<|assistant|>\n', completion: '5<|end|>\n', line: 4, conversation: { prompt: [user('2+3?')], completion: [assistant('5')] } },
     form: 'conversational-prompt-completion',
   });
 });
@@ -298,8 +306,8 @@ test('jsonl: every preference form in one file, lines counted from 1, blank line
   assert.equal(read.records, [
     { prompt: 'a', chosen: 'b', rejected: 'c', line: 1 },
     { prompt: 'x=', chosen: '1', rejected: '2', line: 4 },
-    { prompt: '<|user|>\nq<|end|>\n<|assistant|>\n', chosen: 'y<|end|>\n', rejected: 'n<|end|>\n', line: 5 },
-    { prompt: '<|user|>\nq<|end|>\n<|assistant|>\n', chosen: 'y<|end|>\n', rejected: 'n<|end|>\n', line: 6 },
+    { prompt: '<|user|>\nq<|end|>\n<|assistant|>\n', chosen: 'y<|end|>\n', rejected: 'n<|end|>\n', line: 5, conversation: { prompt: [user('q')], chosen: [assistant('y')], rejected: [assistant('n')] } },
+    { prompt: '<|user|>\nq<|end|>\n<|assistant|>\n', chosen: 'y<|end|>\n', rejected: 'n<|end|>\n', line: 6, conversation: { prompt: [user('q')], chosen: [assistant('y')], rejected: [assistant('n')] } },
     { prompt: 'd', chosen: 'e', rejected: 'f', line: 7 },
   ]);
   assert.equal(read.skipped, []);
@@ -329,7 +337,7 @@ test('json: an array of records, its index + 1 as the line, with a byte order ma
   ]);
   assert.equal(read.forms, { explicit: 1, implicit: 1 });
   const sft = await readSftDataset(write('sft.JSON', JSON.stringify([{ messages: [user('u'), assistant('a')] }])));
-  assert.equal(sft.records, [{ prompt: '<|user|>\nu<|end|>\n<|assistant|>\n', completion: 'a<|end|>\n', line: 1 }]);
+  assert.equal(sft.records, [{ prompt: '<|user|>\nu<|end|>\n<|assistant|>\n', completion: 'a<|end|>\n', line: 1, conversation: { prompt: [user('u')], completion: [assistant('a')] } }]);
 });
 
 test('file errors: missing, a directory, unreadable, unknown extension, not JSON, not an array', async () => {

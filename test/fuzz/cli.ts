@@ -143,7 +143,7 @@ const OTHER_FLAGS: Record<'eval' | 'generate' | 'report', string[][]> = {
   eval: [['--beta', '0.5'], ['--beta', '-1'], ['--batch', '2'], ['--batch', '0'], ['--show', '1'], ['--json'], ['--overwrite'], ['--ref', 'model'], ['--ref', 'broken'],
     ['--ref', 'run/checkpoint'], ['--ref', 'nowhere'], ['--max-new-tokens', '2']],
   generate: [['--max-new-tokens', '3'], ['--max-new-tokens', '0'], ['--temperature', '0.7'], ['--temperature', '-1'], ['--top-k', '2'], ['--top-p', '0.9'],
-    ['--top-p', '2'], ['--seed', '3'], ['--json'], ['--prompt', '']],
+    ['--top-p', '2'], ['--seed', '3'], ['--json'], ['--prompt', ''], ['--chat']],
   report: [['--labels', 'a'], ['--labels', 'a,b'], ['--overwrite'], ['--out', 'data.jsonl'], ['--out', 'model'], ['nowhere'], ['model']],
 };
 

@@ -166,7 +166,7 @@ test('eval --ref with another tokenizer is refused: its log-probs would be of ot
   const hf = path.join(root, 'test', 'fixtures', 'hf-gpt2');
   const run = fusedpo(base, 'eval', '--model', model, '--ref', hf, '--data', PREFERENCES, '--no-generate');
   assert.is(run.status, 1, run.stderr);
-  assert.match(run.stderr, /hf-gpt2: its tokenizer \(bpe, 270 ids, tokenizer\.json [0-9a-f]{12}\.\.\.\) is not --model's \(byte, 257 ids\)/);
+  assert.match(run.stderr, /hf-gpt2: its tokenizer \(bpe, 270 ids, tokenizer files [0-9a-f]{12}\.\.\.\) is not --model's \(byte, 257 ids\)/);
 });
 
 test('errors users cause are one line with no stack trace: a Llama folder with a half config, NaN weights, a too-long line; FUSEDPO_DEBUG=1 shows the stack', () => {

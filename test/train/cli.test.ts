@@ -155,6 +155,47 @@ test('fusedpo generate: the API\'s tokens for the same seed, the completion deco
   assert.match(fusedpo('generate', '--model', hf).stderr, /expected --prompt TEXT/);
 });
 
+test('fusedpo generate --chat: the prompt as a user message in the model\'s chat template (the package\'s own without one)', () => {
+  const { loadPretrained, savePretrained, huggingFaceTokenizer } = require('../../lib/nn/pretrained') as typeof import('../../lib/nn/pretrained');
+  const { GPT } = require('../../lib/nn/gpt') as typeof import('../../lib/nn/gpt');
+  // GPT-2's fixture tokenizer on a model with room for a rendered prompt (the fixture's context is 16)
+  const folder = path.join(base, 'hf-gpt2-chat');
+  const model = new GPT({ layers: 1, width: 16, heads: 2, context: 64, vocab: 270 }, { seed: 3 });
+  savePretrained(folder, model, huggingFaceTokenizer(path.join(root, 'test', 'fixtures', 'hf-gpt2')));
+  model.dispose();
+  const expectTokens = (rendered: string, printed: { tokens: number[] }): void => {
+    const loaded = loadPretrained(folder);
+    try {
+      assert.is(loaded.tokenizer!.applyChatTemplate([{ role: 'user', content: 'a b' }], { addGenerationPrompt: true }), rendered);
+      assert.equal(printed.tokens, loaded.model.generate(loaded.tokenizer!.encode(rendered), { temperature: 0, maxNewTokens: 6, stop: [loaded.tokenizer!.eosId] }));
+    } finally {
+      loaded.model.dispose();
+    }
+  };
+  // no template in the folder: the package's own
+  let run = fusedpo('generate', '--model', folder, '--prompt', 'a b', '--chat', '--max-new-tokens', '6', '--json');
+  assert.is(run.status, 0, run.stderr);
+  let printed = JSON.parse(run.stdout) as { prompt: string; rendered: string; tokens: number[]; completion: string };
+  assert.is(printed.prompt, 'a b');
+  assert.is(printed.rendered, '<|user|>\na b<|end|>\n<|assistant|>\n');
+  expectTokens(printed.rendered, printed);
+  // a tokenizer_config.json with a chat template: that template
+  fs.writeFileSync(path.join(folder, 'tokenizer_config.json'), JSON.stringify({
+    eos_token: '<|endoftext|>', chat_template: '{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}',
+  }));
+  run = fusedpo('generate', '--model', folder, '--prompt', 'a b', '--chat', '--max-new-tokens', '6', '--json');
+  assert.is(run.status, 0, run.stderr);
+  printed = JSON.parse(run.stdout);
+  assert.is(printed.rendered, 'user: a b\nassistant:');
+  expectTokens(printed.rendered, printed);
+  // a template that fails names its file, with the status of bad input
+  fs.writeFileSync(path.join(folder, 'chat_template.jinja'), "{{ raise_exception('system prompt required') }}");
+  run = fusedpo('generate', '--model', folder, '--prompt', 'a b', '--chat');
+  assert.is(run.status, 1, run.stderr);
+  assert.match(run.stderr, /chat_template\.jinja: the chat template failed: system prompt required/);
+  assert.match(fusedpo('generate', '--help').stdout, /--chat/);
+});
+
 test.after(() => fs.rmSync(base, { recursive: true, force: true }));
 
 test.run();
