@@ -25,9 +25,13 @@ const DOC = path.join(root, 'docs', 'evaluation.md');
 /** |doc - run| <= ABSOLUTE + RELATIVE * |run|, for every number of a block: rounding between SIMD paths, not a stale figure. */
 const TOLERANCE = { absolute: 0.1, relative: 0.1 };
 
-/** The README's `npx fusedpo ...` lines, in order, with the package's files pointed at this folder. */
+/** The `npx fusedpo ...` lines of the README's "Preference-tune a model" section, in order, with the package's files pointed at this folder. */
 function readmeCommands() {
-  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const text = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  // the section that trains on the package's own data; the Hugging Face section's commands need a downloaded model
+  const start = text.indexOf('## Preference-tune a model');
+  const end = text.indexOf('### From a Hugging Face folder', start);
+  const readme = text.slice(start, end < 0 ? undefined : end);
   return readme.split('\n').filter((line) => /^npx fusedpo (sft|train|eval|generate|report) /.test(line))
     .map((line) => line.replace(/^npx fusedpo /, '').split(/\s+/).map((a) => a.replace(/^node_modules\/fusedpo\//, `${root}/`)));
 }

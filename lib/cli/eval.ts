@@ -16,7 +16,7 @@ function describeTokenizer(t: ReturnType<typeof tokenizerIdentity>): string {
 }
 
 export const EVAL_FLAGS: Flag[] = [
-  { name: 'model', kind: 'path', help: 'the model folder to evaluate (fusedpo sft/train --out, or a Hugging Face GPT-2 folder)' },
+  { name: 'model', kind: 'path', help: 'the model folder to evaluate (fusedpo sft/train --out, or a Hugging Face folder)' },
   { name: 'data', kind: 'path', help: 'held-out preference pairs: JSONL (or a JSON array) in TRL\'s formats' },
   { name: 'ref', kind: 'path', help: 'the reference model folder: rewards and reward accuracy against it, and its own figures beside' },
   { name: 'beta', kind: 'number', help: 'the reward\'s beta (default 0.1)' },

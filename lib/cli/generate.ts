@@ -13,7 +13,7 @@ import { loadModelFolder } from '../train/files';
 import { UsageError, helpText, parseFlags, type Flag } from './options';
 
 const FLAGS: Flag[] = [
-  { name: 'model', kind: 'path', help: 'a model folder (fusedpo sft/train --out, or a Hugging Face GPT-2 folder)' },
+  { name: 'model', kind: 'path', help: 'a model folder (fusedpo sft/train --out, or a Hugging Face folder: llama, qwen2, qwen3, gemma3_text, gpt2)' },
   { name: 'prompt', kind: 'string', help: 'the text to continue (with --chat: the user\'s message)' },
   { name: 'chat', kind: 'boolean', help: 'take --prompt as a user message, rendered by the model\'s chat template (the package\'s own when it has none) with the assistant\'s turn opened' },
   { name: 'max-new-tokens', kind: 'integer', help: 'tokens to add at most (default 32)' },

@@ -64,7 +64,7 @@ export const SFT_FLAGS: Flag[] = [
 ];
 
 export const TRAIN_FLAGS: Flag[] = [
-  { name: 'model', kind: 'path', help: 'the starting model folder (a fusedpo sft output, or a Hugging Face GPT-2 folder); also the frozen reference' },
+  { name: 'model', kind: 'path', help: 'the starting model folder (a fusedpo sft output, or a Hugging Face folder: llama, qwen2, qwen3, gemma3_text, gpt2); also the frozen reference' },
   { name: 'loss', kind: 'string', help: `the preference loss (default dpo): ${LOSS_NAMES.join(', ')}`, choices: [...LOSS_NAMES, 'sigmoid'] },
   ...lossParameterFlags(),
   { name: 'nll-weight', kind: 'number', help: 'weight of the chosen rows\' NLL added to the loss (RPO; default 0)' },

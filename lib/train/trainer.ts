@@ -46,7 +46,7 @@ import { greedyCompletion } from './evaluate';
 import { Progress } from './progress';
 import { frozenCopy, modelLogps, pairLogps, precomputeReference, syncReference, type PairLogps } from './reference';
 import { checkTrainerState, fingerprintData, identityDifferences, type DataFingerprint } from './resume';
-import { claimRunFolder, type RunFolder, type RunInput } from './run_folder';
+import { claimRunFolder, resolvedPath, type RunFolder, type RunInput } from './run_folder';
 
 /** One logged step: TRL's metric names (docs/training.md). */
 export type StepMetrics = Record<string, number>;
@@ -580,7 +580,9 @@ abstract class Trainer<Example extends { prompt: number[] }> {
     if (typeof source.train === 'string') dataInputs.push({ name: 'the training data', path: source.train });
     if (typeof source.eval === 'string') dataInputs.push({ name: 'the eval data', path: source.eval });
     const description = this.tokenizer.describe();
-    if (description.kind === 'bpe' && fs.existsSync(description.file)) dataInputs.push({ name: 'the tokenizer file', path: description.file });
+    // a resumed run's tokenizer was read from its own checkpoint: the run's file, not an input to keep out of the folder
+    const ownCheckpoint = this.resume && description.kind === 'bpe' && resolvedPath(description.file).startsWith(resolvedPath(this.out!) + path.sep);
+    if (description.kind === 'bpe' && fs.existsSync(description.file) && !ownCheckpoint) dataInputs.push({ name: 'the tokenizer file', path: description.file });
     return claimRunFolder(this.out!, {
       mode: this.resume ? 'resume' : this.overwrite ? 'overwrite' : 'new',
       inputs: [...this.inputs, ...dataInputs],
