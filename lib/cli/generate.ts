@@ -2,13 +2,15 @@
  * `fusedpo generate --model DIR --prompt TEXT [--chat]`: the model folder's tokenizer encodes the
  * prompt (with --chat, first rendered as a user message by the model's chat template, or the
  * package's own when its tokenizer has none), the model samples with its key-value cache
- * (lib/nn/generate.ts) until end-of-text, the token limit or the context, and the completion is
+ * (lib/nn/generate.ts) until end-of-text (or an id generation_config.json's eos_token_id names:
+ * an instruct model's end of turn), the token limit or the context, and the completion is
  * printed (with --json: prompt, completion, tokens, and with --chat the rendered input).
  *
  * The prompt's ids are made as the trainers make them (lib/data/batch.ts `encodePrompt`): BOS
  * first where the tokenizer adds one and no template wrote it.
  */
 import { encodePrompt } from '../data/batch';
+import { generationStopIds } from '../nn/pretrained';
 import { loadModelFolder } from '../train/files';
 import { UsageError, helpText, parseFlags, type Flag } from './options';
 
@@ -35,12 +37,14 @@ export function generateCommand(argv: readonly string[]): void {
     const chat = options.chat === true;
     const text = chat ? tokenizer.applyChatTemplate([{ role: 'user', content: options.prompt }], { addGenerationPrompt: true }) : options.prompt;
     const prompt = encodePrompt(tokenizer, text, { templated: chat && tokenizer.chatTemplate !== null });
+    // the end of text, and an instruct model's end of turn where its generation_config.json names it
+    const stop = [...new Set([tokenizer.eosId, ...generationStopIds(model)])];
     const tokens = model.generate(prompt, {
       maxNewTokens: options.maxNewTokens as number | undefined, temperature: (options.temperature as number | undefined) ?? 0,
       topK: options.topK as number | undefined, topP: options.topP as number | undefined, seed: options.seed as number | undefined,
-      stop: [tokenizer.eosId],
+      stop,
     });
-    const completion = tokenizer.decode(tokens.filter((t) => t !== tokenizer.eosId));
+    const completion = tokenizer.decode(tokens.filter((t) => !stop.includes(t)));
     const record = { prompt: options.prompt, ...(chat ? { rendered: text } : {}), completion, tokens };
     console.log(options.json ? JSON.stringify(record) : completion);
   } finally {

@@ -93,6 +93,24 @@ export function pretrainedSource(model: CausalLM): PretrainedSource | null {
   return sources.get(model) ?? null;
 }
 
+/**
+ * The ids that end a generation by `model`'s generation_config.json (`eos_token_id`, one id or a
+ * list: an instruct model's end of turn, such as Llama 3's <|eot_id|>, besides its end of text),
+ * those in [0, vocab); empty for a model made here or a folder without one.
+ */
+export function generationStopIds(model: CausalLM): number[] {
+  const text = sources.get(model)?.generationConfig;
+  if (!text) return [];
+  let eos: unknown;
+  try {
+    eos = (JSON.parse(text) as { eos_token_id?: unknown }).eos_token_id;
+  } catch {
+    return [];
+  }
+  const ids = Array.isArray(eos) ? eos : [eos];
+  return ids.filter((id): id is number => typeof id === 'number' && Number.isInteger(id) && id >= 0 && id < model.config.vocab);
+}
+
 const INDEX_FILE = 'model.safetensors.index.json';
 const SINGLE_FILE = 'model.safetensors';
 

@@ -18,7 +18,7 @@ import { mul, sum } from '../../lib/functional';
 import { type CausalLM } from '../../lib/nn/causal_lm';
 import { LlamaModel, type LlamaConfig } from '../../lib/nn/llama';
 import { llamaConfigJson, llamaConfigOf } from '../../lib/nn/llama_config';
-import { PretrainedError, loadPretrained, pretrainedSource, savePretrained } from '../../lib/nn/pretrained';
+import { PretrainedError, generationStopIds, loadPretrained, pretrainedSource, savePretrained } from '../../lib/nn/pretrained';
 import { readSafetensors, readSafetensorsHeader } from '../../lib/safetensors';
 import { Tensor, hostStorage, withScope } from '../../lib/tensor';
 
@@ -279,6 +279,16 @@ test('savePretrained never takes one layout for the other: a folder with the oth
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }
+});
+
+test('generation stops where generation_config.json says: its eos_token_id list (an end of turn besides the end of text)', () => {
+  const { model } = loadPretrained(path.join(FIXTURES, 'llama-llama3-tied'));
+  assert.equal(JSON.parse(fs.readFileSync(path.join(FIXTURES, 'llama-llama3-tied', 'generation_config.json'), 'utf8')).eos_token_id, [2, 3]);
+  assert.equal(generationStopIds(model), [2, 3]);
+  const made = model.like();
+  assert.equal(generationStopIds(made), [], 'a model made here has no generation config');
+  model.dispose();
+  made.dispose();
 });
 
 test.run();
