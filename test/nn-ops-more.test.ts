@@ -6,10 +6,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { setThreads } from '../lib/native';
 import * as nn from '../lib/ops';
 import { assertClose } from './batch';
 import { randomFloats } from './nn-fp64';
+import { assertThreadInvariant } from './support/ops';
 
 /**
  * Every output and gradient of every op, fast path, at shapes with 16-lane tails, each op above
@@ -56,22 +56,7 @@ function runAll(): Record<string, Float32Array | number> {
 }
 
 test('every op: bit-identical results for 1, 2 and 3 threads', () => {
-  const runs = [1, 2, 3].map((threads) => {
-    setThreads(threads);
-    return runAll();
-  });
-  setThreads(2);
-  for (const [threads, run] of [[2, runs[1]], [3, runs[2]]] as const) {
-    for (const [name, value] of Object.entries(runs[0])) {
-      const other = run[name];
-      if (typeof value === 'number') {
-        assert.is(other, value, `${name}: ${threads} threads vs 1`);
-        continue;
-      }
-      const i = value.findIndex((x, k) => !Object.is(x, (other as Float32Array)[k]));
-      assert.is(i, -1, `${name}: ${threads} threads differ from 1 at [${i}]: ${(other as Float32Array)[i]} vs ${value[i]}`);
-    }
-  }
+  assertThreadInvariant(runAll);
 });
 
 test('AdamW: three steps against float64, fast and reference identical', () => {

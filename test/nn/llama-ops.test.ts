@@ -10,11 +10,11 @@ import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 
-import { native, setThreads } from '../../lib/native';
+import { native } from '../../lib/native';
 import * as nn from '../../lib/ops';
 import { assertClose } from '../batch';
 import { glu64, groupedAttention64, randomFloats, rmsnorm64, rope64 } from '../nn-fp64';
-import { IMPLS, checkOp } from '../support/ops';
+import { IMPLS, assertThreadInvariant, checkOp } from '../support/ops';
 
 const f64 = (x: Float32Array) => Float64Array.from(x);
 
@@ -141,18 +141,7 @@ test('every op: the same bits for 1, 2 and 3 threads (sizes the pool splits)', (
     nn.attentionBackward({ q, k: kv, v: kv, att: att.att, dout, dq, dk, dv, batch: B, tokens: T, heads: NH, kvHeads: NKV, headDim: D });
     return { out: norm.out, dinp, dweight, rotated, gated, dgate, dup, attOut: att.out, dq, dk, dv };
   };
-  const runs = [1, 2, 3].map((threads) => {
-    setThreads(threads);
-    return runAll();
-  });
-  setThreads(2);
-  for (const [threads, run] of [[2, runs[1]], [3, runs[2]]] as const) {
-    for (const [name, value] of Object.entries(runs[0])) {
-      const other = (run as Record<string, Float32Array>)[name];
-      const i = value.findIndex((v, k) => !Object.is(v, other[k]));
-      assert.is(i, -1, `${name}: ${threads} threads differ from 1 at [${i}]`);
-    }
-  }
+  assertThreadInvariant(runAll);
 });
 
 // This file again under each lower SIMD level the CPU has (the levels below the one in use).

@@ -3,6 +3,9 @@
  * forward against a float64 reference, backward against central finite differences of it
  * (accumulating into non-zero gradients), both implementations, fast against reference.
  */
+import * as assert from 'uvu/assert';
+
+import { setThreads } from '../../lib/native';
 import * as nn from '../../lib/ops';
 import { assertClose } from '../batch';
 import { numericGrad, randomFloats, type Vec } from '../nn-fp64';
@@ -56,3 +59,26 @@ export function checkOp(spec: OpSpec): void {
   }
 }
 
+
+/**
+ * `runAll` at 1, 2 and 3 threads (then back to 2): every array it returns has the same bits, and
+ * every number the same value, whatever the pool's split.
+ */
+export function assertThreadInvariant(runAll: () => Record<string, Float32Array | number>): void {
+  const runs = [1, 2, 3].map((threads) => {
+    setThreads(threads);
+    return runAll();
+  });
+  setThreads(2);
+  for (const [threads, run] of [[2, runs[1]], [3, runs[2]]] as const) {
+    for (const [name, value] of Object.entries(runs[0])) {
+      const other = run[name];
+      if (typeof value === 'number') {
+        assert.is(other, value, `${name}: ${threads} threads vs 1`);
+        continue;
+      }
+      const i = value.findIndex((x, k) => !Object.is(x, (other as Float32Array)[k]));
+      assert.is(i, -1, `${name}: ${threads} threads differ from 1 at [${i}]: ${(other as Float32Array)[i]} vs ${value[i]}`);
+    }
+  }
+}
