@@ -64,6 +64,19 @@ test('a stopped run on a Llama folder resumes to the bytes of an unbroken one', 
   }
 });
 
+test('--overwrite on a Hugging Face run folder replaces the run\'s 11 files (generation_config.json, tokenizer_config.json too) and keeps the user\'s', () => {
+  const out = path.join(base, 'overwritten');
+  const args = ['--model', CHAT_MODEL, '--data', CHAT_DATA, '--loss', 'dpo', '--steps', '1', '--batch', '2', '--max-length', '128', '--quiet', '--out', out];
+  assert.is(fusedpo(base, 'train', ...args).status, 0);
+  fs.writeFileSync(path.join(out, 'notes.txt'), 'mine');
+  const refused = fusedpo(base, 'train', ...args);
+  assert.is(refused.status, 1, 'a finished run is refused without --overwrite');
+  const again = fusedpo(base, 'train', ...args, '--overwrite');
+  assert.is(again.status, 0, again.stderr);
+  assert.match(again.stderr, /replacing checkpoint, config\.json, generation_config\.json, metrics\.jsonl and 7 more, written by an earlier run/);
+  assert.is(fs.readFileSync(path.join(out, 'notes.txt'), 'utf8'), 'mine', 'the user\'s file kept');
+});
+
 test('generate --chat, eval and sft take a Llama folder', () => {
   const tuned = path.join(base, 'minordpo');
   const generated = fusedpo(base, 'generate', '--model', tuned, '--chat', '--prompt', 'What is 6+9?', '--max-new-tokens', '8', '--temperature', '0');
