@@ -247,7 +247,8 @@ export function loadPretrained(directory: string): { model: CausalLM; tokenizer:
     const byFile = new Map<string, FileTensor[]>();
     for (const t of plan) {
       const file = entries.get(t.key)!.file;
-      byFile.set(file, [...(byFile.get(file) ?? []), t]);
+      if (!byFile.has(file)) byFile.set(file, []);
+      byFile.get(file)!.push(t);
     }
     const tiedFile = tied && keys.has(tied.key) ? entries.get(tied.key)!.file : null;
     let embedding: Float32Array | null = null, head: Float32Array | null = null;
@@ -327,7 +328,8 @@ export function savePretrained(directory: string, model: CausalLM, tokenizer?: T
     const first = Object.values(shards)[0];
     for (const entry of tensors) {
       const file = shards[entry[0]] ?? first;
-      files.set(file, [...(files.get(file) ?? []), entry]);
+      if (!files.has(file)) files.set(file, []);
+      files.get(file)!.push(entry);
     }
     for (const [file, list] of files) saveSafetensors(path.join(directory, file), list, { format: 'pt' }, { dtype });
     const width = dtype === 'F32' ? 4 : 2;
